@@ -1,0 +1,33 @@
+# Two commands for people: `make demo` and `make test`. Both install missing Debian packages first.
+PREFIX ?= /usr/local
+BUILD ?= build
+export PATH := $(PATH):/opt/swift/usr/bin
+
+.PHONY: all deps build test demo bench install clean
+
+all: build
+
+deps:
+	@bash .ci/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure
+
+demo: build
+	@LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so LJASYNC_TESTC=$(CURDIR)/$(BUILD)/libljasync_testc.so \
+		luajit examples/demo.lua
+
+bench: build
+	@for f in bench/*_bench.lua; do \
+		LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so LJASYNC_TESTC=$(CURDIR)/$(BUILD)/libljasync_testc.so \
+		luajit $$f || exit 1; done
+
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) .build

@@ -1,0 +1,61 @@
+// The scalar kinds a callback's parameters and result can have, and their libffi types.
+import CFFI
+import Glibc
+
+/// How one parameter or the result crosses the C boundary. Decided by the Lua side with
+/// LuaJIT's ffi (sizes, signedness), so the core never interprets C type names.
+enum ValueKind: UInt8 {
+    case void = 0, int8, uint8, int16, uint16, int32, uint32, int64, uint64, float, double, pointer, bool
+
+    /// The libffi type descriptor for this kind (libffi's own static objects).
+    var ffiType: UnsafeMutablePointer<ffi_type> {
+        let name: String
+        switch self {
+        case .void: name = "ffi_type_void"
+        case .int8: name = "ffi_type_sint8"
+        case .uint8, .bool: name = "ffi_type_uint8"
+        case .int16: name = "ffi_type_sint16"
+        case .uint16: name = "ffi_type_uint16"
+        case .int32: name = "ffi_type_sint32"
+        case .uint32: name = "ffi_type_uint32"
+        case .int64: name = "ffi_type_sint64"
+        case .uint64: name = "ffi_type_uint64"
+        case .float: name = "ffi_type_float"
+        case .double: name = "ffi_type_double"
+        case .pointer: name = "ffi_type_pointer"
+        }
+        // dlsym gives the real address of libffi's global; `&global` in Swift may not.
+        guard let p = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else {
+            fatalError("libffi type \(name) not found")
+        }
+        return p.assumingMemoryBound(to: ffi_type.self)
+    }
+
+    var size: Int {
+        switch self {
+        case .void: return 0
+        case .int8, .uint8, .bool: return 1
+        case .int16, .uint16: return 2
+        case .int32, .uint32, .float: return 4
+        case .int64, .uint64, .double, .pointer: return 8
+        }
+    }
+
+    /// Stores the value at `src` (laid out as this kind) into libffi's return slot, which
+    /// holds small integers widened to a full register (`ffi_arg`).
+    @inline(__always)
+    func storeReturn(from src: UnsafeRawPointer, to ret: UnsafeMutableRawPointer) {
+        switch self {
+        case .void: break
+        case .int8: ret.storeBytes(of: Int64(src.loadUnaligned(as: Int8.self)), as: Int64.self)
+        case .uint8, .bool: ret.storeBytes(of: UInt64(src.loadUnaligned(as: UInt8.self)), as: UInt64.self)
+        case .int16: ret.storeBytes(of: Int64(src.loadUnaligned(as: Int16.self)), as: Int64.self)
+        case .uint16: ret.storeBytes(of: UInt64(src.loadUnaligned(as: UInt16.self)), as: UInt64.self)
+        case .int32: ret.storeBytes(of: Int64(src.loadUnaligned(as: Int32.self)), as: Int64.self)
+        case .uint32: ret.storeBytes(of: UInt64(src.loadUnaligned(as: UInt32.self)), as: UInt64.self)
+        case .float: ret.storeBytes(of: src.loadUnaligned(as: Float.self), as: Float.self)
+        case .int64, .uint64, .double, .pointer:
+            ret.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+// The C ABI of callbacks, declared for Lua in lua/lj-async/callback.lua.
+import Glibc
+
+private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
+    guard let p, n > 0 else { return [] }
+    return Array(UnsafeRawBufferPointer(start: p, count: n))
+}
+
+/// Creates a callback. `kinds` and `offsets` hold the result first, then each parameter.
+/// Returns NULL and fills `err` on failure. Runs on the owner's thread.
+@_cdecl("ljasync_callback_new")
+public func ljasync_callback_new(
+    _ label: UnsafePointer<CChar>,
+    _ builder: UnsafePointer<CChar>, _ builderLen: Int,
+    _ payload: UnsafePointer<CChar>, _ payloadLen: Int,
+    _ nargs: Int32, _ kinds: UnsafePointer<UInt8>, _ offsets: UnsafePointer<UInt32>, _ frameSize: Int32,
+    _ defaultReturn: UnsafeRawPointer?, _ maxStates: Int32, _ memoryLimit: Double,
+    _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
+) -> OpaquePointer? {
+    var argKinds: [ValueKind] = []
+    var argOffsets: [UInt32] = []
+    for i in 0...Int(nargs) {
+        guard let k = ValueKind(rawValue: kinds[i]) else {
+            writeError("unknown value kind \(kinds[i])", err, errLen)
+            return nil
+        }
+        if i > 0 { argKinds.append(k); argOffsets.append(offsets[i]) }
+    }
+    var d: (UInt64, UInt64) = (0, 0)
+    if let defaultReturn {
+        d = (defaultReturn.loadUnaligned(as: UInt64.self), defaultReturn.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+    let spec = CallbackSpec(
+        label: String(cString: label), builder: bytes(builder, builderLen), payload: bytes(payload, payloadLen),
+        argKinds: argKinds, argOffsets: argOffsets, retKind: ValueKind(rawValue: kinds[0])!, retOffset: offsets[0],
+        frameSize: Int(frameSize), defaultReturn: d, maxStates: max(1, Int(maxStates)),
+        memoryLimit: memoryLimit > 0 ? Int(memoryLimit) : 0)
+    switch Callback.create(spec) {
+    case .success(let core): return OpaquePointer(core)
+    case .failure(let e):
+        writeError(e.message, err, errLen)
+        return nil
+    }
+}
+
+/// The C function pointer. Valid until the callback is freed (then quarantined, see Quarantine).
+@_cdecl("ljasync_callback_funcptr")
+public func ljasync_callback_funcptr(_ cb: OpaquePointer) -> UnsafeMutableRawPointer? {
+    CallbackRef(cb).pointee.code
+}
+
+/// Frees the callback (waiting for calls in flight). Idempotent.
+@_cdecl("ljasync_callback_free")
+public func ljasync_callback_free(_ cb: OpaquePointer) {
+    Callback.free(CallbackRef(cb))
+}
+
+/// The number of errors so far; copies the last error message into `buf` (empty if none).
+@_cdecl("ljasync_callback_errors")
+public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
+    let (count, last) = Callback.errors(CallbackRef(cb))
+    writeError(last ?? "", buf, len)
+    return count
+}
+
+/// How many Lua states the callback holds now (parallel callbacks grow on demand).
+@_cdecl("ljasync_callback_states")
+public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
+    Int32(Callback.stateCount(CallbackRef(cb)))
+}

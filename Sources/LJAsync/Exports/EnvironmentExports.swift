@@ -1,0 +1,35 @@
+// The C ABI of the environment new states start from, declared in lua/lj-async/core.lua.
+import Glibc
+
+/// Sets package.path and package.cpath for states created from now on.
+@_cdecl("ljasync_env_set_paths")
+public func ljasync_env_set_paths(_ path: UnsafePointer<CChar>, _ cpath: UnsafePointer<CChar>) {
+    Environment.shared.setPaths(path: String(cString: path), cpath: String(cString: cpath))
+}
+
+/// Registers code (Lua source or bytecode) run by every state created from now on.
+@_cdecl("ljasync_env_add_init")
+public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int) {
+    let bytes = Array(UnsafeRawBufferPointer(start: code, count: len))
+    Environment.shared.addInit(name: String(cString: name), code: bytes)
+}
+
+/// Sets how many prepared states the background preparer keeps ready.
+@_cdecl("ljasync_env_set_stock")
+public func ljasync_env_set_stock(_ n: Int32) {
+    StateStock.shared.target = max(0, Int(n))
+}
+
+/// Parses a function pointer type: writes "RET\nPARAM1\nPARAM2..." into `out`.
+/// Returns the parameter count, or -1 with the reason in `out`.
+@_cdecl("ljasync_ctype_parse")
+public func ljasync_ctype_parse(_ text: UnsafePointer<CChar>, _ out: UnsafeMutablePointer<CChar>, _ len: Int) -> Int32 {
+    do {
+        let sig = try CTypeSignature.parse(String(cString: text))
+        writeError(([sig.returnType] + sig.parameters).joined(separator: "\n"), out, len)
+        return Int32(sig.parameters.count)
+    } catch {
+        writeError("\(error)", out, len)
+        return -1
+    }
+}

@@ -1,0 +1,73 @@
+// What every new Lua state starts with: the creator's package paths and the registered init code.
+import CLuaJIT
+import Glibc
+
+/// The process-wide recipe for new states.
+///
+/// Thread-safety: guarded by its own mutex; `snapshot()` hands out an immutable copy.
+/// Each change bumps `generation`, so prepared states made from an older recipe are discarded.
+final class Environment: @unchecked Sendable {
+    struct Snapshot {
+        var path: String
+        var cpath: String
+        var inits: [(name: String, code: [UInt8])]
+        var generation: Int
+    }
+
+    static let shared = Environment()
+
+    private let lock = MutexCond()
+    private var current = Snapshot(path: "", cpath: "", inits: [], generation: 0)
+
+    func snapshot() -> Snapshot { lock.withLock { current } }
+
+    var generation: Int { lock.withLock { current.generation } }
+
+    /// Sets the package paths new states get. Unchanged paths keep prepared states valid.
+    func setPaths(path: String, cpath: String) {
+        lock.withLock {
+            if current.path == path && current.cpath == cpath { return }
+            current.path = path
+            current.cpath = cpath
+            current.generation += 1
+        }
+    }
+
+    /// Adds code (source or bytecode) that every state created from now on runs first.
+    func addInit(name: String, code: [UInt8]) {
+        lock.withLock {
+            current.inits.append((name, code))
+            current.generation += 1
+        }
+    }
+
+    /// Makes a fresh state following `snap`: standard libraries, ffi, paths, init code.
+    /// Init-code errors do not fail the state; they are returned for reporting.
+    static func makeState(_ snap: Snapshot, allocator: MemoryLimit? = nil) -> (LuaState?, [String]) {
+        let L: LuaState?
+        if let allocator {
+            L = lua_newstate(MemoryLimit.allocate, allocator.context)
+        } else {
+            L = luaL_newstate()
+        }
+        guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
+        luaL_openlibs(L)
+        var errors: [String] = []
+        let prelude = "local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)"
+        prelude.withCString { p in
+            if luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 {
+                lua_pushstring(L, snap.path)
+                lua_pushstring(L, snap.cpath)
+                if lua_pcall(L, 2, 0, 0) != 0 {
+                    errors.append(Lua.string(L, -1))
+                    Lua.pop(L, 1)
+                }
+            }
+        }
+        for (name, code) in snap.inits {
+            if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
+        }
+        lua_settop(L, 0)
+        return (L, errors)
+    }
+}

@@ -1,0 +1,368 @@
+-- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
+local ffi = require "ffi"
+local core = require "lj-async.core"
+local buffer = require "string.buffer"
+
+local C = core.C
+local errbuf, errbuf_size = core.errbuf, core.errbuf_size
+local ffi_string, ffi_cast, ffi_typeof, ffi_sizeof = ffi.string, ffi.cast, ffi.typeof, ffi.sizeof
+local type, tostring, error, pcall, select = type, tostring, error, pcall, select
+
+core.cdef_once("ljasync_callback", [[
+typedef struct ljasync_callback ljasync_callback;
+ljasync_callback *ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
+    const char *payload, size_t payload_len, int32_t nargs, const uint8_t *kinds, const uint32_t *offsets,
+    int32_t frame_size, const void *default_ret, int32_t max_states, double memory_limit,
+    char *err, size_t errlen);
+void *ljasync_callback_funcptr(ljasync_callback *cb);
+void ljasync_callback_free(ljasync_callback *cb);
+intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
+int32_t ljasync_callback_states(ljasync_callback *cb);
+]])
+
+-- Value kinds, as Sources/LJAsync/Callback/ValueKind.swift numbers them.
+local K = { void = 0, int8 = 1, uint8 = 2, int16 = 3, uint16 = 4, int32 = 5, uint32 = 6,
+            int64 = 7, uint64 = 8, float = 9, double = 10, pointer = 11, bool = 12 }
+
+-- -- Signature analysis (creator's state) --
+
+-- Resolves a type spelled in the creator's state. An unknown `struct X`/`union X` is declared
+-- incomplete (as C allows for pointers), here and later in the callback's state.
+local function resolve(spelling, tags)
+  for _ = 1, 8 do
+    local ok, ct = pcall(ffi_typeof, spelling)
+    if ok then return ct end
+    local tag = tostring(ct):match("undeclared or implicit tag '([%w_]+)'")
+    if not tag then return nil, tostring(ct) end
+    local kw = spelling:match("(%a+)%s+" .. tag .. "%f[^%w_]") or "struct"
+    if kw ~= "struct" and kw ~= "union" then return nil, tostring(ct) end
+    local decl = kw .. " " .. tag
+    ffi.cdef(decl .. ";")
+    tags[#tags + 1] = decl
+  end
+  return nil, "too many undeclared tags"
+end
+
+local probe_cache = {}
+
+-- The kind of a resolved parameter or result type, or nil and why not.
+local function classify(ct)
+  local name = tostring(ct):sub(7, -2)  -- "ctype<...>"
+  if name == "void" then return K.void end
+  if name:match("^struct") or name:match("^union") then
+    return nil, "structs and unions passed by value are not supported (pass a pointer)"
+  end
+  if name:match("complex") then return nil, "complex numbers are not supported" end
+  local size = ffi_sizeof(ct)
+  if name:match("%*$") or name:match("%)$") or name:match("&$") then
+    return K.pointer
+  end
+  local P = probe_cache[name]
+  if not P then P = ffi_typeof("struct { $ v; }", ct); probe_cache[name] = P end
+  local p = P()
+  local v = p.v
+  if type(v) == "boolean" then return K.bool end
+  if type(v) == "cdata" and not name:match("^enum") then
+    if ffi.istype("int64_t", v) then return K.int64 end
+    if ffi.istype("uint64_t", v) then return K.uint64 end
+    return nil, "values of type '" .. name .. "' cannot be passed"
+  end
+  p.v = 0.5
+  if tonumber(p.v) == 0.5 then
+    if size == 4 then return K.float elseif size == 8 then return K.double end
+    return nil, "'" .. name .. "' is not supported"
+  end
+  p.v = -1
+  local signed = tonumber(p.v) < 0
+  if size == 1 then return signed and K.int8 or K.uint8 end
+  if size == 2 then return signed and K.int16 or K.uint16 end
+  if size == 4 then return signed and K.int32 or K.uint32 end
+  if size == 8 then return signed and K.int64 or K.uint64 end
+  return nil, "'" .. name .. "' has an unsupported size"
+end
+
+-- How a type is spelled inside the callback's state: the creator's resolved spelling, unless
+-- it names an anonymous struct (only the user's own spelling and cdef can recreate it).
+local function portable_spelling(ct, original, has_cdef, kind)
+  local name = tostring(ct):sub(7, -2)
+  if name:match("%f[%w]struct %d") or name:match("%f[%w]union %d") or name:match("%f[%w]enum %d") then
+    return original, not has_cdef
+  end
+  if name:match("^enum ") and not has_cdef then
+    -- Without the declarations the enum does not exist there: its values arrive as numbers.
+    return kind == K.uint32 and "uint32_t" or "int32_t"
+  end
+  return name
+end
+
+local function bad(ct, msg, level)
+  error(("bad ctype '%s': %s"):format(ct, msg), level + 1)
+end
+
+-- The builder runs in each new callback state: it makes the argument frame, loads the
+-- function and returns (traceback handler, wrapper, error handler). It must stay upvalue-free.
+-- Kept as source so it can capture no upvalue of this module.
+local builder_source = [==[
+local addr, payload = ...
+local ffi = require "ffi"
+local spec = require("string.buffer").decode(payload)
+if spec.cdef then ffi.cdef(spec.cdef) end
+for i = 1, #spec.tags do pcall(ffi.cdef, spec.tags[i] .. ";") end
+local fields, cts = {}, {}
+for i = 1, #spec.types do
+  local t = spec.types[i]
+  if t then
+    local ok, ct = pcall(ffi.typeof, t)
+    if not ok then
+      error(("%s '%s' is unknown in the callback's state (declare it with the 'cdef' option): %s")
+        :format(i == 1 and "the result type" or "parameter " .. (i - 1), t, ct), 0)
+    end
+    cts[#cts + 1] = ct
+    fields[#fields + 1] = "$ " .. (i == 1 and "r" or "a" .. (i - 1)) .. ";"
+  end
+end
+if #fields == 0 then fields[1] = "char unused;" end
+local frame_t = ffi.typeof("struct { " .. table.concat(fields, " ") .. " }", unpack(cts))
+local frame = ffi.cast(ffi.typeof("$ *", frame_t), addr)
+local f = assert(loadstring(spec.fn, spec.name))
+local wrapper = assert(loadstring(spec.wrapper, "=lj-async wrapper"))(frame, f)
+local on_error
+if spec.on_error then on_error = assert(loadstring(spec.on_error, "=on_error")) end
+local function traceback(e)
+  return debug.traceback(type(e) == "string" and e or tostring(e), 2)
+end
+return traceback, wrapper, on_error
+]==]
+local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
+
+-- Source of the wrapper for a given arity: reads the frame, calls, stores the result.
+local wrapper_cache = {}
+local function wrapper_source(nargs, has_result)
+  local key = nargs * 2 + (has_result and 1 or 0)
+  local src = wrapper_cache[key]
+  if src then return src end
+  local args = {}
+  for i = 1, nargs do args[i] = "fr.a" .. i end
+  src = ("local fr, f = ...\nreturn function() %sf(%s) end")
+    :format(has_result and "fr.r = " or "", table.concat(args, ", "))
+  wrapper_cache[key] = src
+  return src
+end
+
+-- -- Code of the callback --
+
+--- Turns a function, source text or bytecode into a string for another state.
+--- Errors name the upvalues a function would silently lose.
+local function portable_code(f, what, level)
+  if type(f) == "string" then
+    local ok, err = loadstring(f, "=" .. what)
+    if not ok then error(("bad %s: %s"):format(what, err), level + 1) end
+    return f
+  end
+  if type(f) ~= "function" then
+    error(("bad %s: expected a function, Lua source or bytecode, got %s"):format(what, type(f)), level + 1)
+  end
+  local names = {}
+  for i = 1, 255 do
+    local n = debug.getupvalue(f, i)
+    if not n then break end
+    names[#names + 1] = n
+  end
+  if #names > 0 then
+    error(("bad %s: it has upvalues (%s), which would be nil in its new Lua state; "
+      .. "require modules and define values inside the function"):format(what, table.concat(names, ", ")), level + 1)
+  end
+  local ok, code = pcall(string.dump, f)
+  if not ok then error(("bad %s: %s"):format(what, code), level + 1) end
+  return code
+end
+
+-- -- Callback objects --
+
+local Callback = {}
+Callback.__index = Callback
+
+--- The function pointer: a cdata of the callback's ctype in this state.
+function Callback:funcptr()
+  local fp = self._fp
+  if not fp then error("callback has been freed", 2) end
+  return fp
+end
+
+--- Frees the callback and its states. Calls in flight finish first. May be called twice.
+function Callback:free()
+  local h = self._h
+  if h then
+    self._h, self._fp = nil, nil
+    ffi.gc(h, nil)
+    C.ljasync_callback_free(h)
+  end
+end
+Callback.destroy = Callback.free
+
+--- Number of errors raised in the callback so far, and the last message (with traceback).
+function Callback:errors()
+  local h = self._h
+  if not h then return 0, nil end
+  local n = tonumber(C.ljasync_callback_errors(h, errbuf, errbuf_size))
+  local msg = ffi_string(errbuf)
+  return n, msg ~= "" and msg or nil
+end
+
+--- Number of Lua states the callback currently holds.
+function Callback:states()
+  return self._h and C.ljasync_callback_states(self._h) or 0
+end
+
+function Callback:__tostring()
+  return ("lj-async.callback<%s>%s"):format(self._type.ctype, self._h and "" or " (freed)")
+end
+
+-- -- Types --
+
+local Type = {}
+Type.__index = Type
+
+local nproc
+local function cpu_count()
+  if not nproc then
+    local f = io.popen("nproc 2>/dev/null")
+    nproc = f and tonumber(f:read("*l")) or 2
+    if f then f:close() end
+  end
+  return nproc
+end
+
+--- Creates a callback running `f` (function, source or bytecode). Options:
+---   default = value returned to C when the callback fails (0/NULL/false if absent)
+---   on_error = function(msg) or source, run in the callback's state when it fails
+---   cdef = declarations to run in the callback's state (typedefs, structs)
+---   states = n or "parallel": up to n states serve parallel callers (default 1: serialized)
+---   memory_limit = bytes per state; exhausting it is an ordinary error
+---   name = a label for messages
+function Type:new(f, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
+  opts = opts or {}
+  local code = portable_code(f, "callback function", 2)
+  local on_error = opts.on_error and portable_code(opts.on_error, "on_error handler", 2)
+  if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
+
+  local sig = self._sig
+  local spellings = { sig.ret_spelling or false }
+  local needs_cdef
+  for i = 1, #sig.params do
+    local sp, needs = portable_spelling(sig.params[i], sig.originals[i], opts.cdef ~= nil, sig.kinds[i + 1])
+    spellings[i + 1] = sp
+    if needs then needs_cdef = needs_cdef or sig.originals[i] end
+  end
+  if needs_cdef then
+    error(("bad ctype '%s': type '%s' is an anonymous struct or enum; pass its declaration with the 'cdef' option")
+      :format(self.ctype, needs_cdef), 2)
+  end
+
+  local default = ffi.new("uint64_t[2]")
+  if opts.default ~= nil then
+    if not sig.ret then error("bad option 'default': the callback returns void", 2) end
+    local ok, err = pcall(function() ffi_cast(ffi_typeof("$ *", sig.ret), default)[0] = opts.default end)
+    if not ok then error("bad option 'default': " .. tostring(err), 2) end
+  end
+
+  local states = opts.states or 1
+  if states == "parallel" then states = cpu_count() end
+  if type(states) ~= "number" or states < 1 or states ~= math.floor(states) then
+    error("bad option 'states': expected a positive integer or 'parallel'", 2)
+  end
+  local limit = opts.memory_limit or 0
+  if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
+
+  local name = opts.name and tostring(opts.name) or self.ctype
+  local payload = buffer.encode {
+    fn = code, name = "=" .. name, types = spellings, tags = sig.tags, cdef = opts.cdef,
+    wrapper = wrapper_source(#sig.params, sig.ret ~= nil), on_error = on_error,
+  }
+  local h = C.ljasync_callback_new(name, builder_code, #builder_code, payload, #payload,
+    #sig.params, sig.kinds_c, sig.offsets_c, sig.frame_size, default, states, limit, errbuf, errbuf_size)
+  if h == nil then
+    error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)
+  end
+  ffi.gc(h, C.ljasync_callback_free)
+  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
+end
+Type.__call = Type.new
+
+function Type:__tostring() return ("lj-async.callback type<%s>"):format(self.ctype) end
+
+local function analyse(ct, level)
+  local tags = {}
+  local fct, err = resolve(ct, tags)
+  if not fct then bad(ct, err, level + 1) end
+  local out = ffi.new("char[?]", 4096)
+  local n = C.ljasync_ctype_parse(ct, out, 4096)
+  if n < 0 then bad(ct, ffi_string(out), level + 1) end
+  local parts = {}
+  for line in (ffi_string(out) .. "\n"):gmatch("([^\n]*)\n") do parts[#parts + 1] = line end
+
+  local sig = { tags = tags, params = {}, originals = {}, kinds = {} }
+  local cts, fields = {}, {}
+  for i = 1, n + 1 do
+    local spelling = parts[i]
+    local what = i == 1 and "the result type" or ("parameter %d ('%s')"):format(i - 1, spelling)
+    local t, e = resolve(spelling, tags)
+    if not t then bad(ct, what .. ": " .. e, level + 1) end
+    local kind, why = classify(t)
+    if not kind then bad(ct, what .. ": " .. why, level + 1) end
+    if kind == K.void and i > 1 then bad(ct, what .. ": void parameter", level + 1) end
+    sig.kinds[i] = kind
+    if i == 1 then
+      if kind ~= K.void then
+        sig.ret = t
+        local sp = tostring(t):sub(7, -2)
+        sig.ret_spelling = sp:match("^enum ") and (kind == K.uint32 and "uint32_t" or "int32_t") or sp
+        cts[#cts + 1] = t; fields[#fields + 1] = "$ r;"
+      end
+    else
+      sig.params[i - 1] = t
+      sig.originals[i - 1] = spelling
+      cts[#cts + 1] = t; fields[#fields + 1] = ("$ a%d;"):format(i - 1)
+    end
+  end
+  if #fields == 0 then fields[1] = "char unused;" end
+  local frame_t = ffi_typeof("struct { " .. table.concat(fields, " ") .. " }", unpack(cts))
+  sig.frame_size = ffi_sizeof(frame_t)
+  sig.kinds_c = ffi.new("uint8_t[?]", n + 1)
+  sig.offsets_c = ffi.new("uint32_t[?]", n + 1)
+  for i = 1, n + 1 do
+    sig.kinds_c[i - 1] = sig.kinds[i]
+    local field = i == 1 and "r" or "a" .. (i - 1)
+    sig.offsets_c[i - 1] = (i > 1 or sig.ret) and ffi.offsetof(frame_t, field) or 0
+  end
+  return fct, sig
+end
+
+local types = setmetatable({}, { __mode = "v" })
+
+--- CallbackFactory(ctype_string) -> callback type (the same object for the same string).
+local function factory(ct)
+  if type(ct) ~= "string" then
+    error(("bad ctype: expected a string, got %s (ctypes cannot be moved between states)"):format(type(ct)), 2)
+  end
+  local t = types[ct]
+  if t then return t end
+  local fct, sig = analyse(ct, 2)
+  t = setmetatable({ ctype = ct, _ct = fct, _sig = sig }, Type)
+  types[ct] = t
+  return t
+end
+
+return setmetatable({
+  --- Code run by every new state (callbacks, threads, workers), as Luanti's register_async_dofile.
+  add_init = function(code, name) core.add_init(code, name) end,
+  --- Runs the Lua file at `path` in every new state.
+  add_init_file = function(path)
+    local f = assert(io.open(path, "rb"))
+    local src = f:read("*a"); f:close()
+    core.add_init(src, "@" .. path)
+  end,
+  Callback = Callback,
+  Type = Type,
+}, { __call = function(_, ct) return factory(ct) end })

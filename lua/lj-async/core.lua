@@ -1,0 +1,63 @@
+-- Private: loads the Swift core (ljasync_core.so) once per state and declares its shared ABI.
+local ffi = require "ffi"
+
+local M = {}
+
+--- Declares `decl` unless `marker` (a type the block declares) already exists: modules may be
+--- loaded again in one state (busted's insulation), and ffi.cdef refuses redefinitions.
+function M.cdef_once(marker, decl)
+  if not pcall(ffi.typeof, marker) then ffi.cdef(decl) end
+end
+
+M.cdef_once("ljasync_env_marker", [[
+typedef struct ljasync_env_marker ljasync_env_marker;
+void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_env_add_init(const char *name, const char *code, size_t len);
+void ljasync_env_set_stock(int32_t n);
+int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
+]])
+
+-- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the
+-- build trees next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install.
+local function locate()
+  local env = os.getenv("LJASYNC_CORE")
+  if env and env ~= "" then return env end
+  local found = package.searchpath("ljasync_core", package.cpath)
+  if found then return found end
+  local src = debug.getinfo(1, "S").source
+  local dir = src:sub(1, 1) == "@" and src:match("^@(.*)/lj%-async/core%.lua$")
+  if dir then
+    for _, rel in ipairs { "/../.build/release/libljasync_core.so", "/../build/ljasync_core.so",
+                           "/../.build/debug/libljasync_core.so" } do
+      local f = io.open(dir .. rel, "rb")
+      if f then f:close(); return dir .. rel end
+    end
+  end
+  return nil
+end
+
+local path = locate()
+if not path then
+  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
+end
+M.path = path
+M.C = ffi.load(path)
+
+-- States made from now on get this state's module paths, so `require` works the same there.
+M.C.ljasync_env_set_paths(package.path, package.cpath)
+
+--- Scratch buffer for error text written by the core; reused (one Lua thread per state).
+M.errbuf_size = 4096
+M.errbuf = ffi.new("char[?]", M.errbuf_size)
+
+--- Registers code run by every state created from now on (callbacks, threads, workers):
+--- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
+function M.add_init(code, name)
+  if type(code) == "function" then code = string.dump(code) end
+  if type(code) ~= "string" then error("init code must be a string or a function", 3) end
+  local ok, err = loadstring(code, name)
+  if not ok then error("bad init code: " .. tostring(err), 3) end
+  M.C.ljasync_env_add_init(name or "=init", code, #code)
+end
+
+return M

@@ -1,0 +1,85 @@
+/* C code that calls lj-async callbacks the way C libraries do: from many threads at once. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef int (*int_fn)(int);
+
+static double now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+/* Calls fp(x) once: lets Lua code inside a callback re-enter through C. */
+int ljt_call_int(int_fn fp, int x) { return fp(x); }
+
+/* A plain C function, the reference for call overhead. */
+int ljt_plain(int x) { return x + 1; }
+
+/* Mean nanoseconds per call of fp over n calls on this thread. */
+double ljt_loop_ns(int_fn fp, int n) {
+  volatile int sink = 0;
+  double t = now_ns();
+  for (int i = 0; i < n; i++) sink += fp(i);
+  return (now_ns() - t) / n;
+}
+
+struct worker {
+  pthread_t tid;
+  int_fn fp;
+  int first, calls;
+  long long sum;
+  pthread_barrier_t *start;
+};
+
+static void *worker_main(void *arg) {
+  struct worker *w = arg;
+  pthread_barrier_wait(w->start);
+  long long sum = 0;
+  for (int i = 0; i < w->calls; i++) sum += w->fp(w->first + i);
+  w->sum = sum;
+  return NULL;
+}
+
+/* Starts nthreads threads together; thread t calls fp(t*calls + i) for i < calls.
+   Stores each thread's sum of results in sums[t]; returns wall-clock ns, or -1 on failure. */
+double ljt_call_threads(int_fn fp, int nthreads, int calls, long long *sums) {
+  struct worker *ws = calloc(nthreads, sizeof *ws);
+  pthread_barrier_t start;
+  if (!ws || pthread_barrier_init(&start, NULL, nthreads + 1)) return -1;
+  for (int t = 0; t < nthreads; t++) {
+    ws[t] = (struct worker){ .fp = fp, .first = t * calls, .calls = calls, .start = &start };
+    if (pthread_create(&ws[t].tid, NULL, worker_main, &ws[t])) return -1;
+  }
+  pthread_barrier_wait(&start);
+  double t0 = now_ns();
+  for (int t = 0; t < nthreads; t++) pthread_join(ws[t].tid, NULL);
+  double elapsed = now_ns() - t0;
+  for (int t = 0; t < nthreads; t++) sums[t] = ws[t].sum;
+  pthread_barrier_destroy(&start);
+  free(ws);
+  return elapsed;
+}
+
+/* A C library that keeps a callback and calls it later from its own thread. */
+struct later { pthread_t tid; int_fn fp; int arg; int result; };
+static void *later_main(void *arg) {
+  struct later *l = arg;
+  l->result = l->fp(l->arg);
+  return NULL;
+}
+void *ljt_call_later(int_fn fp, int arg) {
+  struct later *l = calloc(1, sizeof *l);
+  l->fp = fp; l->arg = arg;
+  pthread_create(&l->tid, NULL, later_main, l);
+  return l;
+}
+int ljt_call_later_join(void *p) {
+  struct later *l = p;
+  pthread_join(l->tid, NULL);
+  int r = l->result;
+  free(l);
+  return r;
+}

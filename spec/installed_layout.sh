@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs into a scratch prefix and loads lj-async from there, with the build tree out of reach.
+set -euo pipefail
+build=$1; luajit=${2:-luajit}
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+so="$prefix/lib/lua/5.1/ljasync_core.so"
+if ldd "$so" | grep -qi swift; then echo "FAIL: $so needs the Swift runtime"; ldd "$so"; exit 1; fi
+cd /
+env -u LJASYNC_CORE -u LJASYNC_TESTC \
+  LUA_PATH="$prefix/share/lua/5.1/?.lua;;" LUA_CPATH="$prefix/lib/lua/5.1/?.so;;" \
+  "$luajit" -e '
+    local core = require "lj-async.core"
+    assert(core.path:find(os.getenv("LUA_CPATH"):match("^(.-)%?"), 1, true), "core loaded from " .. core.path)
+    local CF = require "lj-async.callback"
+    local cb = CF("int(*)(int)")(function(x) return x * 3 end)
+    assert(cb:funcptr()(14) == 42)
+    cb:free()
+    print("installed layout: ok (" .. core.path .. ")")'
