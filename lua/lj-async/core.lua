@@ -15,6 +15,12 @@ void ljasync_env_set_paths(const char *path, const char *cpath);
 void ljasync_env_add_init(const char *name, const char *code, size_t len);
 void ljasync_env_set_stock(int32_t n);
 int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
+typedef struct ljasync_message ljasync_message;
+void ljasync_object_retain(void *p);
+void ljasync_object_release(void *p);
+ljasync_message *ljasync_message_new(const void *data, size_t len);
+const void *ljasync_message_data(ljasync_message *m, size_t *len);
+void ljasync_message_free(ljasync_message *m);
 ]])
 
 -- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the

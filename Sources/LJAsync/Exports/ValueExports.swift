@@ -1,0 +1,33 @@
+// The C ABI for shared objects and messages, declared in lua/lj-async/core.lua.
+
+/// Adds a strong reference to a shared object (a handle being copied to another state).
+@_cdecl("ljasync_object_retain")
+public func ljasync_object_retain(_ p: UnsafeMutableRawPointer) {
+    _ = Unmanaged<SharedObject>.fromOpaque(p).retain()
+}
+
+/// Drops a strong reference; the object is destroyed with the last one.
+@_cdecl("ljasync_object_release")
+public func ljasync_object_release(_ p: UnsafeMutableRawPointer) {
+    Unmanaged<SharedObject>.fromOpaque(p).release()
+}
+
+/// Copies encoded bytes into a new message, which takes over the handle references they list.
+@_cdecl("ljasync_message_new")
+public func ljasync_message_new(_ data: UnsafeRawPointer, _ len: Int) -> OpaquePointer {
+    OpaquePointer(Message.create(data, len))
+}
+
+/// The message's bytes and length (valid until the message is freed).
+@_cdecl("ljasync_message_data")
+public func ljasync_message_data(_ m: OpaquePointer, _ len: UnsafeMutablePointer<Int>) -> UnsafeRawPointer {
+    let msg = UnsafeMutablePointer<Message>(m)
+    len.pointee = msg.pointee.count
+    return UnsafeRawPointer(msg.pointee.bytes)
+}
+
+/// Frees a message and releases the references it owns.
+@_cdecl("ljasync_message_free")
+public func ljasync_message_free(_ m: OpaquePointer) {
+    Message.free(UnsafeMutablePointer<Message>(m))
+}
