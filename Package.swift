@@ -13,9 +13,11 @@ let package = Package(
         // binary or the application embedding LuaJIT), as for any Lua C module.
         .systemLibrary(name: "CLuaJIT", path: "Sources/CLuaJIT"),
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi"),
+        // The x86-64 callback entry stub (assembly); libffi closures serve other platforms.
+        .target(name: "CLJAsyncEntry", path: "Sources/CLJAsyncEntry"),
         .target(
             name: "LJAsync",
-            dependencies: ["CLuaJIT", "CFFI"],
+            dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry"],
             linkerSettings: [
                 // Never unloaded: threads may still run our code when the last Lua state
                 // that loaded us closes its clib handle.

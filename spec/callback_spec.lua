@@ -1,16 +1,472 @@
--- lj-async.callback: the seed's API, ctypes, values, threads, errors, lifetime.
+-- lj-async.callback: the seed's API, ctypes, values, threads, errors, lifetime, state contents.
 local ffi = require "ffi"
 local H = require "spec.helpers"
 local CallbackFactory = require "lj-async.callback"
+local T = H.C
 
-describe("lj-async.callback", function()
-  it("follows the seed's example", function()
+ffi.cdef [[
+void qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+typedef uint64_t ljt_pthread_t;
+int pthread_create(ljt_pthread_t *t, const void *attr, void *(*fn)(void *), void *arg);
+int pthread_join(ljt_pthread_t t, void **ret);
+]]
+
+-- Source for callbacks that need the C test driver inside their own state.
+local TESTC = os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so"
+local function with_testc(body)
+  return ([[
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int ljt_call_stored(int x); void ljt_flag_set(int i, int v); int ljt_flag_get(int i);")
+    local T = ffi.load(%q)
+  ]]):format(TESTC) .. body
+end
+
+describe("the seed's API", function()
+  it("runs the seed's example: a void(*)(int) callback called from Lua", function()
     local MyCallback_t = CallbackFactory("void(*)(int)")
-    local got
-    local MyCallback = MyCallback_t(function(n) _G.last = n end)
+    local MyCallback = MyCallback_t(with_testc "T.ljt_flag_set(0, (...))")
     local fp = MyCallback:funcptr()
-    assert.equal("cdata", type(fp))
     fp(123)
+    assert.equal(123, T.ljt_flag_get(0))
     MyCallback:free()
+  end)
+
+  it("gives the same type object for the same string, and refuses non-strings", function()
+    assert.equal(CallbackFactory("int(*)(int)"), CallbackFactory("int(*)(int)"))
+    assert.not_equal(CallbackFactory("int(*)(int)"), CallbackFactory("int (*)(int)"))
+    assert.has_error(function() CallbackFactory(ffi.typeof("int(*)(int)")) end,
+      "bad ctype: expected a string, got cdata (ctypes cannot be moved between states)")
+  end)
+
+  it("returns a cdata of exactly the requested ctype", function()
+    local cb = CallbackFactory("int(*)(int, double)")(function(a, b) return a + b end)
+    local fp = cb:funcptr()
+    assert.is_true(ffi.istype("int(*)(int, double)", fp))
+    assert.equal(42, fp(40, 2.9))
+    cb:free()
+  end)
+
+  it("accepts a function, Lua source whose ... are the arguments, and bytecode", function()
+    local f = function(a, b) return a * b end
+    local I = CallbackFactory("int(*)(int, int)")
+    local a, b, c = I(f), I("local a, b = ... return a - b"), I(string.dump(f))
+    assert.equal(12, a:funcptr()(3, 4))
+    assert.equal(-1, b:funcptr()(3, 4))
+    assert.equal(12, c:funcptr()(3, 4))
+    a:free(); b:free(); c:free()
+  end)
+
+  it("frees once even when free is called twice, and frees when collected", function()
+    local before = CallbackFactory.live()
+    local cb = CallbackFactory("void(*)(void)")(function() end)
+    assert.equal(before + 1, CallbackFactory.live())
+    cb:free(); cb:free()
+    assert.equal(before, CallbackFactory.live())
+    assert.has_error(function() cb:funcptr() end, "callback has been freed")
+    do CallbackFactory("void(*)(void)")(function() end) end
+    assert.equal(before + 1, CallbackFactory.live())
+    collectgarbage(); collectgarbage()
+    assert.equal(before, CallbackFactory.live())
+  end)
+
+  it("refuses functions with upvalues, naming them", function()
+    local up1, up2 = 1, 2
+    assert.has_error(function()
+      CallbackFactory("int(*)(int)")(function(x) return x + up1 + up2 end)
+    end, "bad callback function: it has upvalues (up1, up2), which would be nil in its new Lua state; "
+      .. "require modules and define values inside the function")
+  end)
+
+  it("supports the seed's pattern of re-requiring ffi inside the function", function()
+    local buf = ffi.new("int[1]", 41)
+    local cb = CallbackFactory("void(*)(void *)")(function(ud)
+      local ffi = require "ffi"
+      local p = ffi.cast("int*", ud)
+      p[0] = p[0] + 1
+    end)
+    cb:funcptr()(buf)
+    assert.equal(42, buf[0])
+    cb:free()
+  end)
+
+  it("refuses bad functions and options with clear messages", function()
+    local I = CallbackFactory("int(*)(int)")
+    assert.has_error(function() I(42) end, "bad callback function: expected a function, Lua source or bytecode, got number")
+    assert.has_error(function() I("return +") end)
+    assert.has_error(function() I(function() end, { states = 0 }) end,
+      "bad option 'states': expected a positive integer or 'parallel'")
+    assert.has_error(function() CallbackFactory("void(*)(void)")(function() end, { default = 1 }) end,
+      "bad option 'default': the callback returns void")
+  end)
+end)
+
+describe("ctype strings", function()
+  local scalar = {
+    { "bool", true }, { "char", 65 }, { "signed char", -5 }, { "unsigned char", 250 },
+    { "short", -30000 }, { "unsigned short", 65000 }, { "int", -2000000000 }, { "unsigned int", 4000000000 },
+    { "long", -5 }, { "unsigned long", 5 }, { "long long", -(2 ^ 40) }, { "unsigned long long", 2 ^ 50 },
+    { "int8_t", -128 }, { "uint8_t", 255 }, { "int16_t", -32768 }, { "uint16_t", 65535 },
+    { "int32_t", -2147483648 }, { "uint32_t", 4294967295 }, { "int64_t", -(2 ^ 62) }, { "uint64_t", 2 ^ 63 },
+    { "size_t", 2 ^ 40 }, { "ssize_t", -7 }, { "intptr_t", -9 }, { "uintptr_t", 2 ^ 45 }, { "ptrdiff_t", -11 },
+    { "float", 1.5 }, { "double", -1e300 },
+  }
+  for _, case in ipairs(scalar) do
+    local t, v = case[1], case[2]
+    it("passes and returns " .. t, function()
+      local cb = CallbackFactory(("%s(*)(%s x)"):format(t, t))(function(x) return x end)
+      local r = cb:funcptr()(v)
+      local expect = ffi.new(t .. "[1]", v)[0]  -- what LuaJIT makes of v as a t
+      assert.equal(type(expect), type(r))
+      if type(r) == "cdata" then assert.is_true(r == expect) else assert.equal(expect, r) end
+      cb:free()
+    end)
+  end
+
+  it("passes many mixed arguments, including ones on the stack", function()
+    local cb = CallbackFactory(
+      "double(*)(int, double, int8_t, float, uint16_t, double, int64_t, double, int, double, int, double, double, double, double, double, int, float)")(
+      function(...)
+        local s = 0
+        for i = 1, select("#", ...) do s = s + tonumber((select(i, ...))) * i end
+        return s
+      end)
+    local args = { 1, 2.5, -3, 4.25, 5, 6.5, 7, 8.5, 9, 10.5, 11, 12.5, 13.5, 14.5, 15.5, 16.5, 17, 18.75 }
+    local expect = 0
+    for i, v in ipairs(args) do expect = expect + v * i end
+    assert.equal(expect, cb:funcptr()(unpack(args)))
+    cb:free()
+  end)
+
+  it("accepts pointers: const, to undeclared structs, to functions, and (void)", function()
+    local cb = CallbackFactory("const char *(*)(const char *s, struct lj_opaque *o, int (*f)(int))")(
+      function(s, o, f)
+        local ffi = require "ffi"
+        assert(ffi.string(s) == "hi" and o == nil)
+        assert(f(4) == 5)
+        return s
+      end)
+    local s = "hi"
+    local r = cb:funcptr()(s, nil, H.C.ljt_plain)
+    assert.equal("hi", ffi.string(r))
+    cb:free()
+    local v = CallbackFactory("int(*)(void)")(function() return 7 end)
+    assert.equal(7, v:funcptr()())
+    v:free()
+  end)
+
+  it("resolves typedefs of the creating state, and takes declarations with the cdef option", function()
+    ffi.cdef [[
+      typedef struct ljt_point { int x, y; } ljt_point;
+      typedef int ljt_len_t;
+      typedef struct { double v; } ljt_anon;
+      enum ljt_color { LJT_RED, LJT_GREEN = 7 };
+    ]]
+    local pt = ffi.new("ljt_point", 3, 4)
+    -- Without declarations the struct is incomplete there: the pointer passes, fields do not.
+    local opaque = CallbackFactory("ljt_len_t(*)(ljt_point *p)")(function(p)
+      local ffi = require "ffi"
+      return ffi.istype("struct ljt_point *", p) and 1 or 0
+    end)
+    assert.equal(1, opaque:funcptr()(pt))
+    opaque:free()
+    local cb = CallbackFactory("ljt_len_t(*)(ljt_point *p)")(function(p) return p.x + p.y end,
+      { cdef = "typedef struct ljt_point { int x, y; } ljt_point;" })
+    assert.equal(7, cb:funcptr()(pt))
+    cb:free()
+
+    assert.has_error(function() CallbackFactory("double(*)(ljt_anon *)")(function(a) return a.v end) end,
+      "bad ctype 'double(*)(ljt_anon *)': type 'ljt_anon *' is an anonymous struct or enum; pass its declaration with the 'cdef' option")
+    local a = CallbackFactory("double(*)(ljt_anon *)")(function(a) return a.v * 2 end,
+      { cdef = "typedef struct { double v; } ljt_anon;" })
+    assert.equal(5, a:funcptr()(ffi.new("ljt_anon", 2.5)))
+    a:free()
+
+    -- An enum arrives as LuaJIT's own callbacks deliver it when declared there, else as a number.
+    local e1 = CallbackFactory("int(*)(enum ljt_color)")(function(c) return type(c) == "number" and c or -1 end)
+    assert.equal(7, e1:funcptr()(7))
+    e1:free()
+    local e2 = CallbackFactory("int(*)(enum ljt_color)")(function(c)
+      local ffi = require "ffi"
+      return ffi.istype("enum ljt_color", c) and tonumber(c) or -1
+    end, { cdef = "enum ljt_color { LJT_RED, LJT_GREEN = 7 };" })
+    assert.equal(7, e2:funcptr()(7))
+    e2:free()
+  end)
+
+  it("refuses variadic, non-function, by-value struct and unknown types", function()
+    assert.has_error(function() CallbackFactory("int(*)(int,...)") end,
+      "bad ctype 'int(*)(int,...)': variadic callbacks are not supported")
+    assert.has_error(function() CallbackFactory("int") end,
+      "bad ctype 'int': not a function pointer type")
+    assert.has_error(function() CallbackFactory("int(int)") end,
+      "bad ctype 'int(int)': not a function pointer type (write it as 'RET(*)(ARGS)')")
+    assert.has_error(function() CallbackFactory("void(*)(struct ljt_point)") end,
+      "bad ctype 'void(*)(struct ljt_point)': parameter 1 ('struct ljt_point'): structs and unions passed by value are not supported (pass a pointer)")
+    assert.has_error(function() CallbackFactory("void(*)(no_such_type)") end)
+  end)
+end)
+
+describe("values", function()
+  it("arrive as LuaJIT's own ffi callbacks deliver them", function()
+    local cb = CallbackFactory("int(*)(int, int64_t, void *, bool, float, uint32_t)")(function(i, l, p, b, f, u)
+      local ffi = require "ffi"
+      assert(type(i) == "number", "int")
+      assert(type(l) == "cdata" and ffi.istype("int64_t", l), "int64_t")
+      assert(type(p) == "cdata" and ffi.istype("void *", p), "pointer")
+      assert(type(b) == "boolean", "bool")
+      assert(type(f) == "number", "float")
+      assert(type(u) == "number" and u == 4294967295, "uint32_t")
+      return 1
+    end)
+    assert.equal(1, cb:funcptr()(1, 2, nil, true, 1.5, 4294967295))
+    assert.equal(0, select(1, cb:errors()))
+    cb:free()
+  end)
+
+  it("converts results by ffi rules; an inconvertible result is an error returning the default", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x)
+      if x == 1 then return "not a number" end
+      if x == 2 then return nil end
+      return true
+    end, { default = -1 })
+    local err = H.capture_stderr(function()
+      assert.equal(-1, cb:funcptr()(1))
+      assert.equal(-1, cb:funcptr()(2))
+      assert.equal(1, cb:funcptr()(3))
+    end)
+    assert.matches("cannot convert 'string' to 'int'", err, 1, true)
+    assert.matches("cannot convert 'nil' to 'int'", err, 1, true)
+    assert.equal(2, (cb:errors()))
+    cb:free()
+  end)
+end)
+
+describe("threads", function()
+  local function expected_sums(nthreads, calls, f)
+    local out = {}
+    for t = 0, nthreads - 1 do
+      local s = 0
+      for i = 0, calls - 1 do s = s + f(t * calls + i) end
+      out[t] = s
+    end
+    return out
+  end
+
+  it("serializes 8 C threads calling one function pointer at once", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x)
+      count = (count or 0) + 1  -- a global of the callback's one state: races would lose counts
+      return x * 3 + 1
+    end)
+    local sums = ffi.new("long long[8]")
+    assert.is_true(T.ljt_call_threads(cb:funcptr(), 8, 20000, sums) > 0)
+    local exp = expected_sums(8, 20000, function(x) return x * 3 + 1 end)
+    for t = 0, 7 do assert.equal(exp[t], tonumber(sums[t])) end
+    local check = CallbackFactory("int(*)(int)")("return count or -1")  -- another state: no count
+    assert.equal(-1, check:funcptr()(0))
+    assert.equal(1, cb:states())
+    cb:free(); check:free()
+  end)
+
+  it("keeps the callback's state private: its globals count every call exactly", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x)
+      n = (n or 0) + 1
+      return x < 0 and n or 0
+    end)
+    local sums = ffi.new("long long[8]")
+    T.ljt_call_threads(cb:funcptr(), 8, 5000, sums)
+    assert.equal(40001, cb:funcptr()(-1))
+    cb:free()
+  end)
+
+  it("runs parallel callbacks in several states", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x)
+      local s = 0
+      for i = 1, 50 do s = s + i end
+      return x + s - 1275
+    end, { states = 4 })
+    local sums = ffi.new("long long[8]")
+    T.ljt_call_threads(cb:funcptr(), 8, 20000, sums)
+    local exp = expected_sums(8, 20000, function(x) return x end)
+    for t = 0, 7 do assert.equal(exp[t], tonumber(sums[t])) end
+    assert.is_true(cb:states() >= 1 and cb:states() <= 4)
+    cb:free()
+  end)
+
+  it("survives a callback that re-enters itself through C on the same thread", function()
+    local cb = CallbackFactory("int(*)(int)")(with_testc [[
+      local n = ...
+      if n == 0 then return 0 end
+      return 1 + T.ljt_call_stored(n - 1)
+    ]])
+    T.ljt_store(cb:funcptr())
+    assert.equal(5, T.ljt_call_stored(5))
+    -- From another thread too.
+    local h = T.ljt_call_later(cb:funcptr(), 6)
+    assert.equal(6, T.ljt_call_later_join(h))
+    cb:free()
+  end)
+
+  it("is called from libc's qsort with a Lua comparator", function()
+    local cmp = CallbackFactory("int(*)(const void *, const void *)")(function(a, b)
+      local ffi = require "ffi"
+      local x, y = ffi.cast("const int *", a)[0], ffi.cast("const int *", b)[0]
+      return x < y and -1 or (x > y and 1 or 0)
+    end)
+    local n = 1000
+    local arr = ffi.new("int[?]", n)
+    for i = 0, n - 1 do arr[i] = (i * 7919) % 1009 end
+    ffi.C.qsort(arr, n, 4, cmp:funcptr())
+    for i = 1, n - 1 do assert.is_true(arr[i - 1] <= arr[i]) end
+    cmp:free()
+  end)
+
+  it("starts a pthread directly with a void*(*)(void*) callback", function()
+    local main = CallbackFactory("void*(*)(void *)")(function(ud)
+      local ffi = require "ffi"
+      local p = ffi.cast("int *", ud)
+      for i = 0, 9 do p[i] = i * i end
+      return ud
+    end)
+    local data = ffi.new("int[10]")
+    local tid = ffi.new("ljt_pthread_t[1]")
+    local ret = ffi.new("void *[1]")
+    assert.equal(0, ffi.C.pthread_create(tid, nil, main:funcptr(), data))
+    assert.equal(0, ffi.C.pthread_join(tid[0], ret))
+    assert.equal(ffi.cast("void *", data), ret[0])
+    for i = 0, 9 do assert.equal(i * i, data[i]) end
+    main:free()
+  end)
+
+  it("works through libffi closures as well as through the x86-64 stub", function()
+    CallbackFactory._force_libffi(true)
+    local ok, err = pcall(function()
+      local cb = CallbackFactory("double(*)(int, double, float, int64_t)")(function(a, b, c, d) return a + b + c + tonumber(d) end)
+      assert.equal(10.5, cb:funcptr()(1, 2.5, 3, 4))
+      local sums = ffi.new("long long[8]")
+      local ic = CallbackFactory("int(*)(int)")(function(x) return x end)
+      T.ljt_call_threads(ic:funcptr(), 8, 2000, sums)
+      assert.equal((16000 * 15999) / 2, (function() local s = 0 for t = 0, 7 do s = s + tonumber(sums[t]) end return s end)())
+      cb:free(); ic:free()
+    end)
+    CallbackFactory._force_libffi(false)
+    assert(ok, err)
+  end)
+end)
+
+describe("errors", function()
+  it("returns zero by default and reports to stderr with a traceback", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x) error("boom " .. x) end, { name = "boomer" })
+    local err = H.capture_stderr(function() assert.equal(0, cb:funcptr()(5)) end)
+    assert.matches("lj-async: error in callback boomer: ", err, 1, true)
+    assert.matches("boom 5", err, 1, true)
+    assert.matches("stack traceback", err, 1, true)
+    local n, last = cb:errors()
+    assert.equal(1, n)
+    assert.matches("boom 5", last, 1, true)
+    cb:free()
+  end)
+
+  it("returns the configured default, and calls an error handler in the callback's state", function()
+    local cb = CallbackFactory("double(*)(int)")(function(x) error({ code = x }) end, {
+      default = -2.5,
+      on_error = with_testc "T.ljt_flag_set(1, #(...))",
+    })
+    T.ljt_flag_set(1, 0)
+    local err = H.capture_stderr(function() assert.equal(-2.5, cb:funcptr()(1)) end)
+    assert.equal("", err)
+    assert.is_true(T.ljt_flag_get(1) > 0)
+    cb:free()
+  end)
+
+  it("reports errors raised on foreign threads without killing the process", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x) if x % 2 == 1 then error("odd") end return x end)
+    local sums = ffi.new("long long[4]")
+    local err = H.capture_stderr(function() T.ljt_call_threads(cb:funcptr(), 4, 100, sums) end)
+    assert.equal(200, (cb:errors()))
+    local _, count = err:gsub("error in callback", "")
+    assert.equal(200, count)
+    cb:free()
+  end)
+
+  it("treats exhausted memory as an ordinary error", function()
+    local cb = CallbackFactory("int(*)(int)")(function(n)
+      local t = {}
+      for i = 1, n do t[i] = ("x"):rep(100) .. i end
+      return #t
+    end, { memory_limit = 4 * 1024 * 1024, default = -1 })
+    local err = H.capture_stderr(function() assert.equal(-1, cb:funcptr()(10000000)) end)
+    assert.matches("not enough memory", err, 1, true)
+    assert.equal(100, cb:funcptr()(100))  -- still usable afterwards
+    cb:free()
+  end)
+end)
+
+describe("lifetime", function()
+  it("waits in free() for a call in flight on another thread", function()
+    local cb = CallbackFactory("int(*)(int)")(with_testc [[
+      T.ljt_flag_set(2, 1)                        -- started
+      while T.ljt_flag_get(3) == 0 do end         -- until released
+      T.ljt_flag_set(4, 1)                        -- finished
+      return 77
+    ]])
+    for i = 2, 4 do T.ljt_flag_set(i, 0) end
+    local h = T.ljt_call_later(cb:funcptr(), 0)
+    while T.ljt_flag_get(2) == 0 do end
+    T.ljt_flag_set_after(3, 100)
+    cb:free()
+    assert.equal(1, T.ljt_flag_get(4))            -- free returned only after the call ended
+    assert.equal(77, T.ljt_call_later_join(h))
+  end)
+
+  it("survives a call after free(): reports it and returns the default", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x) return x end, { default = 9 })
+    local fp = cb:funcptr()
+    assert.equal(3, fp(3))
+    cb:free()
+    local err = H.capture_stderr(function() assert.equal(9, fp(3)) end)
+    assert.matches("called after free()", err, 1, true)
+  end)
+
+  it("creates and frees many callbacks without leaking", function()
+    collectgarbage(); collectgarbage()
+    local before = CallbackFactory.live()
+    for i = 1, 300 do
+      local cb = CallbackFactory("int(*)(int)")(function(x) return x + 1 end)
+      assert.equal(i + 1, cb:funcptr()(i))
+      if i % 2 == 0 then cb:free() end
+    end
+    collectgarbage(); collectgarbage()
+    assert.equal(before, CallbackFactory.live())
+  end)
+end)
+
+describe("inside a callback's state", function()
+  it("has the standard library, ffi, and the creator's package paths", function()
+    local cb = CallbackFactory("int(*)(const char *, const char *)")(function(path, cpath)
+      local ffi = require "ffi"
+      assert(package.path == ffi.string(path) and package.cpath == ffi.string(cpath))
+      assert(string.format and table.concat and math.floor and io.open and os.time and coroutine.wrap and jit)
+      local cf = require "lj-async.callback"   -- the library works in there too
+      local inner = cf("int(*)(int)")(function(x) return x * 2 end)
+      local r = inner:funcptr()(21)
+      inner:free()
+      return r
+    end)
+    assert.equal(42, cb:funcptr()(package.path, package.cpath))
+    cb:free()
+  end)
+
+  it("runs code registered with add_init in every new state", function()
+    CallbackFactory.add_init("ljt_init_value = 1234", "=spec init")
+    local cb = CallbackFactory("int(*)(void)")("return ljt_init_value or -1")
+    assert.equal(1234, cb:funcptr()())
+    cb:free()
+    local path = os.tmpname()
+    local f = io.open(path, "w"); f:write("ljt_init_file = 99"); f:close()
+    CallbackFactory.add_init_file(path)
+    os.remove(path)
+    local cb2 = CallbackFactory("int(*)(void)")("return ljt_init_file or -1")
+    assert.equal(99, cb2:funcptr()())
+    cb2:free()
   end)
 end)

@@ -10,6 +10,11 @@ double ljt_loop_ns(int (*fp)(int), int n);
 double ljt_call_threads(int (*fp)(int), int nthreads, int calls, long long *sums);
 void *ljt_call_later(int (*fp)(int), int arg);
 int ljt_call_later_join(void *p);
+void ljt_store(int (*fp)(int));
+int ljt_call_stored(int x);
+void ljt_flag_set(int i, int v);
+int ljt_flag_get(int i);
+void ljt_flag_set_after(int i, int ms);
 int dup(int fd); int dup2(int a, int b); int close(int fd);
 int open(const char *path, int flags, int mode);
 ]]

@@ -18,11 +18,20 @@ void *ljasync_callback_funcptr(ljasync_callback *cb);
 void ljasync_callback_free(ljasync_callback *cb);
 intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
 int32_t ljasync_callback_states(ljasync_callback *cb);
+intptr_t ljasync_callback_live(void);
+void ljasync_callback_force_libffi(int32_t on);
 ]])
 
 -- Value kinds, as Sources/LJAsync/Callback/ValueKind.swift numbers them.
 local K = { void = 0, int8 = 1, uint8 = 2, int16 = 3, uint16 = 4, int32 = 5, uint32 = 6,
             int64 = 7, uint64 = 8, float = 9, double = 10, pointer = 11, bool = 12 }
+
+-- Pointer types to store a value of each kind (the default result).
+local kind_pointer = {
+  [K.int8] = "int8_t *", [K.uint8] = "uint8_t *", [K.int16] = "int16_t *", [K.uint16] = "uint16_t *",
+  [K.int32] = "int32_t *", [K.uint32] = "uint32_t *", [K.int64] = "int64_t *", [K.uint64] = "uint64_t *",
+  [K.float] = "float *", [K.double] = "double *", [K.pointer] = "void **", [K.bool] = "bool *",
+}
 
 -- -- Signature analysis (creator's state) --
 
@@ -43,37 +52,29 @@ local function resolve(spelling, tags)
   return nil, "too many undeclared tags"
 end
 
-local probe_cache = {}
-
--- The kind of a resolved parameter or result type, or nil and why not.
+-- The kind of a resolved parameter or result type, or nil and why not. Decided from LuaJIT's
+-- canonical name of the type (typedefs resolved) and its size.
 local function classify(ct)
   local name = tostring(ct):sub(7, -2)  -- "ctype<...>"
+  local size = ffi_sizeof(ct)
   if name == "void" then return K.void end
+  if name == "bool" then return K.bool end
+  if name == "float" then return K.float end
+  if name == "double" then return K.double end
+  if name:match("%*$") or name:match("%)$") or name:match("&$") then return K.pointer end
   if name:match("^struct") or name:match("^union") then
     return nil, "structs and unions passed by value are not supported (pass a pointer)"
   end
   if name:match("complex") then return nil, "complex numbers are not supported" end
-  local size = ffi_sizeof(ct)
-  if name:match("%*$") or name:match("%)$") or name:match("&$") then
-    return K.pointer
-  end
-  local P = probe_cache[name]
-  if not P then P = ffi_typeof("struct { $ v; }", ct); probe_cache[name] = P end
-  local p = P()
-  local v = p.v
-  if type(v) == "boolean" then return K.bool end
-  if type(v) == "cdata" and not name:match("^enum") then
-    if ffi.istype("int64_t", v) then return K.int64 end
-    if ffi.istype("uint64_t", v) then return K.uint64 end
-    return nil, "values of type '" .. name .. "' cannot be passed"
-  end
-  p.v = 0.5
-  if tonumber(p.v) == 0.5 then
-    if size == 4 then return K.float elseif size == 8 then return K.double end
+  if name:match("%]$") then return nil, "arrays cannot be passed by value" end
+  local signed
+  if name:match("^enum") then
+    signed = tonumber(ffi.new(ct, -1)) < 0
+  elseif name:match("char") or name:match("short") or name:match("int") or name:match("long") then
+    signed = not (name:match("unsigned") or name:match("^uint"))
+  else
     return nil, "'" .. name .. "' is not supported"
   end
-  p.v = -1
-  local signed = tonumber(p.v) < 0
   if size == 1 then return signed and K.int8 or K.uint8 end
   if size == 2 then return signed and K.int16 or K.uint16 end
   if size == 4 then return signed and K.int32 or K.uint32 end
@@ -87,6 +88,10 @@ local function portable_spelling(ct, original, has_cdef, kind)
   local name = tostring(ct):sub(7, -2)
   if name:match("%f[%w]struct %d") or name:match("%f[%w]union %d") or name:match("%f[%w]enum %d") then
     return original, not has_cdef
+  end
+  if name:match("%(") then
+    -- LuaJIT prints function types without their parameters: only the user's spelling is exact.
+    return original
   end
   if name:match("^enum ") and not has_cdef then
     -- Without the declarations the enum does not exist there: its values arrive as numbers.
@@ -263,7 +268,7 @@ function Type:new(f, opts)
   local default = ffi.new("uint64_t[2]")
   if opts.default ~= nil then
     if not sig.ret then error("bad option 'default': the callback returns void", 2) end
-    local ok, err = pcall(function() ffi_cast(ffi_typeof("$ *", sig.ret), default)[0] = opts.default end)
+    local ok, err = pcall(function() ffi_cast(kind_pointer[sig.kinds[1]], default)[0] = opts.default end)
     if not ok then error("bad option 'default': " .. tostring(err), 2) end
   end
 
@@ -275,9 +280,20 @@ function Type:new(f, opts)
   local limit = opts.memory_limit or 0
   if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
 
+  -- Tags named in the spellings exist there at least as incomplete types (enough for pointers).
+  local tags = {}
+  for _, d in ipairs(sig.tags) do tags[#tags + 1] = d end
+  for i = 1, #spellings do
+    if spellings[i] then
+      for kw, tag in spellings[i]:gmatch("(%a+)%s+([%a_][%w_]*)") do
+        if (kw == "struct" or kw == "union") and not tag:match("^%d") then tags[#tags + 1] = kw .. " " .. tag end
+      end
+    end
+  end
+
   local name = opts.name and tostring(opts.name) or self.ctype
   local payload = buffer.encode {
-    fn = code, name = "=" .. name, types = spellings, tags = sig.tags, cdef = opts.cdef,
+    fn = code, name = "=" .. name, types = spellings, tags = tags, cdef = opts.cdef,
     wrapper = wrapper_source(#sig.params, sig.ret ~= nil), on_error = on_error,
   }
   local h = C.ljasync_callback_new(name, builder_code, #builder_code, payload, #payload,
@@ -303,7 +319,7 @@ local function analyse(ct, level)
   for line in (ffi_string(out) .. "\n"):gmatch("([^\n]*)\n") do parts[#parts + 1] = line end
 
   local sig = { tags = tags, params = {}, originals = {}, kinds = {} }
-  local cts, fields = {}, {}
+  local cts = {}  -- [1] result (nil for void), [i + 1] parameter i
   for i = 1, n + 1 do
     local spelling = parts[i]
     local what = i == 1 and "the result type" or ("parameter %d ('%s')"):format(i - 1, spelling)
@@ -318,24 +334,31 @@ local function analyse(ct, level)
         sig.ret = t
         local sp = tostring(t):sub(7, -2)
         sig.ret_spelling = sp:match("^enum ") and (kind == K.uint32 and "uint32_t" or "int32_t") or sp
-        cts[#cts + 1] = t; fields[#fields + 1] = "$ r;"
+        cts[1] = t
       end
     else
       sig.params[i - 1] = t
       sig.originals[i - 1] = spelling
-      cts[#cts + 1] = t; fields[#fields + 1] = ("$ a%d;"):format(i - 1)
+      cts[i] = t
     end
   end
-  if #fields == 0 then fields[1] = "char unused;" end
-  local frame_t = ffi_typeof("struct { " .. table.concat(fields, " ") .. " }", unpack(cts))
-  sig.frame_size = ffi_sizeof(frame_t)
+  -- The frame's C layout, computed here without building a struct type: ffi.typeof
+  -- templates that differ only in their `$` arguments have been seen to return one type.
+  local offset, maxalign = 0, 1
   sig.kinds_c = ffi.new("uint8_t[?]", n + 1)
   sig.offsets_c = ffi.new("uint32_t[?]", n + 1)
   for i = 1, n + 1 do
     sig.kinds_c[i - 1] = sig.kinds[i]
-    local field = i == 1 and "r" or "a" .. (i - 1)
-    sig.offsets_c[i - 1] = (i > 1 or sig.ret) and ffi.offsetof(frame_t, field) or 0
+    local t = cts[i]
+    if t then
+      local a = ffi.alignof(t)
+      offset = math.ceil(offset / a) * a
+      sig.offsets_c[i - 1] = offset
+      offset = offset + ffi_sizeof(t)
+      maxalign = math.max(maxalign, a)
+    end
   end
+  sig.frame_size = math.max(1, math.ceil(offset / maxalign) * maxalign)
   return fct, sig
 end
 
@@ -363,6 +386,9 @@ return setmetatable({
     local src = f:read("*a"); f:close()
     core.add_init(src, "@" .. path)
   end,
+  --- How many callbacks exist (created, not yet freed or collected).
+  live = function() return tonumber(C.ljasync_callback_live()) end,
+  _force_libffi = function(on) C.ljasync_callback_force_libffi(on and 1 or 0) end,
   Callback = Callback,
   Type = Type,
 }, { __call = function(_, ct) return factory(ct) end })

@@ -83,3 +83,27 @@ int ljt_call_later_join(void *p) {
   free(l);
   return r;
 }
+
+/* A stored function pointer, so a callback can re-enter itself through C. */
+static int_fn stored;
+void ljt_store(int_fn fp) { stored = fp; }
+int ljt_call_stored(int x) { return stored(x); }
+
+/* Flags shared by a test and the callbacks it runs (any state, any thread). */
+static volatile int flags[16];
+void ljt_flag_set(int i, int v) { __atomic_store_n(&flags[i], v, __ATOMIC_SEQ_CST); }
+int ljt_flag_get(int i) { return __atomic_load_n(&flags[i], __ATOMIC_SEQ_CST); }
+
+static void *set_after(void *arg) {
+  intptr_t a = (intptr_t)arg;
+  struct timespec ts = { 0, (a >> 8) * 1000000L };
+  nanosleep(&ts, NULL);
+  ljt_flag_set((int)(a & 0xff), 1);
+  return NULL;
+}
+/* Sets flag i to 1 from another thread after ms milliseconds. */
+void ljt_flag_set_after(int i, int ms) {
+  pthread_t t;
+  pthread_create(&t, NULL, set_after, (void *)(((intptr_t)ms << 8) | i));
+  pthread_detach(t);
+}

@@ -1,5 +1,6 @@
 // A C function pointer (a libffi closure) that runs a Lua function in states of its own.
 import CFFI
+import CLJAsyncEntry
 import CLuaJIT
 import Glibc
 import Synchronization
@@ -49,8 +50,12 @@ struct CallbackCore {
     var spareCount: Int                                // recursion slots built; guarded by `sync`
     let cif: UnsafeMutablePointer<ffi_cif>
     let argTypes: UnsafeMutablePointer<UnsafeMutablePointer<ffi_type>?>
-    var closure: UnsafeMutablePointer<ffi_closure>?
+    var closure: UnsafeMutablePointer<ffi_closure>?     // libffi entry, or nil with a trampoline
+    var trampoline: UnsafeMutableRawPointer?            // x86-64 stub entry (TrampolinePool)
     var code: UnsafeMutableRawPointer?
+    /// Where each argument sits in the stub's spill area (`ljasync_regs`, then the caller's
+    /// stack arguments from byte 144 on), per the System V classification.
+    let argSources: UnsafeMutablePointer<Int32>
     // Hot fields copied out of `spec`.
     let nargs: Int
     let argOffsets: UnsafeMutablePointer<UInt32>
@@ -66,6 +71,11 @@ struct CallbackCore {
 typealias CallbackRef = UnsafeMutablePointer<CallbackCore>
 
 enum Callback {
+    /// Callbacks created and not yet destroyed, for leak tests.
+    static let live = Atomic<Int>(0)
+    /// Tests set this to exercise the libffi entry on platforms that have the stub.
+    static let forceLibffi = Atomic<Bool>(false)
+
     // -- Creation (owner's thread) --
 
     /// Builds the first state and the closure. Returns the core or an error message.
@@ -90,7 +100,14 @@ enum Callback {
         let argOffsets = UnsafeMutablePointer<UInt32>.allocate(capacity: max(n, 1))
         let argSizes = UnsafeMutablePointer<UInt32>.allocate(capacity: max(n, 1))
         let argTypes = UnsafeMutablePointer<UnsafeMutablePointer<ffi_type>?>.allocate(capacity: max(n, 1))
+        let argSources = UnsafeMutablePointer<Int32>.allocate(capacity: max(n, 1))
+        var gpr = 0, fpr = 0, stack = 0
         for i in 0..<n {
+            if s.argKinds[i] == .float || s.argKinds[i] == .double {
+                if fpr < 8 { argSources[i] = Int32(48 + 8 * fpr); fpr += 1 } else { argSources[i] = Int32(144 + 8 * stack); stack += 1 }
+            } else {
+                if gpr < 6 { argSources[i] = Int32(8 * gpr); gpr += 1 } else { argSources[i] = Int32(144 + 8 * stack); stack += 1 }
+            }
             argOffsets[i] = s.argOffsets[i]
             argSizes[i] = UInt32(s.argKinds[i].size)
             argTypes[i] = s.argKinds[i].ffiType
@@ -106,7 +123,7 @@ enum Callback {
             spec: spec, capacity: capacity, owners: owners, states: states, frames: frames, limits: limits,
             slotCount: atomic(0), waiters: atomic(0), freed: atomic(0), errorCount: atomic(0),
             sync: MutexCond(), lastError: nil, deferredFree: false, spareCount: 0, cif: cif, argTypes: argTypes,
-            closure: nil, code: nil, nargs: n, argOffsets: argOffsets, argSizes: argSizes,
+            closure: nil, trampoline: nil, code: nil, argSources: argSources, nargs: n, argOffsets: argOffsets, argSizes: argSizes,
             retKind: s.retKind, retOffset: Int(s.retOffset), maxStates: s.maxStates, defaultReturn: defaults))
 
         if let e = buildSlot(core, 0) {
@@ -115,6 +132,12 @@ enum Callback {
         }
         core.pointee.slotCount.pointee.store(1, ordering: .releasing)
 
+        if !forceLibffi.load(ordering: .relaxed), let t = TrampolinePool.shared.allocate(for: UnsafeMutableRawPointer(core)) {
+            core.pointee.trampoline = t
+            core.pointee.code = t
+            live.add(1, ordering: .relaxed)
+            return .success(core)
+        }
         let status = ffi_prep_cif(cif, FFI_DEFAULT_ABI, UInt32(n), s.retKind.ffiType, argTypes)
         guard status == FFI_OK else {
             release(core)
@@ -133,6 +156,7 @@ enum Callback {
         }
         core.pointee.closure = closure
         core.pointee.code = code
+        live.add(1, ordering: .relaxed)
         return .success(core)
     }
 
@@ -185,36 +209,82 @@ enum Callback {
         call(core, ret.unsafelyUnwrapped, args)
     }
 
+    /// The stub's dispatcher: runs on whatever thread called the trampoline.
+    @inline(__always)
+    static func dispatch(_ core: CallbackRef, _ regs: UnsafeMutableRawPointer, _ ret: UnsafeMutablePointer<UInt64>) {
+        let slot = enter(core)
+        if slot < 0 {
+            core.pointee.retKind.storeRegister(from: core.pointee.defaultReturn, to: ret)
+            return
+        }
+        let frame = core.pointee.frames[slot].unsafelyUnwrapped
+        for i in 0..<core.pointee.nargs {
+            copyArgument(from: regs + Int(core.pointee.argSources[i]), to: frame + Int(core.pointee.argOffsets[i]),
+                         size: core.pointee.argSizes[i])
+        }
+        run(core, slot, frame)
+        core.pointee.retKind.storeRegister(from: frame + core.pointee.retOffset, to: ret)
+        releaseSlot(core, slot)
+    }
+
+    /// libffi's path (platforms without the stub).
     @inline(__always)
     static func call(_ core: CallbackRef, _ ret: UnsafeMutableRawPointer,
                      _ args: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
+        let slot = enter(core)
+        if slot < 0 {
+            core.pointee.retKind.storeReturn(from: core.pointee.defaultReturn, to: ret)
+            return
+        }
+        let frame = core.pointee.frames[slot].unsafelyUnwrapped
+        for i in 0..<core.pointee.nargs {
+            copyArgument(from: args.unsafelyUnwrapped[i].unsafelyUnwrapped, to: frame + Int(core.pointee.argOffsets[i]),
+                         size: core.pointee.argSizes[i])
+        }
+        run(core, slot, frame)
+        core.pointee.retKind.storeReturn(from: frame + core.pointee.retOffset, to: ret)
+        releaseSlot(core, slot)
+    }
+
+    @inline(__always)
+    static func copyArgument(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, size: UInt32) {
+        switch size {
+        case 8: dst.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+        case 4: dst.storeBytes(of: src.loadUnaligned(as: UInt32.self), as: UInt32.self)
+        case 2: dst.storeBytes(of: src.loadUnaligned(as: UInt16.self), as: UInt16.self)
+        default: dst.storeBytes(of: src.load(as: UInt8.self), as: UInt8.self)
+        }
+    }
+
+    /// Takes a slot for this thread: a lock-free CAS when uncontended. -1 = return the default.
+    @inline(__always)
+    static func enter(_ core: CallbackRef) -> Int {
         let me = UInt(pthread_self())
         var slot = 0
         if core.pointee.maxStates > 1 {
             let count = min(core.pointee.slotCount.pointee.load(ordering: .relaxed), core.pointee.maxStates)
             slot = Int((me &* 0x9E37_79B9_7F4A_7C15) >> 40) % count
         }
-        if !core.pointee.owners[slot * CallbackCore.ownerStride]
+        if core.pointee.owners[slot * CallbackCore.ownerStride]
             .compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
-            slot = acquireSlow(core, me)
-            if slot < 0 {
-                core.pointee.retKind.storeReturn(from: core.pointee.defaultReturn, to: ret)
-                return
-            }
+            return slot
         }
-        let frame = core.pointee.frames[slot].unsafelyUnwrapped
-        for i in 0..<core.pointee.nargs {
-            memcpy(frame + Int(core.pointee.argOffsets[i]), args.unsafelyUnwrapped[i].unsafelyUnwrapped,
-                   Int(core.pointee.argSizes[i]))
-        }
+        return acquireSlow(core, me)
+    }
+
+    /// Runs the wrapper in the slot's state; on error, reports it and stores the default result.
+    @inline(__always)
+    static func run(_ core: CallbackRef, _ slot: Int, _ frame: UnsafeMutableRawPointer) {
         let L = core.pointee.states[slot].unsafelyUnwrapped
         lua_pushvalue(L, 2)
-        if lua_pcall(L, 0, 0, 1) != 0 {
+        let rc = lua_pcall(L, 0, 0, 1)
+        if rc != 0 {
+            // LuaJIT collects no garbage when an allocation fails: do it now, or the garbage
+            // of the failed call keeps the state out of memory.
+            if rc == LUA_ERRMEM { lua_gc(L, LUA_GCCOLLECT, 0) }
             failed(core, L)
             memcpy(frame + core.pointee.retOffset, core.pointee.defaultReturn, core.pointee.retKind.size)
         }
-        core.pointee.retKind.storeReturn(from: frame + core.pointee.retOffset, to: ret)
-        releaseSlot(core, slot)
     }
 
     @inline(__always)
@@ -395,6 +465,7 @@ enum Callback {
             c.frames[i] = nil
         }
         c.freed.pointee.store(2, ordering: .releasing)
+        live.subtract(1, ordering: .relaxed)
         Quarantine.shared.park(core)
     }
 
@@ -406,6 +477,8 @@ enum Callback {
             Glibc.free(c.frames[i])
         }
         if let closure = c.closure { ffi_closure_free(closure) }
+        if let t = c.trampoline { TrampolinePool.shared.recycle(t) }
+        c.argSources.deallocate()
         c.sync.destroy()
         Glibc.free(c.lastError)
         c.spec.deinitialize(count: 1)

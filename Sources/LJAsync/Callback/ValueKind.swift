@@ -41,6 +41,16 @@ enum ValueKind: UInt8 {
         }
     }
 
+    /// Stores the value at `src` into the stub's result registers: integers and pointers
+    /// widened into `ret[0]` (rax), float and double into `ret[1]` (xmm0).
+    @inline(__always)
+    func storeRegister(from src: UnsafeRawPointer, to ret: UnsafeMutablePointer<UInt64>) {
+        switch self {
+        case .float, .double: storeReturn(from: src, to: UnsafeMutableRawPointer(ret + 1))
+        default: storeReturn(from: src, to: UnsafeMutableRawPointer(ret))
+        }
+    }
+
     /// Stores the value at `src` (laid out as this kind) into libffi's return slot, which
     /// holds small integers widened to a full register (`ffi_arg`).
     @inline(__always)

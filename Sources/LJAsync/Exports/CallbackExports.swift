@@ -68,3 +68,22 @@ public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePoi
 public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
     Int32(Callback.stateCount(CallbackRef(cb)))
 }
+
+/// Called by the x86-64 entry stub (Sources/CLJAsyncEntry) with the spilled argument registers.
+@_cdecl("ljasync_dispatch")
+public func ljasync_dispatch(_ core: UnsafeMutableRawPointer, _ regs: UnsafeMutableRawPointer,
+                             _ ret: UnsafeMutablePointer<UInt64>, _ stack: UnsafeMutableRawPointer) {
+    Callback.dispatch(core.assumingMemoryBound(to: CallbackCore.self), regs, ret)
+}
+
+/// How many callbacks exist and are not yet freed (collected or freed ones do not count).
+@_cdecl("ljasync_callback_live")
+public func ljasync_callback_live() -> Int {
+    Callback.live.load(ordering: .relaxed)
+}
+
+/// 1: callbacks created from now on use libffi closures even where the x86-64 stub exists.
+@_cdecl("ljasync_callback_force_libffi")
+public func ljasync_callback_force_libffi(_ on: Int32) {
+    Callback.forceLibffi.store(on != 0, ordering: .relaxed)
+}

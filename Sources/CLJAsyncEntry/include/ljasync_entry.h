@@ -1,0 +1,20 @@
+/* The x86-64 entry stub of lj-async callbacks: saves argument registers, calls the dispatcher. */
+#ifndef LJASYNC_ENTRY_H
+#define LJASYNC_ENTRY_H
+#include <stdint.h>
+
+/* What the stub hands the dispatcher: the six integer and eight SSE argument registers. */
+typedef struct ljasync_regs {
+  uint64_t gpr[6];  /* rdi, rsi, rdx, rcx, r8, r9 */
+  double fpr[8];    /* xmm0..xmm7 (low 64 bits) */
+} ljasync_regs;
+
+/* 1 when this build has the stub (x86-64 System V); 0 elsewhere (libffi is used instead). */
+int ljasync_entry_available(void);
+
+/* The stub's address. It expects the callback core in r10 (set by the per-callback trampoline)
+   and calls ljasync_dispatch(core, regs, ret, stack_args); then returns ret[0] in rax and
+   ret[1] in xmm0, so one stub serves integer, pointer, float and double results. */
+void *ljasync_entry_address(void);
+
+#endif
