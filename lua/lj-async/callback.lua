@@ -1,7 +1,6 @@
 -- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
 local ffi = require "ffi"
 local core = require "lj-async.core"
-local buffer = require "string.buffer"
 
 local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
@@ -11,7 +10,7 @@ local type, tostring, error, pcall, select = type, tostring, error, pcall, selec
 core.cdef_once("ljasync_callback", [[
 typedef struct ljasync_callback ljasync_callback;
 ljasync_callback *ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
-    const char *payload, size_t payload_len, int32_t nargs, const uint8_t *kinds, const uint32_t *offsets,
+    int32_t nparts, const char **parts, const size_t *lens, int32_t nargs, const uint8_t *kinds, const uint32_t *offsets,
     int32_t frame_size, const void *default_ret, int32_t max_states, double memory_limit,
     char *err, size_t errlen);
 void *ljasync_callback_funcptr(ljasync_callback *cb);
@@ -25,6 +24,9 @@ void ljasync_callback_force_libffi(int32_t on);
 -- Value kinds, as Sources/LJAsync/Callback/ValueKind.swift numbers them.
 local K = { void = 0, int8 = 1, uint8 = 2, int16 = 3, uint16 = 4, int32 = 5, uint32 = 6,
             int64 = 7, uint64 = 8, float = 9, double = 10, pointer = 11, bool = 12 }
+
+local u64x2 = ffi_typeof("uint64_t[2]")
+local parts_t, lens_t = ffi_typeof("const char *[?]"), ffi_typeof("size_t[?]")
 
 -- Pointer types to store a value of each kind (the default result).
 local kind_pointer = {
@@ -108,37 +110,46 @@ end
 -- function and returns (traceback handler, wrapper, error handler). It must stay upvalue-free.
 -- Kept as source so it can capture no upvalue of this module.
 local builder_source = [==[
-local addr, payload = ...
+local addr, fn, name, wrapper, types, tags, cdef, on_error = ...
 local ffi = require "ffi"
-local spec = require("string.buffer").decode(payload)
-if spec.cdef then ffi.cdef(spec.cdef) end
-for i = 1, #spec.tags do pcall(ffi.cdef, spec.tags[i] .. ";") end
-local fields, cts = {}, {}
-for i = 1, #spec.types do
-  local t = spec.types[i]
-  if t then
-    local ok, ct = pcall(ffi.typeof, t)
-    if not ok then
-      error(("%s '%s' is unknown in the callback's state (declare it with the 'cdef' option): %s")
-        :format(i == 1 and "the result type" or "parameter " .. (i - 1), t, ct), 0)
+if cdef then ffi.cdef(cdef) end
+for tag in tags:gmatch("[^\n]+") do pcall(ffi.cdef, tag .. ";") end
+-- One declaration for the whole frame; `$` only for types C cannot spell before a field name.
+local fields, params, i = {}, {}, 0
+for t in types:gmatch("[^\n]+") do
+  local field = i == 0 and "r" or "a" .. i
+  if t ~= "-" then
+    if t:find("(", 1, true) then
+      local ok, ct = pcall(ffi.typeof, t)
+      if not ok then
+        error(("parameter %d '%s' is unknown in the callback's state (declare it with the 'cdef' option): %s")
+          :format(i, t, ct), 0)
+      end
+      params[#params + 1] = ct
+      fields[#fields + 1] = "$ " .. field .. ";"
+    else
+      fields[#fields + 1] = t .. " " .. field .. ";"
     end
-    cts[#cts + 1] = ct
-    fields[#fields + 1] = "$ " .. (i == 1 and "r" or "a" .. (i - 1)) .. ";"
   end
+  i = i + 1
 end
 if #fields == 0 then fields[1] = "char unused;" end
-local frame_t = ffi.typeof("struct { " .. table.concat(fields, " ") .. " }", unpack(cts))
-local frame = ffi.cast(ffi.typeof("$ *", frame_t), addr)
-local f = assert(loadstring(spec.fn, spec.name))
-local wrapper = assert(loadstring(spec.wrapper, "=lj-async wrapper"))(frame, f)
-local on_error
-if spec.on_error then on_error = assert(loadstring(spec.on_error, "=on_error")) end
+local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. table.concat(fields, " ") .. " } *", unpack(params)), addr)
+if not ok then
+  error(("a type is unknown in the callback's state (declare it with the 'cdef' option): %s"):format(frame), 0)
+end
+local f = assert(loadstring(fn, name))
+local wrap = loadstring(wrapper, "=lj-async wrapper")(frame, f)
+if on_error then on_error = assert(loadstring(on_error, "=on_error")) end
 local function traceback(e)
   return debug.traceback(type(e) == "string" and e or tostring(e), 2)
 end
-return traceback, wrapper, on_error
+return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
+-- Prepared states get the builder ready-made, so creating a callback does not load it.
+core.add_init(("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code),
+  "=lj-async builder")
 
 -- Source of the wrapper for a given arity: reads the frame, calls, stores the result.
 local wrapper_cache = {}
@@ -150,6 +161,7 @@ local function wrapper_source(nargs, has_result)
   for i = 1, nargs do args[i] = "fr.a" .. i end
   src = ("local fr, f = ...\nreturn function() %sf(%s) end")
     :format(has_result and "fr.r = " or "", table.concat(args, ", "))
+  src = string.dump(assert(loadstring(src, "=lj-async wrapper")))  -- bytecode loads faster
   wrapper_cache[key] = src
   return src
 end
@@ -160,8 +172,10 @@ end
 --- Errors name the upvalues a function would silently lose.
 local function portable_code(f, what, level)
   if type(f) == "string" then
-    local ok, err = loadstring(f, "=" .. what)
-    if not ok then error(("bad %s: %s"):format(what, err), level + 1) end
+    if f:byte(1) ~= 27 then  -- source text: report syntax errors here (bytecode: in the new state)
+      local ok, err = loadstring(f, "=" .. what)
+      if not ok then error(("bad %s: %s"):format(what, err), level + 1) end
+    end
     return f
   end
   if type(f) ~= "function" then
@@ -265,10 +279,10 @@ function Type:new(f, opts)
       :format(self.ctype, needs_cdef), 2)
   end
 
-  local default = ffi.new("uint64_t[2]")
+  local default = u64x2()
   if opts.default ~= nil then
     if not sig.ret then error("bad option 'default': the callback returns void", 2) end
-    local ok, err = pcall(function() ffi_cast(kind_pointer[sig.kinds[1]], default)[0] = opts.default end)
+    local ok, err = pcall(function() ffi_cast(ffi_typeof(kind_pointer[sig.kinds[1]]), default)[0] = opts.default end)
     if not ok then error("bad option 'default': " .. tostring(err), 2) end
   end
 
@@ -292,11 +306,15 @@ function Type:new(f, opts)
   end
 
   local name = opts.name and tostring(opts.name) or self.ctype
-  local payload = buffer.encode {
-    fn = code, name = "=" .. name, types = spellings, tags = tags, cdef = opts.cdef,
-    wrapper = wrapper_source(#sig.params, sig.ret ~= nil), on_error = on_error,
-  }
-  local h = C.ljasync_callback_new(name, builder_code, #builder_code, payload, #payload,
+  for i = 1, #spellings do spellings[i] = spellings[i] or "-" end
+  local parts = { code, "=" .. name, wrapper_source(#sig.params, sig.ret ~= nil),
+                  table.concat(spellings, "\n"), table.concat(tags, "\n"), opts.cdef, on_error }
+  local nparts = 7
+  local ptrs, lens = parts_t(nparts), lens_t(nparts)
+  for i = 1, nparts do
+    if parts[i] then ptrs[i - 1] = parts[i]; lens[i - 1] = #parts[i] end
+  end
+  local h = C.ljasync_callback_new(name, builder_code, #builder_code, nparts, ptrs, lens,
     #sig.params, sig.kinds_c, sig.offsets_c, sig.frame_size, default, states, limit, errbuf, errbuf_size)
   if h == nil then
     error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)

@@ -9,7 +9,7 @@ import Synchronization
 struct CallbackSpec {
     var label: String
     var builder: [UInt8]        // bytecode of the chunk that builds the wrapper in a new state
-    var payload: [UInt8]        // what the builder needs: the function, frame type, cdef, ...
+    var builderArgs: [[UInt8]?] // the builder's arguments after the frame address (nil = Lua nil)
     var argKinds: [ValueKind]
     var argOffsets: [UInt32]
     var retKind: ValueKind
@@ -171,21 +171,34 @@ enum Callback {
         }
         let frame = calloc(1, max(spec.pointee.frameSize, 16))!
         var failure: String?
-        let loaded = spec.pointee.builder.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) {
-                luaL_loadbuffer(L, $0, b.count, "=lj-async builder")
+        // Prepared states already hold the builder (lua/lj-async/callback.lua registers it as
+        // init code); others load it from the spec.
+        lua_getfield(L, Lua.globalsIndex, "package")
+        lua_getfield(L, -1, "loaded")
+        lua_getfield(L, -1, "lj-async.builder")
+        lua_replace(L, 1)
+        lua_settop(L, 1)
+        var loaded: Int32 = 0
+        if lua_type(L, 1) != LUA_TFUNCTION {
+            lua_settop(L, 0)
+            loaded = spec.pointee.builder.withUnsafeBufferPointer { b in
+                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) {
+                    luaL_loadbuffer(L, $0, b.count, "=lj-async builder")
+                }
             }
         }
         if loaded != 0 {
             failure = Lua.string(L, -1)
         } else {
             lua_pushnumber(L, Double(UInt(bitPattern: frame)))
-            spec.pointee.payload.withUnsafeBufferPointer { b in
-                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) {
-                    lua_pushlstring(L, $0, b.count)
+            for arg in spec.pointee.builderArgs {
+                guard let arg else { lua_pushnil(L); continue }
+                arg.withUnsafeBufferPointer { b in
+                    b.baseAddress.map { lua_pushlstring(L, UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self), b.count) }
+                        ?? lua_pushlstring(L, "", 0)
                 }
             }
-            if lua_pcall(L, 2, 3, 0) != 0 { failure = Lua.string(L, -1) }
+            if lua_pcall(L, Int32(1 + spec.pointee.builderArgs.count), 3, 0) != 0 { failure = Lua.string(L, -1) }
         }
         if let failure {
             StateStock.shared.retire(L, limit: limit)

@@ -6,13 +6,14 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
     return Array(UnsafeRawBufferPointer(start: p, count: n))
 }
 
-/// Creates a callback. `kinds` and `offsets` hold the result first, then each parameter.
+/// Creates a callback. `parts` are the builder's arguments after the frame address (NULL = nil).
+/// `kinds` and `offsets` hold the result first, then each parameter.
 /// Returns NULL and fills `err` on failure. Runs on the owner's thread.
 @_cdecl("ljasync_callback_new")
 public func ljasync_callback_new(
     _ label: UnsafePointer<CChar>,
     _ builder: UnsafePointer<CChar>, _ builderLen: Int,
-    _ payload: UnsafePointer<CChar>, _ payloadLen: Int,
+    _ nparts: Int32, _ parts: UnsafePointer<UnsafePointer<CChar>?>, _ lens: UnsafePointer<Int>,
     _ nargs: Int32, _ kinds: UnsafePointer<UInt8>, _ offsets: UnsafePointer<UInt32>, _ frameSize: Int32,
     _ defaultReturn: UnsafeRawPointer?, _ maxStates: Int32, _ memoryLimit: Double,
     _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
@@ -31,7 +32,7 @@ public func ljasync_callback_new(
         d = (defaultReturn.loadUnaligned(as: UInt64.self), defaultReturn.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
     }
     let spec = CallbackSpec(
-        label: String(cString: label), builder: bytes(builder, builderLen), payload: bytes(payload, payloadLen),
+        label: String(cString: label), builder: bytes(builder, builderLen), builderArgs: (0..<Int(nparts)).map { i in parts[i].map { bytes($0, lens[i]) } },
         argKinds: argKinds, argOffsets: argOffsets, retKind: ValueKind(rawValue: kinds[0])!, retOffset: offsets[0],
         frameSize: Int(frameSize), defaultReturn: d, maxStates: max(1, Int(maxStates)),
         memoryLimit: memoryLimit > 0 ? Int(memoryLimit) : 0)

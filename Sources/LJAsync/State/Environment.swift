@@ -34,11 +34,26 @@ final class Environment: @unchecked Sendable {
     }
 
     /// Adds code (source or bytecode) that every state created from now on runs first.
+    /// Code under a name already registered replaces it; the same code again changes nothing.
     func addInit(name: String, code: [UInt8]) {
         lock.withLock {
-            current.inits.append((name, code))
+            if let i = current.inits.firstIndex(where: { $0.name == name }) {
+                if current.inits[i].code == code { return }
+                current.inits[i].code = code
+            } else {
+                current.inits.append((name, code))
+            }
             current.generation += 1
         }
+    }
+
+    static let heapAllocate: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int, Int)
+        -> UnsafeMutableRawPointer? = { _, ptr, _, nsize in
+        if nsize == 0 {
+            free(ptr)
+            return nil
+        }
+        return realloc(ptr, nsize)
     }
 
     /// Makes a fresh state following `snap`: standard libraries, ffi, paths, init code.
@@ -48,7 +63,9 @@ final class Environment: @unchecked Sendable {
         if let allocator {
             L = lua_newstate(MemoryLimit.allocate, allocator.context)
         } else {
-            L = luaL_newstate()
+            // The C heap, shared by all states: LuaJIT's own allocator reserves a separate
+            // arena per state, which costs small states far more resident memory.
+            L = lua_newstate(Environment.heapAllocate, nil)
         }
         guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
         luaL_openlibs(L)

@@ -1,0 +1,119 @@
+-- Callback benchmarks: each figure against its reference measured in the same run.
+--   per call from C (one thread): lj-async vs LuaJIT's own ffi callback vs a plain C call
+--   two C threads on one parallel callback vs one thread
+--   create+free latency on the caller's thread; memory per live callback
+local ffi = require "ffi"
+local CallbackFactory = require "lj-async.callback"
+
+ffi.cdef [[
+int ljt_plain(int x);
+double ljt_loop_ns(int (*fp)(int), int n);
+double ljt_call_threads(int (*fp)(int), int nthreads, int calls, long long *sums);
+int usleep(unsigned us);
+]]
+local T = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
+
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 9
+local function median(t)
+  table.sort(t)
+  return t[math.floor((#t + 1) / 2)]
+end
+local function clock_ns()
+  return os.clock() * 1e9
+end
+
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } ljb_timespec;
+int clock_gettime(int clk, ljb_timespec *ts);
+]]
+local ts = ffi.new("ljb_timespec")
+local function now_ns()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
+end
+
+print(("lj-async callback benchmarks (%d rounds, medians)"):format(ROUNDS))
+
+-- -- Per-call cost from C, one thread --
+do
+  local N = 2e6
+  local ours = CallbackFactory("int(*)(int)")(function(x) return x + 1 end)
+  local theirs = ffi.cast("int(*)(int)", function(x) return x + 1 end)
+  local a, b, c, r = {}, {}, {}, {}
+  T.ljt_loop_ns(ours:funcptr(), N); T.ljt_loop_ns(theirs, N)  -- warm up (JIT both)
+  for i = 1, ROUNDS do
+    a[i] = T.ljt_loop_ns(ours:funcptr(), N)
+    b[i] = T.ljt_loop_ns(theirs, N)
+    c[i] = T.ljt_loop_ns(T.ljt_plain, N)
+    r[i] = a[i] / b[i]
+  end
+  local ma, mb, mc = median(a), median(b), median(c)
+  print(("per call from C:   lj-async %.1f ns   LuaJIT ffi callback %.1f ns   plain C %.1f ns")
+    :format(ma, mb, mc))
+  print(("  ratio over LuaJIT's own callback: %.2fx (median of per-round ratios %.2fx; goal <= 1.0x)   over plain C: %.0fx")
+    :format(ma / mb, median(r), ma / mc))
+  ours:free(); theirs:free()
+end
+
+-- -- Two threads on one parallel callback vs one thread --
+do
+  local calls = 1e6
+  local cb = CallbackFactory("int(*)(int)")(function(x)
+    local s = x
+    for i = 1, 20 do s = (s * 31 + i) % 1000003 end
+    return s
+  end, { states = 2 })
+  local sums = ffi.new("long long[2]")
+  T.ljt_call_threads(cb:funcptr(), 2, calls / 10, sums)  -- warm up, grow to 2 states
+  local one, two, r = {}, {}, {}
+  for i = 1, ROUNDS do
+    one[i] = T.ljt_call_threads(cb:funcptr(), 1, calls, sums) / calls           -- ns per call
+    two[i] = T.ljt_call_threads(cb:funcptr(), 2, calls / 2, sums) / calls       -- same total calls
+    r[i] = one[i] / two[i]
+  end
+  print(("parallel callback: 1 thread %.1f ns/call   2 threads %.1f ns/call   speed-up %.2fx (goal >= 1.8x; %d states)")
+    :format(median(one), median(two), median(r), cb:states()))
+  cb:free()
+end
+
+-- -- Create + free latency on the caller's thread --
+do
+  local I = CallbackFactory("int(*)(int)")
+  local code = string.dump(function(x) return x end)
+  local lat, burst = {}, {}
+  for i = 1, 5 do I(code):free() end
+  for i = 1, 60 do
+    T.usleep(2000)  -- let the background preparer refill its stock
+    local t0 = now_ns()
+    local cb = I(code)
+    cb:free()
+    lat[i] = (now_ns() - t0) / 1e3
+  end
+  local t0 = now_ns()
+  for i = 1, 200 do I(code):free() end
+  local per_burst = (now_ns() - t0) / 200 / 1e3
+  print(("create+free: %.1f us on the caller's thread with states prepared (goal <= 20 us); %.1f us each in a burst of 200 (prepared states run out)")
+    :format(median(lat), per_burst))
+end
+
+-- -- Memory per live callback --
+do
+  local function rss_kib()
+    local f = io.open("/proc/self/statm")
+    local _, rss = f:read("*n", "*n")
+    f:close()
+    return rss * 4
+  end
+  local I = CallbackFactory("int(*)(int)")
+  local code = string.dump(function(x) return x end)
+  collectgarbage(); collectgarbage()
+  local held = {}
+  for i = 1, 20 do held[i] = I(code) end
+  local before = rss_kib()
+  local N = 500
+  for i = 21, 20 + N do held[i] = I(code) end
+  collectgarbage(); collectgarbage()
+  local after = rss_kib()
+  print(("memory per live callback: %.1f KiB (RSS over %d callbacks; goal <= 48 KiB)"):format((after - before) / N, N))
+  for _, cb in ipairs(held) do cb:free() end
+end
