@@ -2,6 +2,7 @@
 PREFIX ?= /usr/local
 BUILD ?= build
 export PATH := $(PATH):/opt/swift/usr/bin
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build test demo bench install clean
 
@@ -17,14 +18,15 @@ build: deps
 test: build
 	@cd $(BUILD) && ctest --output-on-failure
 
+# The modules and the core straight from this tree: nothing needs installing.
+RUN_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/?.lua;;" LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so \
+	LJASYNC_TESTC=$(CURDIR)/$(BUILD)/libljasync_testc.so
+
 demo: build
-	@LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so LJASYNC_TESTC=$(CURDIR)/$(BUILD)/libljasync_testc.so \
-		luajit examples/demo.lua
+	@$(RUN_ENV) luajit examples/demo.lua
 
 bench: build
-	@for f in bench/*_bench.lua; do \
-		LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so LJASYNC_TESTC=$(CURDIR)/$(BUILD)/libljasync_testc.so \
-		luajit $$f || exit 1; done
+	@for f in bench/*_bench.lua; do echo; $(RUN_ENV) luajit $$f || exit 1; done
 
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)

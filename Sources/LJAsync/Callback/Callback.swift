@@ -333,6 +333,18 @@ enum Callback {
 
         var reentered = false
         for i in 0..<count where c.owners[i * CallbackCore.ownerStride].load(ordering: .relaxed) == me { reentered = true }
+        if !reentered {
+            // Contention: calls are short, so spin briefly before sleeping on the condition.
+            for _ in 0..<64 {
+                if c.freed.pointee.load(ordering: .relaxed) != 0 { break }
+                for i in 0..<min(count, c.maxStates)
+                where c.owners[i * CallbackCore.ownerStride].load(ordering: .relaxed) == 0
+                    && c.owners[i * CallbackCore.ownerStride].compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
+                    return i
+                }
+                sched_yield()
+            }
+        }
 
         c.sync.lock()
         c.waiters.pointee.add(1, ordering: .sequentiallyConsistent)
