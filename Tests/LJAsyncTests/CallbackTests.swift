@@ -1,0 +1,157 @@
+// The callback machinery without the Lua binding: entry points, slots, threads, errors, freeing.
+import Glibc
+import Testing
+@testable import LJAsync
+
+/// A builder like lua/lj-async/callback.lua's, for a fixed frame declared by the test.
+private func builder(frame: String) -> [UInt8] {
+    Array("""
+    local addr, fn = ...
+    local ffi = require "ffi"
+    local fr = ffi.cast("\(frame) *", addr)
+    local f = assert(loadstring(fn))
+    return function(e) return debug.traceback(tostring(e), 2) end, function() fr.r = f(fr) end, nil
+    """.utf8)
+}
+
+/// A callback whose Lua body gets the frame pointer `fr` as `...`.
+private func makeCallback(frame: String, body: String, kinds: [ValueKind], offsets: [UInt32], frameSize: Int,
+                          maxStates: Int = 1, defaultReturn: UInt64 = 0) throws -> CallbackRef {
+    let spec = CallbackSpec(
+        label: "test", builder: builder(frame: frame), builderArgs: [Array(body.utf8)],
+        argKinds: Array(kinds.dropFirst()), argOffsets: Array(offsets.dropFirst()), retKind: kinds[0],
+        retOffset: offsets[0], frameSize: frameSize, defaultReturn: (defaultReturn, 0), maxStates: maxStates,
+        memoryLimit: 0)
+    switch Callback.create(spec) {
+    case .success(let core): return core
+    case .failure(let e): throw e
+    }
+}
+
+extension CallbackError: CustomStringConvertible { public var description: String { message } }
+
+private typealias IntFn = @convention(c) (Int32) -> Int32
+
+private func intCallback(_ body: String, maxStates: Int = 1, defaultReturn: UInt64 = 0) throws -> CallbackRef {
+    try makeCallback(frame: "struct { int32_t r; int32_t a1; }", body: body, kinds: [.int32, .int32],
+                     offsets: [0, 4], frameSize: 8, maxStates: maxStates, defaultReturn: defaultReturn)
+}
+
+private func function(_ core: CallbackRef) -> IntFn {
+    unsafeBitCast(core.pointee.code!, to: IntFn.self)
+}
+
+/// Runs `body(t)` on `n` pthreads at once and waits for them.
+private func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    final class Box: @unchecked Sendable { let f: () -> Void; init(_ f: @escaping () -> Void) { self.f = f } }
+    var tids: [pthread_t] = []
+    for t in 0..<n {
+        var tid = pthread_t()
+        let box = Unmanaged.passRetained(Box { body(t) }).toOpaque()
+        #expect(pthread_create(&tid, nil, { arg in
+            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            b.f()
+            return nil
+        }, box) == 0)
+        tids.append(tid)
+    }
+    for tid in tids { pthread_join(tid, nil) }
+}
+
+@Suite(.serialized) struct CallbackTests {
+    @Test func callsThroughTheEntryStub() throws {
+        let cb = try intCallback("local fr = ... return fr.a1 * 2 + 1")
+        #expect(cb.pointee.trampoline != nil, "x86-64 builds enter through the stub")
+        #expect(function(cb)(20) == 41)
+        #expect(function(cb)(-5) == -9)
+        Callback.free(cb)
+    }
+
+    @Test func callsThroughLibffi() throws {
+        Callback.forceLibffi.store(true, ordering: .relaxed)
+        defer { Callback.forceLibffi.store(false, ordering: .relaxed) }
+        let cb = try intCallback("local fr = ... return fr.a1 - 1")
+        #expect(cb.pointee.closure != nil)
+        #expect(function(cb)(43) == 42)
+        Callback.free(cb)
+    }
+
+    @Test func placesArgumentsByTheSystemVRules() throws {
+        // 7 integers and 9 doubles: the 7th integer and the 9th double arrive on the stack.
+        typealias F = @convention(c) (Int64, Double, Int64, Double, Int64, Double, Int64, Double, Int64, Double,
+                                      Int64, Double, Int64, Double, Double, Double) -> Double
+        var fields = ["double r;"]
+        var kinds: [ValueKind] = [.double]
+        for i in 1...16 {
+            let isInt = i <= 14 ? i % 2 == 1 : false
+            fields.append((isInt ? "int64_t" : "double") + " a\(i);")
+            kinds.append(isInt ? .int64 : .double)
+        }
+        let offsets = (0...16).map { UInt32($0 * 8) }
+        var sum = "local fr = ... return 0"
+        for i in 1...16 { sum += " + tonumber(fr.a\(i)) * \(i)" }
+        let cb = try makeCallback(frame: "struct { \(fields.joined(separator: " ")) }", body: sum,
+                                  kinds: kinds, offsets: offsets, frameSize: 17 * 8)
+        let f = unsafeBitCast(cb.pointee.code!, to: F.self)
+        let r = f(1, 2.5, 3, 4.5, 5, 6.5, 7, 8.5, 9, 10.5, 11, 12.5, 13, 14.5, 15.5, 16.5)
+        let args: [Double] = [1, 2.5, 3, 4.5, 5, 6.5, 7, 8.5, 9, 10.5, 11, 12.5, 13, 14.5, 15.5, 16.5]
+        #expect(r == args.enumerated().reduce(0) { $0 + $1.element * Double($1.offset + 1) })
+        Callback.free(cb)
+    }
+
+    @Test func serializesCallsFromManyThreads() throws {
+        // A global in the callback's only state counts calls: a race would lose some.
+        let cb = try intCallback("n = (n or 0) + 1 local fr = ... return fr.a1 < 0 and n or fr.a1")
+        let f = function(cb)
+        onThreads(8) { t in
+            for i in 0..<5000 { precondition(f(Int32(t * 5000 + i)) == Int32(t * 5000 + i)) }
+        }
+        #expect(f(-1) == 40001)
+        #expect(Callback.stateCount(cb) == 1)
+        Callback.free(cb)
+    }
+
+    @Test func parallelCallbacksGrowStates() throws {
+        let cb = try intCallback("local fr = ... local s = 0 for i = 1, 200 do s = s + i end return fr.a1 + s - 20100",
+                                 maxStates: 4)
+        let f = function(cb)
+        onThreads(4) { t in
+            for i in 0..<20000 { precondition(f(Int32(i)) == Int32(i)) }
+        }
+        let states = Callback.stateCount(cb)
+        #expect(states >= 1 && states <= 4)
+        Callback.free(cb)
+    }
+
+    @Test func errorsReturnTheDefaultAndAreCounted() throws {
+        let cb = try intCallback("error('bad')", defaultReturn: UInt64(bitPattern: -7))
+        #expect(function(cb)(1) == -7)
+        let (count, last) = Callback.errors(cb)
+        #expect(count == 1)
+        #expect(last?.contains("bad") == true)
+        #expect(last?.contains("stack traceback") == true)
+        Callback.free(cb)
+    }
+
+    @Test func lateCallsAfterFreeReturnTheDefault() throws {
+        let cb = try intCallback("local fr = ... return fr.a1", defaultReturn: 99)
+        let f = function(cb)
+        #expect(f(5) == 5)
+        Callback.free(cb)
+        Callback.free(cb)  // idempotent
+        #expect(f(5) == 99)
+    }
+
+    @Test func liveCountReturnsToStart() throws {
+        let before = Callback.live.load(ordering: .relaxed)
+        var cbs: [CallbackRef] = []
+        for _ in 0..<20 { cbs.append(try intCallback("return 1")) }
+        #expect(Callback.live.load(ordering: .relaxed) == before + 20)
+        for cb in cbs { Callback.free(cb) }
+        #expect(Callback.live.load(ordering: .relaxed) == before)
+    }
+
+    @Test func builderErrorsAreReported() throws {
+        #expect(throws: CallbackError.self) { try intCallback("this is not lua") }
+    }
+}
