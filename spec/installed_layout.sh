@@ -7,6 +7,8 @@ trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 so="$prefix/lib/lua/5.1/ljasync_core.so"
 if ldd "$so" | grep -qi swift; then echo "FAIL: $so needs the Swift runtime"; ldd "$so"; exit 1; fi
+# Everything it needs must resolve with the toolchain out of reach (no rpath into /opt/swift).
+if ldd "$so" | grep -q "not found"; then echo "FAIL: unresolved libraries"; ldd "$so"; exit 1; fi
 cd /
 env -u LJASYNC_CORE -u LJASYNC_TESTC \
   LUA_PATH="$prefix/share/lua/5.1/?.lua;;" LUA_CPATH="$prefix/lib/lua/5.1/?.so;;" \

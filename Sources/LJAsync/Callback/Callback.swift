@@ -224,8 +224,9 @@ enum Callback {
 
     /// The stub's dispatcher: runs on whatever thread called the trampoline.
     @inline(__always)
-    static func dispatch(_ core: CallbackRef, _ regs: UnsafeMutableRawPointer, _ ret: UnsafeMutablePointer<UInt64>) {
-        let slot = enter(core)
+    static func dispatch(_ core: CallbackRef, _ regs: UnsafeMutableRawPointer, _ ret: UnsafeMutablePointer<UInt64>,
+                         _ me: UInt) {
+        let slot = enter(core, me)
         if slot < 0 {
             core.pointee.retKind.storeRegister(from: core.pointee.defaultReturn, to: ret)
             return
@@ -244,7 +245,7 @@ enum Callback {
     @inline(__always)
     static func call(_ core: CallbackRef, _ ret: UnsafeMutableRawPointer,
                      _ args: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
-        let slot = enter(core)
+        let slot = enter(core, UInt(pthread_self()))
         if slot < 0 {
             core.pointee.retKind.storeReturn(from: core.pointee.defaultReturn, to: ret)
             return
@@ -271,8 +272,7 @@ enum Callback {
 
     /// Takes a slot for this thread: a lock-free CAS when uncontended. -1 = return the default.
     @inline(__always)
-    static func enter(_ core: CallbackRef) -> Int {
-        let me = UInt(pthread_self())
+    static func enter(_ core: CallbackRef, _ me: UInt) -> Int {
         var slot = 0
         if core.pointee.maxStates > 1 {
             let count = min(core.pointee.slotCount.pointee.load(ordering: .relaxed), core.pointee.maxStates)

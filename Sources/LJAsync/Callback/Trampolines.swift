@@ -18,7 +18,8 @@ final class TrampolinePool: @unchecked Sendable {
     private let lock = MutexCond()
     private var free: [UnsafeMutableRawPointer] = []
     private let entry = ljasync_entry_address()
-    private var broken = ljasync_entry_available() == 0
+    // The stub reads the thread id where this libc keeps it; anything else disables the stub.
+    private var broken = ljasync_entry_available() == 0 || ljasync_entry_thread_id() != UInt(pthread_self())
 
     /// A trampoline entering `core`, or nil when this platform or system forbids them.
     func allocate(for core: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {

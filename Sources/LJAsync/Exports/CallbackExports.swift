@@ -73,8 +73,9 @@ public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
 /// Called by the x86-64 entry stub (Sources/CLJAsyncEntry) with the spilled argument registers.
 @_cdecl("ljasync_dispatch")
 public func ljasync_dispatch(_ core: UnsafeMutableRawPointer, _ regs: UnsafeMutableRawPointer,
-                             _ ret: UnsafeMutablePointer<UInt64>, _ stack: UnsafeMutableRawPointer) {
-    Callback.dispatch(core.assumingMemoryBound(to: CallbackCore.self), regs, ret)
+                             _ ret: UnsafeMutablePointer<UInt64>, _ stack: UnsafeMutableRawPointer,
+                             _ thread: UInt) {
+    Callback.dispatch(core.assumingMemoryBound(to: CallbackCore.self), regs, ret, thread)
 }
 
 /// How many callbacks exist and are not yet freed (collected or freed ones do not count).
