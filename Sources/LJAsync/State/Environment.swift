@@ -85,6 +85,8 @@ final class Environment: @unchecked Sendable {
             if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
         }
         lua_settop(L, 0)
+        // The prelude's garbage would otherwise stay until the state's first collection cycle.
+        lua_gc(L, LUA_GCCOLLECT, 0)
         return (L, errors)
     }
 }
