@@ -6,7 +6,14 @@
  * registers, [48,112) SSE registers, [112,128) the result, 8 bytes of padding; the caller's
  * stack arguments start at 144(%rsp). The stack stays 16-byte aligned at the call. The fifth
  * argument is the calling thread's id, read where glibc's pthread_self() reads it. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include "ljasync_entry.h"
+
+int ljasync_current_cpu(void) {
+  int cpu = sched_getcpu();
+  return cpu < 0 ? 0 : cpu;
+}
 
 #if defined(__x86_64__) && defined(__linux__)
 __asm__(

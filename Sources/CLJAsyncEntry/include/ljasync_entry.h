@@ -20,4 +20,8 @@ uintptr_t ljasync_entry_thread_id(void);
    ret[1] in xmm0, so one stub serves integer, pointer, float and double results. */
 void *ljasync_entry_address(void);
 
+/* The CPU the calling thread runs on (glibc reads it from the rseq area): parallel callbacks
+   start looking for a free state at this index. 0 when unknown. */
+int ljasync_current_cpu(void);
+
 #endif

@@ -275,8 +275,10 @@ enum Callback {
     static func enter(_ core: CallbackRef, _ me: UInt) -> Int {
         var slot = 0
         if core.pointee.maxStates > 1 {
+            // Threads running at the same moment run on different CPUs: start at the CPU's slot
+            // (sched_getcpu reads the kernel's rseq area: a few nanoseconds, no system call).
             let count = min(core.pointee.slotCount.pointee.load(ordering: .relaxed), core.pointee.maxStates)
-            slot = Int((me &* 0x9E37_79B9_7F4A_7C15) >> 40) % count
+            slot = Int(ljasync_current_cpu()) % count
         }
         if core.pointee.owners[slot * CallbackCore.ownerStride]
             .compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
