@@ -410,7 +410,7 @@ end
 -- -- Shared memory --
 
 local Shared = {}
-local ptr_types = {}
+local ptr_types = {}  -- ctype id -> pointer ctype
 
 --- A pointer to the first byte as `ctype *` (a ctype or its name; default uint8_t). It does
 --- not keep the block alive: keep the handle while you use it.
@@ -418,12 +418,19 @@ function Shared:ptr(ctype)
   local b = self.bytes
   if self.p == nil then freed("shared block") end
   if ctype == nil then return b end
-  local pt = ptr_types[ctype]
+  local ok, ct = true, ctype
+  if type(ctype) == "string" then ok, ct = pcall(ffi_typeof, ctype) end
+  if not ok or type(ct) ~= "cdata" then error("bad ctype: " .. tostring(ok and ctype or ct), 2) end
+  local id = tonumber(ct)
+  local pt = ptr_types[id]
   if not pt then
-    local ok, t = pcall(ffi_typeof, "$ *", type(ctype) == "string" and ffi_typeof(ctype) or ctype)
-    if not ok then error("bad ctype: " .. tostring(t), 2) end
-    pt = t
-    ptr_types[ctype] = pt
+    -- The comment makes the declaration unique per type: busted replaces ffi.typeof with a
+    -- cache keyed by the first argument, which would hand back the first "$ *" for all.
+    local made
+    ok, made = pcall(ffi_typeof, "$ * /* " .. id .. " */", ct)
+    if not ok then error("bad ctype: " .. tostring(made), 2) end
+    pt = made
+    ptr_types[id] = pt
   end
   return ffi_cast(pt, b)
 end
@@ -481,6 +488,22 @@ local function push_status(st, level)
   error("out of memory copying a string into the channel", level + 1)
 end
 
+-- Pushes `v` with core timeout `t`; returns the core status (0 pushed, 1 full, 2 closed,
+-- -1 out of memory). Values without a fast path go through the encoder, whose errors are
+-- raised at `level`.
+local function push_value(p, v, t, level)
+  local tv = type(v)
+  if tv == "number" then return push_number(p, v, t) end
+  if tv == "string" then return push_string(p, v, #v, t) end
+  if tv == "boolean" then return push_simple(p, v and T_TRUE or T_FALSE, t) end
+  if tv == "nil" then return push_simple(p, T_NIL, t) end
+  local ok, m = pcall(encode_message, v)
+  if not ok then error(m, level + 1) end
+  local st = push_message(p, m, t)
+  if st ~= 0 then message_free(m) end  -- not taken: still ours
+  return st
+end
+
 --- Pushes a copy of `v`, waiting at most `timeout` seconds while the channel is full
 --- (nil = forever, 0 = try once). Returns true, or false, "full" (still full at the
 --- deadline), or false, "closed". Numbers, booleans, nil and strings take a fast path;
@@ -488,23 +511,7 @@ end
 function Channel:push(v, timeout)
   local p = self.p
   if p == nil then freed("channel") end
-  local t = timeout_arg(timeout, 2)
-  local tv = type(v)
-  local st
-  if tv == "number" then
-    st = push_number(p, v, t)
-  elseif tv == "string" then
-    st = push_string(p, v, #v, t)
-  elseif tv == "boolean" then
-    st = push_simple(p, v and T_TRUE or T_FALSE, t)
-  elseif tv == "nil" then
-    st = push_simple(p, T_NIL, t)
-  else
-    local ok, m = pcall(encode_message, v)
-    if not ok then error(m, 2) end
-    st = push_message(p, m, t)
-    if st ~= 0 then message_free(m) end
-  end
+  local st = push_value(p, v, timeout_arg(timeout, 2), 2)
   if st == 0 then return true end
   return push_status(st, 2)
 end
@@ -555,8 +562,8 @@ function Channel:push_many(t, i, j, timeout)
       end
       k = k + n
     else
-      local ok, why = self:push(t[k], tmo)
-      if not ok then return done, why end
+      local st = push_value(p, t[k], tmo, 2)
+      if st ~= 0 then return done, select(2, push_status(st, 2)) end
       done = done + 1
       k = k + 1
     end
