@@ -649,6 +649,31 @@ describe("lj-async.sync", function()
       end))
     end)
 
+    it("push and pop are not blacklisted by values that take the encoder", function()
+      local ch = sync.channel()
+      -- Called from interpreted code (as from a loop that could not compile), push and pop
+      -- get hot as functions and traces start at their entries. Without a trace barrier
+      -- before the encoder, that many aborts there would blacklist them for good, and
+      -- numbers would run interpreted in this state from then on.
+      local function tables(n)
+        for i = 1, n do
+          ch:push({ i })
+          assert(ch:pop()[1] == i)
+        end
+      end
+      jit.off(tables)
+      local log = jit_log(function()
+        tables(150000)
+        local sum = 0
+        for i = 1, 2000 do
+          ch:push(i)
+          sum = sum + ch:pop()
+        end
+        assert(sum == 2000 * 2001 / 2)
+      end)
+      assert.is_nil(log:match("blacklisted"), log)
+    end)
+
     it("lock/unlock, atomics and semaphores compile to a loop without NYI", function()
       local m, a, s = sync.mutex(), sync.atomic(), sync.semaphore()
       assert_loop_trace(jit_log(function()

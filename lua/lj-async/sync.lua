@@ -100,6 +100,12 @@ local BATCH = 256
 local cells = ffi.new("ljasync_cell[?]", BATCH)
 local found = ffi.new("int64_t[1]")
 
+-- Called before a slow path (the encoder). It is a builtin the JIT does not compile, so a
+-- trace reaching it ends cleanly (stitches) instead of recording into the encoder: aborts
+-- there would count against the hot function the trace started in (Channel:push or :pop)
+-- and blacklist it, leaving even numbers interpreted in that state from then on.
+local trace_barrier = coroutine.running
+
 local M = {}
 
 -- -- Arguments --
@@ -475,6 +481,7 @@ local function cell_value(i, level)
     return s
   end
   local m = cells[i].m
+  trace_barrier()
   local ok, v = pcall(decode_message, m)
   message_free(m)
   if not ok then error("cannot decode a channel value: " .. tostring(v), level + 1) end
@@ -497,6 +504,7 @@ local function push_value(p, v, t, level)
   if tv == "string" then return push_string(p, v, #v, t) end
   if tv == "boolean" then return push_simple(p, v and T_TRUE or T_FALSE, t) end
   if tv == "nil" then return push_simple(p, T_NIL, t) end
+  trace_barrier()
   local ok, m = pcall(encode_message, v)
   if not ok then error(m, level + 1) end
   local st = push_message(p, m, t)
