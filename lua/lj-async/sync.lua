@@ -182,9 +182,10 @@ local function handle_kind(cname, name, methods, fill, extra_mt)
   encoder.register_handle(name, {
     ctype = ct,
     module = "lj-async.sync",
+    -- 0 for a freed handle: the encoder then refuses it, naming the value's path.
     address = function(h)
       local p = h.p
-      if p == nil then error(("cannot move a freed %s"):format(name), 2) end
+      if p == nil then return 0 end
       return tonumber(ffi_cast("uintptr_t", p))
     end,
     wrap = function(addr)
