@@ -39,20 +39,21 @@ local function trampoline(arg)
 end
 
 local Thread_t = CallbackFactory("void *(*)(void *)")
--- Up to 24 threads at once, each in a state of its own.
-local cb = Thread_t(trampoline, { states = 24, name = "sync spec thread" })
-local fp = cb:funcptr()
+local trampoline_code = string.dump(trampoline)
 
---- Starts f(...) (f must have no upvalues) in a new OS thread and Lua state.
+--- Starts f(...) (f must have no upvalues) in a new OS thread with a fresh Lua state (a
+--- callback of its own, freed by join), as a real thread would have.
 function T.spawn(f, ...)
   local msg = encoder.encode_message(string.dump(f), ...)
+  local cb = Thread_t(trampoline_code, { name = "sync spec thread" })
   local tid = ffi.new("ljt_pthread_t[1]")
-  local rc = ffi.C.pthread_create(tid, nil, fp, msg)
+  local rc = ffi.C.pthread_create(tid, nil, cb:funcptr(), msg)
   if rc ~= 0 then
     core.C.ljasync_message_free(msg)
+    cb:free()
     error("pthread_create failed: " .. rc, 2)
   end
-  return { tid = tid, msg = msg }
+  return { tid = tid, msg = msg, cb = cb }
 end
 
 --- Waits for the thread; returns its results, or raises its error.
@@ -60,10 +61,9 @@ function T.join(th)
   local ret = ffi.new("void *[1]")
   assert(ffi.C.pthread_join(th.tid[0], ret) == 0)
   core.C.ljasync_message_free(th.msg)
-  if ret[0] == nil then
-    local _, last = cb:errors()
-    error("thread failed: " .. tostring(last), 2)
-  end
+  local _, last = th.cb:errors()
+  th.cb:free()
+  if ret[0] == nil then error("thread failed: " .. tostring(last), 2) end
   local m = ffi.cast("ljasync_message *", ret[0])
   local r = { n = 0 }
   local function pack(...) r = { n = select("#", ...), ... } end

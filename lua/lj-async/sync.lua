@@ -352,7 +352,8 @@ end
 function Atomic:load()
   local p = self.p
   if p == nil then freed("atomic") end
-  return tonumber(atomic_load(p))
+  local v = tonumber(atomic_load(p))
+  return v
 end
 
 --- Sets the value (sequentially consistent).
@@ -367,7 +368,8 @@ function Atomic:add(d)
   local p = self.p
   if p == nil then freed("atomic") end
   if d == nil then d = 1 else d = int64_arg(d, "delta") end
-  return tonumber(atomic_add(p, d))
+  local v = tonumber(atomic_add(p, d))
+  return v
 end
 
 --- Subtracts `d` (default 1) and returns the new value.
@@ -375,14 +377,16 @@ function Atomic:sub(d)
   local p = self.p
   if p == nil then freed("atomic") end
   if d == nil then d = 1 else d = int64_arg(d, "delta") end
-  return tonumber(atomic_add(p, -d))
+  local v = tonumber(atomic_add(p, -d))
+  return v
 end
 
 --- Sets the value and returns the OLD one.
 function Atomic:exchange(x)
   local p = self.p
   if p == nil then freed("atomic") end
-  return tonumber(atomic_exchange(p, int64_arg(x, "value")))
+  local old = tonumber(atomic_exchange(p, int64_arg(x, "value")))
+  return old
 end
 
 --- Compare-and-swap: sets `desired` if the value is `expected`. Returns true, or false and
@@ -469,7 +473,10 @@ local Channel = {}
 -- what the cell holds, freeing it even when decoding fails.
 local function cell_value(i, level)
   local tag = cells[i].tag
-  if tag == T_SHORT then return ffi_string(cells[i].s, cells[i].len) end
+  if tag == T_SHORT then
+    local s = ffi_string(cells[i].s, cells[i].len)
+    return s
+  end
   if tag == T_TRUE then return true end
   if tag == T_FALSE then return false end
   if tag == T_NIL then return nil end
@@ -500,15 +507,24 @@ end
 -- -1 out of memory). Values without a fast path go through the encoder, whose errors are
 -- raised at `level`.
 local function push_value(p, v, t, level)
-  local tv = type(v)
-  if tv == "number" then return push_number(p, v, t) end
-  if tv == "string" then return push_string(p, v, #v, t) end
-  if tv == "boolean" then return push_simple(p, v and T_TRUE or T_FALSE, t) end
-  if tv == "nil" then return push_simple(p, T_NIL, t) end
+  -- No `return f(...)` of a C function in hot paths: a trace that starts in this function
+  -- cannot return to its caller after such a tail call ("NYI: return to lower frame"), and
+  -- falls back to the interpreter for good.
+  local tv, st = type(v)
+  if tv == "number" then
+    st = push_number(p, v, t)
+  elseif tv == "string" then
+    st = push_string(p, v, #v, t)
+  elseif tv == "boolean" then
+    st = push_simple(p, v and T_TRUE or T_FALSE, t)
+  elseif tv == "nil" then
+    st = push_simple(p, T_NIL, t)
+  end
+  if st then return st end
   trace_barrier()
   local ok, m = pcall(encode_message, v)
   if not ok then error(m, level + 1) end
-  local st = push_message(p, m, t)
+  st = push_message(p, m, t)
   if st ~= 0 then message_free(m) end  -- not taken: still ours
   return st
 end
