@@ -161,6 +161,39 @@ private func number(_ c: ChannelCell?) -> Double? {
         #expect(sum.load(ordering: .relaxed) == expected)
     }
 
+    /// A tiny ring makes every push and pop a full/empty transition; short timeouts make
+    /// timed-out waits race with wakeups. Nothing may be lost or stranded.
+    @Test func tinyRingWithTimeoutsLosesNothing() {
+        let ch = UncheckedBox(Channel(capacity: 2))
+        let producers = 4, perProducer = 5000
+        let count = Atomic<Int>(0)
+        let sum = Atomic<Int>(0)
+        let done = Atomic<Int>(0)
+        onThreads(producers * 2) { i in
+            if i < producers {
+                var k = 1
+                while k <= perProducer {
+                    let cell = ChannelCell.number(Double(k))
+                    if ch.value.push(cell, timeout: 0.0005) == .ok { k += 1 }
+                }
+                if done.add(1, ordering: .acquiringAndReleasing).newValue == producers { ch.value.close() }
+            } else {
+                let out = UnsafeMutablePointer<ChannelCell>.allocate(capacity: 3)
+                defer { out.deallocate() }
+                while true {
+                    let (st, n) = ch.value.pop(into: out, max: i % 2 == 0 ? 1 : 3, timeout: 0.0005)
+                    if st == .closed { break }
+                    for j in 0..<n {
+                        count.add(1, ordering: .relaxed)
+                        sum.add(Int(number(out[j])!), ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        #expect(count.load(ordering: .relaxed) == producers * perProducer)
+        #expect(sum.load(ordering: .relaxed) == producers * perProducer * (perProducer + 1) / 2)
+    }
+
     @Test func droppingAChannelFreesWhatItHolds() {
         weak var mutex: SharedMutex?
         weak var channel: Channel?

@@ -5,10 +5,15 @@ import Glibc
 /// (consumers wait for "not empty", producers for "not full").
 ///
 /// Invariants (under `mutex`): `count <= limit`; `count <= mask + 1`; the live cells are
-/// `ring[(head + i) & mask]` for `i < count`, each owned by the ring. Nobody sleeps unless its
-/// condition is false, and a sleeper is counted in `popWaiters`/`pushWaiters`, so a push or pop
-/// signals only when someone sleeps (no syscall otherwise). Closing wakes every sleeper; after
-/// it, pushes fail and pops drain what remains.
+/// `ring[(head + i) & mask]` for `i < count`, each owned by the ring. Consumers sleep only while
+/// the ring is empty, producers only while it is full, each counted in `popWaiters` /
+/// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
+/// someone sleeps: a push into an empty ring wakes one consumer, a pop from a full ring wakes a
+/// producer. A woken thread that leaves work behind passes the baton (wakes the next sleeper
+/// of its own kind), so no value waits while a consumer sleeps, and a consumer busy waking up
+/// costs the producer no further syscalls. Sleepers re-check the ring after any wakeup,
+/// timeouts included. Closing wakes every sleeper; after it, pushes fail and pops drain what
+/// remains.
 ///
 /// Thread-safety: every method may be called from any thread. Lifetime: reference counted
 /// (SharedObject); the last release frees the cells still queued (and so the handles their
@@ -84,11 +89,14 @@ final class Channel: SyncObject, @unchecked Sendable {
             }
         }
         if s.pointee.count > s.pointee.mask { grow() }
-        s.pointee.ring[(s.pointee.head + s.pointee.count) & s.pointee.mask] = cell
-        s.pointee.count += 1
-        let wake = s.pointee.popWaiters > 0
+        let count = s.pointee.count
+        s.pointee.ring[(s.pointee.head + count) & s.pointee.mask] = cell
+        s.pointee.count = count + 1
+        let wakeConsumer = count == 0 && s.pointee.popWaiters > 0
+        let wakeProducer = count + 1 < s.pointee.limit && s.pointee.pushWaiters > 0
         RawMutex.unlock(mutex)
-        if wake { notEmpty.signal() }
+        if wakeConsumer { notEmpty.signal() }
+        if wakeProducer { notFull.signal() }
         return .ok
     }
 
@@ -109,19 +117,22 @@ final class Channel: SyncObject, @unchecked Sendable {
                 return (st, 0)
             }
         }
-        let take = min(n, s.pointee.limit - s.pointee.count)
-        while s.pointee.count + take > s.pointee.mask + 1 { grow() }
-        var at = s.pointee.head + s.pointee.count
+        let before = s.pointee.count
+        let take = min(n, s.pointee.limit - before)
+        while before + take > s.pointee.mask + 1 { grow() }
+        var at = s.pointee.head + before
         for i in 0..<take {
             s.pointee.ring[at & s.pointee.mask] = cells[i]
             at += 1
         }
-        s.pointee.count += take
-        let waiters = s.pointee.popWaiters
+        s.pointee.count = before + take
+        let wakeConsumers = before == 0 && s.pointee.popWaiters > 0
+        let wakeProducer = before + take < s.pointee.limit && s.pointee.pushWaiters > 0
         RawMutex.unlock(mutex)
-        if waiters > 0 {
+        if wakeConsumers {
             if take == 1 { notEmpty.signal() } else { notEmpty.broadcast() }
         }
+        if wakeProducer { notFull.signal() }
         return (.ok, take)
     }
 
@@ -195,14 +206,14 @@ final class Channel: SyncObject, @unchecked Sendable {
             n += 1
             if isMessage { break }
         }
+        let before = s.pointee.count
         s.pointee.head = head
-        s.pointee.count -= n
-        let wakeProducers = s.pointee.pushWaiters
-        // Pass the baton: if values remain and others sleep, one of them should take them.
-        let wakeConsumer = s.pointee.count > 0 && s.pointee.popWaiters > 0
-        if s.pointee.count == 0 && mask + 1 > Channel.shrinkAbove { shrink() }
+        s.pointee.count = before - n
+        let wakeProducers = before >= s.pointee.limit && s.pointee.pushWaiters > 0
+        let wakeConsumer = before - n > 0 && s.pointee.popWaiters > 0
+        if before == n && mask + 1 > Channel.shrinkAbove { shrink() }
         RawMutex.unlock(mutex)
-        if wakeProducers > 0 {
+        if wakeProducers {
             if n == 1 { notFull.signal() } else { notFull.broadcast() }
         }
         if wakeConsumer { notEmpty.signal() }
