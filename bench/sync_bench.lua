@@ -122,7 +122,7 @@ for r = 1, ROUNDS do
     local rate = row[2]()
     assert(rate > 0, row[1] .. " failed")
     samples[i][r] = rate
-    if os.getenv("VERBOSE") then print(r, row[1], rate / 1e6) end
+    if (os.getenv("VERBOSE") or "") ~= "" then print(r, row[1], rate / 1e6) end
   end
 end
 

@@ -31,7 +31,6 @@ typedef struct ljasync_cell {
 } ljasync_cell;
 
 intptr_t ljasync_sync_live_objects(void);
-void ljasync_sync_kind(void *p, char *buf, size_t len);
 
 ljasync_mutex *ljasync_mutex_new(void);
 int32_t ljasync_mutex_lock(ljasync_mutex *m, double timeout);

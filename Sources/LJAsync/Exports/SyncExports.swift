@@ -16,12 +16,6 @@ public func ljasync_sync_live_objects() -> Int {
     syncLiveObjects.load(ordering: .relaxed)
 }
 
-/// The kind name of a shared object ("mutex", "channel", ...), NUL-terminated into `buf`.
-@_cdecl("ljasync_sync_kind")
-public func ljasync_sync_kind(_ p: UnsafeRawPointer, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) {
-    writeError(type(of: SharedObject.from(p)).kind, buf, len)
-}
-
 // -- Mutex --
 
 @_cdecl("ljasync_mutex_new")
