@@ -109,9 +109,9 @@ local M = {}
 
 -- -- Arguments --
 
--- Seconds for the core: nil = forever (-1), else a non-negative number.
+-- Seconds for the core: nil (or math.huge) = forever (-1), else a non-negative number.
 local function timeout_arg(t, level)
-  if t == nil then return -1 end
+  if t == nil or t == huge then return -1 end
   if type(t) ~= "number" or t < 0 or t ~= t then
     error("bad timeout: expected nil or seconds >= 0, got " .. tostring(t), level + 1)
   end

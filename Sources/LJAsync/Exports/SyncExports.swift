@@ -6,6 +6,9 @@
 // Every function may be called from any thread.
 import Glibc
 
+/// Timeouts as the objects take them: an infinite one (from C) means "forever" too.
+@inline(__always) private func seconds(_ t: Double) -> Double { t.isInfinite ? -1 : t }
+
 @inline(__always) private func with<T: SyncObject, R>(_ p: UnsafeRawPointer, _ t: T.Type, _ body: (T) -> R) -> R {
     SyncObject.with(p, as: t, body)
 }
@@ -26,7 +29,7 @@ public func ljasync_mutex_new() -> UnsafeMutableRawPointer {
 /// 0 locked, 1 timed out, -1 already held by this thread.
 @_cdecl("ljasync_mutex_lock")
 public func ljasync_mutex_lock(_ p: UnsafeRawPointer, _ timeout: Double) -> Int32 {
-    with(p, SharedMutex.self) { $0.lock(timeout: timeout).rawValue }
+    with(p, SharedMutex.self) { $0.lock(timeout: seconds(timeout)).rawValue }
 }
 
 /// 0 unlocked, -2 not held by this thread (nothing changes).
@@ -52,7 +55,7 @@ public func ljasync_cond_new() -> UnsafeMutableRawPointer {
 @_cdecl("ljasync_cond_wait")
 public func ljasync_cond_wait(_ c: UnsafeRawPointer, _ m: UnsafeRawPointer, _ timeout: Double) -> Int32 {
     with(c, SharedCondition.self) { cond in
-        with(m, SharedMutex.self) { cond.wait($0, timeout: timeout).rawValue }
+        with(m, SharedMutex.self) { cond.wait($0, timeout: seconds(timeout)).rawValue }
     }
 }
 
@@ -82,7 +85,7 @@ public func ljasync_sem_post(_ p: UnsafeRawPointer, _ n: Int) -> Int32 {
 /// 0 took a permit, 1 timed out.
 @_cdecl("ljasync_sem_wait")
 public func ljasync_sem_wait(_ p: UnsafeRawPointer, _ timeout: Double) -> Int32 {
-    with(p, SharedSemaphore.self) { $0.wait(timeout: timeout) ? 0 : 1 }
+    with(p, SharedSemaphore.self) { $0.wait(timeout: seconds(timeout)) ? 0 : 1 }
 }
 
 @_cdecl("ljasync_sem_value")
@@ -174,21 +177,21 @@ public func ljasync_channel_new(_ capacity: Int) -> UnsafeMutableRawPointer {
 /// Pushes a number. 0 pushed, 1 still full at the deadline, 2 closed.
 @_cdecl("ljasync_channel_push_number")
 public func ljasync_channel_push_number(_ p: UnsafeRawPointer, _ v: Double, _ timeout: Double) -> Int32 {
-    with(p, Channel.self) { $0.push(.number(v), timeout: timeout).rawValue }
+    with(p, Channel.self) { $0.push(.number(v), timeout: seconds(timeout)).rawValue }
 }
 
 /// Pushes nil (tag 0), false (1) or true (2). Statuses as push_number; -1 for another tag.
 @_cdecl("ljasync_channel_push_simple")
 public func ljasync_channel_push_simple(_ p: UnsafeRawPointer, _ tag: Int32, _ timeout: Double) -> Int32 {
     guard tag >= 0 && tag <= 2, let t = ChannelCell.Tag(rawValue: UInt32(tag)) else { return -1 }
-    return with(p, Channel.self) { $0.push(ChannelCell(tag: t), timeout: timeout).rawValue }
+    return with(p, Channel.self) { $0.push(ChannelCell(tag: t), timeout: seconds(timeout)).rawValue }
 }
 
 /// Pushes a copy of `len` bytes. Statuses as push_number; -1 out of memory.
 @_cdecl("ljasync_channel_push_string")
 public func ljasync_channel_push_string(_ p: UnsafeRawPointer, _ s: UnsafeRawPointer?, _ len: Int, _ timeout: Double) -> Int32 {
     guard let cell = ChannelCell.string(s, len) else { return -1 }
-    let st = with(p, Channel.self) { $0.push(cell, timeout: timeout) }
+    let st = with(p, Channel.self) { $0.push(cell, timeout: seconds(timeout)) }
     if st != .ok { cell.release() }
     return st.rawValue
 }
@@ -197,7 +200,7 @@ public func ljasync_channel_push_string(_ p: UnsafeRawPointer, _ s: UnsafeRawPoi
 /// caller still does.
 @_cdecl("ljasync_channel_push_message")
 public func ljasync_channel_push_message(_ p: UnsafeRawPointer, _ m: UnsafeMutableRawPointer, _ timeout: Double) -> Int32 {
-    with(p, Channel.self) { $0.push(.message(m), timeout: timeout).rawValue }
+    with(p, Channel.self) { $0.push(.message(m), timeout: seconds(timeout)).rawValue }
 }
 
 /// Pushes up to `n` prepared cells (numbers, nil/booleans, inline strings: cells that own
@@ -208,7 +211,7 @@ public func ljasync_channel_push_cells(_ p: UnsafeRawPointer, _ raw: UnsafeRawPo
     guard n > 0 else { return 0 }
     let cells = raw.assumingMemoryBound(to: ChannelCell.self)
     for i in 0..<Int(n) where cells[i].tag > ChannelCell.Tag.shortString.rawValue { return -3 }
-    let (st, taken) = with(p, Channel.self) { $0.pushMany(cells, Int(n), timeout: timeout) }
+    let (st, taken) = with(p, Channel.self) { $0.pushMany(cells, Int(n), timeout: seconds(timeout)) }
     return st == .ok ? Int32(taken) : -st.rawValue
 }
 
@@ -217,7 +220,7 @@ public func ljasync_channel_push_cells(_ p: UnsafeRawPointer, _ raw: UnsafeRawPo
 @_cdecl("ljasync_channel_pop")
 public func ljasync_channel_pop(_ p: UnsafeRawPointer, _ raw: UnsafeMutableRawPointer, _ max: Int32, _ timeout: Double) -> Int32 {
     let out = raw.assumingMemoryBound(to: ChannelCell.self)
-    let (st, n) = with(p, Channel.self) { $0.pop(into: out, max: Int(Swift.max(max, 1)), timeout: timeout) }
+    let (st, n) = with(p, Channel.self) { $0.pop(into: out, max: Int(Swift.max(max, 1)), timeout: seconds(timeout)) }
     return st == .ok ? Int32(n) : -st.rawValue
 }
 
