@@ -1,0 +1,94 @@
+// A mutual-exclusion lock any Lua state can hold, owned by the OS thread that locked it.
+import Glibc
+import Synchronization
+
+/// A non-recursive mutex shared between states.
+///
+/// Ownership is per OS thread (as pthread's): the thread that locked it must unlock it.
+/// Misuse is reported, never undefined: locking it again from the owning thread returns
+/// `deadlock` instead of hanging, and unlocking from a thread that does not hold it returns
+/// `notOwner` and leaves the lock alone. A Lua state runs on one thread at a time, so for a
+/// thread's state "the owning thread" is "this state"; a callback's state runs on its
+/// caller's thread, so it must unlock before it returns.
+///
+/// Thread-safety: every method may be called from any thread. Lifetime: reference counted
+/// (SharedObject); freed with the last reference even if locked (nobody could unlock it).
+final class SharedMutex: SyncObject, @unchecked Sendable {
+    override class var kind: String { "mutex" }
+
+    enum Status: Int32 { case ok = 0, timeout = 1, deadlock = -1, notOwner = -2 }
+
+    let raw: UnsafeMutablePointer<pthread_mutex_t>
+    /// pthread_self() of the holder, 0 when unlocked. Written only by the holder while it
+    /// holds `raw`, so a thread comparing it with its own id needs no stronger ordering.
+    let owner: UnsafeMutablePointer<Atomic<UInt>>
+
+    override init() {
+        raw = RawMutex.make()
+        owner = .allocate(capacity: 1)
+        owner.initialize(to: Atomic(0))
+        super.init()
+    }
+
+    deinit {
+        RawMutex.destroy(raw)
+        owner.deinitialize(count: 1)
+        owner.deallocate()
+    }
+
+    @inline(__always) static var me: UInt { UInt(pthread_self()) }
+
+    /// Locks, waiting at most `timeout` seconds (negative = forever, 0 = try once). Any thread.
+    @inline(__always)
+    func lock(timeout: Double) -> Status {
+        let me = SharedMutex.me
+        if owner.pointee.load(ordering: .relaxed) == me { return .deadlock }
+        if timeout < 0 {
+            RawMutex.lock(raw)
+        } else if timeout == 0 {
+            if pthread_mutex_trylock(raw) != 0 { return .timeout }
+        } else if pthread_mutex_trylock(raw) != 0 {
+            let rc = SharedMutex.timedLock(raw, timeout)
+            if rc == ETIMEDOUT { return .timeout }
+            precondition(rc == 0, "pthread_mutex_clocklock failed: \(rc)")
+        }
+        owner.pointee.store(me, ordering: .relaxed)
+        return .ok
+    }
+
+    typealias ClockLock = @convention(c) (UnsafeMutablePointer<pthread_mutex_t>, clockid_t, UnsafePointer<timespec>) -> Int32
+
+    /// glibc's pthread_mutex_clocklock (2.30+), which Swift's Glibc module does not declare
+    /// (it is a GNU extension); nil on an older libc.
+    static let clockLock: ClockLock? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pthread_mutex_clocklock") else { return nil }
+        return unsafeBitCast(sym, to: ClockLock.self)
+    }()
+
+    /// Locks with a deadline `timeout` seconds away on the monotonic clock (the wall clock
+    /// where the C library lacks clocklock). Returns 0 or ETIMEDOUT.
+    static func timedLock(_ m: UnsafeMutablePointer<pthread_mutex_t>, _ timeout: Double) -> Int32 {
+        if let clockLock {
+            var d = Clock.deadline(after: timeout)!
+            return clockLock(m, CLOCK_MONOTONIC, &d)
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let whole = min(timeout.rounded(.down), 1e9)
+        var d = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + Int((timeout - whole) * 1e9))
+        if d.tv_nsec >= 1_000_000_000 { d.tv_sec += 1; d.tv_nsec -= 1_000_000_000 }
+        return pthread_mutex_timedlock(m, &d)
+    }
+
+    /// Unlocks; `notOwner` if this thread does not hold the lock. Any thread.
+    @inline(__always)
+    func unlock() -> Status {
+        guard owner.pointee.load(ordering: .relaxed) == SharedMutex.me else { return .notOwner }
+        owner.pointee.store(0, ordering: .relaxed)
+        RawMutex.unlock(raw)
+        return .ok
+    }
+
+    /// Whether this thread holds the lock. Any thread.
+    var heldByMe: Bool { owner.pointee.load(ordering: .relaxed) == SharedMutex.me }
+}

@@ -1,0 +1,159 @@
+-- Channel throughput, one producer thread -> the main state, against a C mutex+condvar FIFO
+-- measured in the same run (spec/c/fifo.c). Several rounds; medians and ratios.
+package.path = "./lua/?.lua;./?.lua;" .. package.path
+local ffi = require "ffi"
+local sync = require "lj-async.sync"
+local T = require "spec.sync_threads"  -- threads before lj-async.thread exists
+
+ffi.cdef "double ljt_fifo_rate(int n);"
+local testc = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
+
+local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
+local N_NUM = 2 * 1024 * 1024   -- a multiple of the batch size
+local N_TAB = 200 * 1000
+local CAP = 4096                -- the C FIFO's ring size
+
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+-- Runs `consume(ch, n)` here while `produce(ch, n)` runs in a new thread; returns values/s.
+local function channel_rate(produce, consume, n)
+  local ch = sync.channel(CAP)
+  local t0 = T.now()
+  local th = T.spawn(produce, ch, n)
+  local check = consume(ch, n)
+  local dt = T.now() - t0
+  assert(T.join(th) == true)
+  ch:free()
+  return n / dt, check
+end
+
+-- -- Producers (run in the thread's own state: no upvalues) --
+
+local function produce_numbers(ch, n)
+  for i = 1, n do ch:push(i) end
+  return true
+end
+
+local function produce_numbers_batched(ch, n)
+  local buf = {}
+  for i = 1, n, 256 do
+    for j = 1, 256 do buf[j] = i + j - 1 end
+    ch:push_many(buf, 1, 256)
+  end
+  return true
+end
+
+local function produce_tables(ch, n)
+  for i = 1, n do ch:push({ i, i + 1, "x", { k = i } }) end
+  return true
+end
+
+-- -- Consumers (main state) --
+
+local function consume_numbers(ch, n)
+  local sum = 0
+  for _ = 1, n do sum = sum + ch:pop() end
+  assert(sum == n * (n + 1) / 2, "wrong sum")
+end
+
+local function consume_numbers_batched(ch, n)
+  local sum, got, buf = 0, 0, {}
+  while got < n do
+    local _, k = ch:pop_many(256, nil, buf)
+    for j = 1, k do sum = sum + buf[j] end
+    got = got + k
+  end
+  assert(sum == n * (n + 1) / 2, "wrong sum")
+end
+
+local function consume_tables(ch, n)
+  local sum = 0
+  for _ = 1, n do
+    local t = ch:pop()
+    sum = sum + t[1] + t[4].k
+  end
+  assert(sum == n * (n + 1), "wrong sum")
+end
+
+-- -- Peers, if installed --
+
+local function peer(name)
+  local ok, mod = pcall(require, name)
+  return ok and mod or nil
+end
+
+local effil = peer("effil")
+
+local function effil_rate(n, make)
+  local ch = effil.channel()
+  local th = effil.thread(function(ch, n, tables)
+    for i = 1, n do if tables then ch:push({ i, i + 1, "x", { k = i } }) else ch:push(i) end end
+  end)(ch, n, make)
+  local t0 = T.now()
+  for _ = 1, n do ch:pop() end
+  local dt = T.now() - t0
+  th:wait()
+  return n / dt
+end
+
+-- -- Run --
+
+local rows = {
+  { "C mutex FIFO (ints, reference)", function() return testc.ljt_fifo_rate(N_NUM) end },
+  { "numbers: push/pop", function() return channel_rate(produce_numbers, consume_numbers, N_NUM) end },
+  { "numbers: push_many/pop_many (256)", function()
+      return channel_rate(produce_numbers_batched, consume_numbers_batched, N_NUM) end },
+  { "small tables {i, i+1, \"x\", {k = i}}", function()
+      return channel_rate(produce_tables, consume_tables, N_TAB) end },
+}
+if effil then
+  rows[#rows + 1] = { "effil numbers", function() return effil_rate(N_TAB, false) end }
+  rows[#rows + 1] = { "effil small tables", function() return effil_rate(math.floor(N_TAB / 4), true) end }
+end
+
+local samples = {}
+for r = 1, ROUNDS do
+  for i, row in ipairs(rows) do
+    samples[i] = samples[i] or {}
+    local rate = row[2]()
+    assert(rate > 0, row[1] .. " failed")
+    samples[i][r] = rate
+    if (os.getenv("VERBOSE") or "") ~= "" then print(r, row[1], rate / 1e6) end
+  end
+end
+
+print(("sync_bench: one producer thread -> main state, %d rounds, medians (%d cores)"):format(ROUNDS,
+  tonumber(io.popen("nproc"):read("*l")) or 0))
+local ref = median(samples[1])
+for i, row in ipairs(rows) do
+  local m = median(samples[i])
+  local lo, hi = samples[i][1], samples[i][#samples[i]]
+  print(("  %-38s %8.2f M msg/s  (%.2f..%.2f)  x%.2f of C FIFO"):format(row[1], m / 1e6, lo / 1e6, hi / 1e6, m / ref))
+end
+if not effil then print("  effil: not installed (skipped); luv's threads cannot pass tables (skipped)") end
+
+-- Atomic counter: the core call against a plain load through ptr() (what a Lua fast path
+-- would do on x86-64), single thread, ns per operation.
+local a = sync.atomic(0)
+local function ns(f, n)
+  local best = math.huge
+  for _ = 1, ROUNDS do
+    local t0 = T.now()
+    f(n)
+    best = math.min(best, (T.now() - t0) / n * 1e9)
+  end
+  return best
+end
+local N_AT = 5000000
+local add = ns(function(n) for _ = 1, n do a:add(1) end end, N_AT)
+local load = ns(function(n) local s = 0; for _ = 1, n do s = s + a:load() end return s end, N_AT)
+local p = a:ptr()
+local plain = ns(function(n) local s = 0; for _ = 1, n do s = s + tonumber(p[0]) end return s end, N_AT)
+local m = sync.mutex()
+local lock = ns(function(n) for _ = 1, n do m:lock(); m:unlock() end end, N_AT)
+print(("  atomic add %.1f ns, load via core %.1f ns, plain load via ptr() %.1f ns; mutex lock+unlock %.1f ns (best of %d)")
+  :format(add, load, plain, lock, ROUNDS))

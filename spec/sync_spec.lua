@@ -1,0 +1,730 @@
+-- lj-async.sync: every operation, timeouts, close, many threads, lifetime across states, JIT.
+local ffi = require "ffi"
+
+-- busted (busted/luajit.lua) wraps ffi.typeof in a cache keyed by its first argument, so the
+-- encoder's ffi.typeof(handle) would keep every handle it moves alive and the leak checks
+-- below would fail for the harness's sake. Put LuaJIT's own back before the modules load.
+for i = 1, 16 do
+  local name, v = debug.getupvalue(ffi.typeof, i)
+  if not name then break end
+  if name == "original" then ffi.typeof = v; break end
+end
+
+local sync = require "lj-async.sync"
+local encoder = require "lj-async.encoder"
+local T = require "spec.sync_threads"
+
+local spawn, join, now, wait_until = T.spawn, T.join, T.now, T.wait_until
+
+-- Objects alive now, after collecting this state's garbage.
+local function live()
+  jit.flush()  -- traces may hold handles as constants
+  collectgarbage()
+  collectgarbage()
+  return sync.live_objects()
+end
+
+-- Runs f and returns its results plus the seconds it took.
+local function timed(f, ...)
+  local t0 = now()
+  local r = { f(...) }
+  r[#r + 1] = now() - t0
+  return unpack(r)
+end
+
+-- Generous bounds for timeouts: never early, and late only by scheduling noise.
+local function assert_about(seconds, elapsed)
+  assert.is_true(elapsed >= seconds * 0.9, ("returned after %.3fs, before the %.3fs timeout"):format(elapsed, seconds))
+  assert.is_true(elapsed < seconds + 2, ("returned after %.3fs for a %.3fs timeout"):format(elapsed, seconds))
+end
+
+describe("lj-async.sync", function()
+  local start
+
+  before_each(function() start = live() end)
+
+  after_each(function()
+    -- Every test lets go of what it made: the process-wide count returns to where it was.
+    assert.equal(start, live())
+  end)
+
+  describe("mutex", function()
+    it("locks, unlocks and tries", function()
+      local m = sync.mutex()
+      assert.is_false(m:held())
+      assert.is_true(m:lock())
+      assert.is_true(m:held())
+      m:unlock()
+      assert.is_true(m:trylock())
+      m:unlock()
+      assert.is_true(m:lock(0.5))
+      m:unlock()
+      assert.is_true(m:lock(math.huge))  -- math.huge is forever, like nil
+      m:unlock()
+      m:free()
+    end)
+
+    it("refuses to lock twice from one thread (not recursive) and to unlock when not held", function()
+      local m = sync.mutex()
+      m:lock()
+      assert.has_error(function() m:lock() end, "mutex is already locked by this thread (lj-async mutexes are not recursive)")
+      assert.has_error(function() m:trylock() end, "mutex is already locked by this thread (lj-async mutexes are not recursive)")
+      m:unlock()
+      assert.has_error(function() m:unlock() end, "mutex is not locked by this thread")
+      m:free()
+    end)
+
+    it("refuses an unlock from a thread that does not hold it, and keeps the lock", function()
+      local m = sync.mutex()
+      m:lock()
+      local ok, err = join(spawn(function(m)
+        local ok, err = pcall(m.unlock, m)
+        return ok, err, m:trylock()
+      end, m))
+      assert.is_false(ok)
+      assert.matches("mutex is not locked by this thread", err)
+      m:unlock()
+      m:free()
+    end)
+
+    it("times out while another thread holds it, and gets it once released", function()
+      local m, locked, release = sync.mutex(), sync.semaphore(), sync.semaphore()
+      local th = spawn(function(m, locked, release)
+        m:lock()
+        locked:post()
+        assert(release:wait(30), "never released")
+        m:unlock()
+        return true
+      end, m, locked, release)
+      assert.is_true(locked:wait(30))
+      local ok, why = m:trylock()
+      assert.is_false(ok)
+      assert.equal("timeout", why)
+      local ok2, why2, elapsed = timed(m.lock, m, 0.2)
+      assert.is_false(ok2)
+      assert.equal("timeout", why2)
+      assert_about(0.2, elapsed)
+      release:post()
+      assert.is_true(m:lock(30))
+      m:unlock()
+      assert.is_true(join(th))
+      m:free(); locked:free(); release:free()
+    end)
+
+    it("excludes: four threads increment a plain shared counter under it", function()
+      local m, blk = sync.mutex(), sync.shared(8)
+      local ths = {}
+      for i = 1, 4 do
+        ths[i] = spawn(function(m, blk)
+          local p = blk:ptr("int64_t")
+          for _ = 1, 20000 do
+            m:lock()
+            p[0] = p[0] + 1
+            m:unlock()
+          end
+          return true
+        end, m, blk)
+      end
+      for i = 1, 4 do join(ths[i]) end
+      assert.equal(80000, tonumber(blk:ptr("int64_t")[0]))
+    end)
+
+    it("checks its arguments", function()
+      local m = sync.mutex()
+      assert.has_error(function() m:lock(-1) end, "bad timeout: expected nil or seconds >= 0, got -1")
+      assert.has_error(function() m:lock("soon") end, "bad timeout: expected nil or seconds >= 0, got soon")
+      assert.has_error(function() m:lock(0 / 0) end)
+      m:free()
+      m:free()  -- twice is fine
+      assert.has_error(function() m:lock() end, "mutex has been freed")
+      assert.equal("lj-async.mutex (freed)", tostring(m))
+    end)
+  end)
+
+  describe("condition", function()
+    it("times out, keeping the mutex locked", function()
+      local m, c = sync.mutex(), sync.condition()
+      m:lock()
+      local ok, why, elapsed = timed(c.wait, c, m, 0.2)
+      assert.is_false(ok)
+      assert.equal("timeout", why)
+      assert_about(0.2, elapsed)
+      assert.is_true(m:held())
+      assert.same({ false, "timeout" }, { c:wait(m, 0) })
+      m:unlock()
+    end)
+
+    it("refuses to wait on a mutex this thread does not hold", function()
+      local m, c = sync.mutex(), sync.condition()
+      assert.has_error(function() c:wait(m, 1) end, "bad argument #1 to 'wait': mutex is not locked by this thread")
+      assert.has_error(function() c:wait(nil, 1) end, "bad argument #1 to 'wait': expected a mutex")
+      assert.has_error(function() c:wait(c, 1) end, "bad argument #1 to 'wait': expected a mutex")
+    end)
+
+    it("signal wakes a waiter in another thread", function()
+      local m, c, flags = sync.mutex(), sync.condition(), sync.shared(16)
+      local f = flags:ptr("int32_t")  -- [0] = waiter is in wait, [1] = go
+      local th = spawn(function(m, c, flags)
+        local f = flags:ptr("int32_t")
+        m:lock()
+        f[0] = 1
+        local woke = true
+        while f[1] == 0 do
+          woke = c:wait(m, 30)
+          if not woke then break end
+        end
+        m:unlock()
+        return woke
+      end, m, c, flags)
+      -- The waiter holds the mutex from setting f[0] until wait releases it: holding the
+      -- mutex here with f[0] set means it sleeps in wait.
+      assert.is_true(wait_until(function()
+        m:lock()
+        if f[0] == 1 then return true end
+        m:unlock()
+        return false
+      end))
+      f[1] = 1
+      c:signal()
+      m:unlock()
+      local woke, elapsed = timed(join, th)
+      assert.is_true(woke)
+      assert.is_true(elapsed < 10)
+    end)
+
+    it("broadcast wakes every waiter", function()
+      local m, c, flags = sync.mutex(), sync.condition(), sync.shared(16)
+      local f = flags:ptr("int32_t")  -- [0] = waiters in wait, [1] = go
+      local ths = {}
+      for i = 1, 3 do
+        ths[i] = spawn(function(m, c, flags)
+          local f = flags:ptr("int32_t")
+          m:lock()
+          f[0] = f[0] + 1
+          while f[1] == 0 do
+            if not c:wait(m, 30) then m:unlock(); return false end
+          end
+          m:unlock()
+          return true
+        end, m, c, flags)
+      end
+      assert.is_true(wait_until(function()
+        m:lock()
+        if f[0] == 3 then return true end
+        m:unlock()
+        return false
+      end))
+      f[1] = 1
+      c:broadcast()
+      m:unlock()
+      for i = 1, 3 do assert.is_true(join(ths[i])) end
+    end)
+  end)
+
+  describe("semaphore", function()
+    it("posts, waits and tries", function()
+      local s = sync.semaphore(2)
+      assert.equal(2, s:value())
+      assert.is_true(s:wait())
+      assert.is_true(s:try())
+      assert.same({ false, "timeout" }, { s:try() })
+      s:post(3)
+      assert.equal(3, s:value())
+      assert.is_true(s:wait(0))
+      assert.is_true(s:wait(0.2))
+      assert.is_true(s:wait())
+      assert.equal(0, s:value())
+      local ok, why, elapsed = timed(s.wait, s, 0.2)
+      assert.is_false(ok)
+      assert.equal("timeout", why)
+      assert_about(0.2, elapsed)
+    end)
+
+    it("post(n) wakes n waiting threads", function()
+      local s = sync.semaphore()
+      local ths = {}
+      for i = 1, 3 do ths[i] = spawn(function(s) return s:wait(30) end, s) end
+      s:post(3)
+      for i = 1, 3 do assert.is_true(join(ths[i])) end
+      assert.equal(0, s:value())
+    end)
+
+    it("checks its arguments", function()
+      assert.has_error(function() sync.semaphore(-1) end, "bad count: expected an integer >= 0, got -1")
+      assert.has_error(function() sync.semaphore(1.5) end, "bad count: expected an integer >= 0, got 1.5")
+      local s = sync.semaphore()
+      assert.has_error(function() s:post(0) end, "bad count: expected an integer >= 1, got 0")
+      assert.has_error(function() s:wait(-2) end, "bad timeout: expected nil or seconds >= 0, got -2")
+    end)
+  end)
+
+  describe("atomic", function()
+    it("loads, stores, adds, exchanges and compares-and-swaps", function()
+      local a = sync.atomic()
+      assert.equal(0, a:load())
+      a:store(41)
+      assert.equal(42, a:add())      -- add returns the new value
+      assert.equal(52, a:add(10))
+      assert.equal(50, a:sub(2))
+      assert.equal(50, a:exchange(7))  -- exchange returns the old value
+      assert.is_true(a:cas(7, 8))
+      assert.same({ false, 8 }, { a:cas(7, 9) })
+      assert.equal(8, a:load())
+      a:store(ffi.new("int64_t", 2 ^ 40))
+      assert.equal(2 ^ 40, a:load())
+      assert.equal(2 ^ 40, tonumber(a:ptr()[0]))
+      assert.equal(-5, sync.atomic(-5):load())
+    end)
+
+    it("counts exactly under contention", function()
+      local a = sync.atomic(0)
+      local ths = {}
+      for i = 1, 4 do
+        ths[i] = spawn(function(a)
+          for _ = 1, 50000 do a:add(1) end
+          -- And a CAS loop, which retries when another thread got in between.
+          for _ = 1, 1000 do
+            local v = a:load()
+            while true do
+              local ok, seen = a:cas(v, v + 2)
+              if ok then break end
+              v = seen
+            end
+          end
+          return true
+        end, a)
+      end
+      for i = 1, 4 do join(ths[i]) end
+      assert.equal(4 * (50000 + 2000), a:load())
+    end)
+
+    it("checks its arguments", function()
+      local a = sync.atomic()
+      assert.has_error(function() a:add(1.5) end, "bad delta: expected an integer, got 1.5")
+      assert.has_error(function() a:store("x") end, "bad value: expected an integer, got string")
+      assert.has_error(function() sync.atomic(0 / 0) end)
+    end)
+  end)
+
+  describe("shared block", function()
+    it("is zeroed, sized, and read and written through typed pointers from any thread", function()
+      local b = sync.shared(4096)
+      assert.equal(4096, b:size())
+      assert.equal(4096, #b)
+      local bytes = b:ptr()
+      for i = 0, 4095 do assert(bytes[i] == 0) end
+      local d = b:ptr("double")
+      d[1] = 1.5
+      assert.equal(1.5, b:ptr(ffi.typeof("double"))[1])
+      assert.equal(0, tonumber(ffi.cast("uintptr_t", b:ptr())) % 64)
+      local sum = join(spawn(function(b)
+        local d = b:ptr("double")
+        d[2] = d[1] * 2
+        return d[1] + d[2]
+      end, b))
+      assert.equal(4.5, sum)
+      assert.equal(3, d[2])
+    end)
+
+    it("maps large blocks lazily: zeroed, page-aligned, usable to the last byte", function()
+      local b = sync.shared(64 * 1024 * 1024 + 3)
+      local p = b:ptr()
+      assert.equal(0, tonumber(ffi.cast("uintptr_t", p)) % 4096)
+      assert.equal(0, p[0] + p[12345678] + p[64 * 1024 * 1024 + 2])
+      p[64 * 1024 * 1024 + 2] = 7
+      assert.equal(7, p[64 * 1024 * 1024 + 2])
+    end)
+
+    it("checks its arguments", function()
+      assert.has_error(function() sync.shared(0) end, "bad size: expected an integer >= 1, got 0")
+      assert.has_error(function() sync.shared("big") end, "bad size: expected an integer >= 1, got big")
+      assert.has_error(function() sync.shared(2 ^ 52) end)
+      local b = sync.shared(8)
+      assert.has_error(function() b:ptr("no such type") end)
+      b:free()
+      assert.has_error(function() b:ptr() end, "shared block has been freed")
+    end)
+  end)
+
+  describe("channel", function()
+    it("keeps order and copies every kind of value", function()
+      local ch = sync.channel()
+      local long = ("0123456789"):rep(1000) .. "\0end"
+      local values = { 1, -0.5, 2 ^ 53, 1 / 0, -1 / 0, "", "x", ("y"):rep(24), ("z"):rep(25), "a\0b", long,
+                       true, false, { 1, 2, { k = "v" } }, ffi.new("int64_t", -3) }
+      for i = 1, #values do assert.is_true(ch:push(values[i])) end
+      assert.is_true(ch:push(0 / 0))
+      assert.equal(#values + 1, ch:length())
+      assert.equal(#values + 1, #ch)
+      for i = 1, #values do
+        local v = ch:pop(0)
+        if type(values[i]) == "table" then assert.same(values[i], v)
+        elseif type(values[i]) == "cdata" then assert.is_true(v == values[i])
+        else assert.equal(values[i], v) end
+      end
+      local nan = ch:pop(0)
+      assert.is_true(nan ~= nan)
+      assert.equal(0, #ch)
+    end)
+
+    it("moves a pushed nil as a single nil, and tells empty and closed apart", function()
+      local ch = sync.channel()
+      ch:push(nil)
+      assert.equal(1, select("#", ch:pop(0)))
+      assert.same({ nil, "timeout" }, { ch:try_pop() })
+      assert.same({ nil, "timeout" }, { ch:pop(0) })
+      ch:close()
+      assert.same({ nil, "closed" }, { ch:pop() })
+    end)
+
+    it("pop times out when empty", function()
+      local ch = sync.channel()
+      local v, why, elapsed = timed(ch.pop, ch, 0.2)
+      assert.is_nil(v)
+      assert.equal("timeout", why)
+      assert_about(0.2, elapsed)
+    end)
+
+    it("a bounded channel refuses a push when full, at once or after the timeout", function()
+      local ch = sync.channel(2)
+      assert.equal(2, ch:capacity())
+      assert.is_nil(sync.channel():capacity())
+      assert.is_true(ch:push(1))
+      assert.is_true(ch:push("two", math.huge))
+      assert.same({ false, "full" }, { ch:push(3, 0) })
+      local ok, why, elapsed = timed(ch.push, ch, 3, 0.2)
+      assert.is_false(ok)
+      assert.equal("full", why)
+      assert_about(0.2, elapsed)
+      -- A table refused for want of room is freed, not leaked (after_each checks).
+      assert.same({ false, "full" }, { ch:push({ sync.mutex() }, 0) })
+      assert.equal(1, ch:pop())
+      assert.is_true(ch:push(3, 0))
+      assert.same({ "two", 3 }, { ch:pop(), ch:pop() })
+    end)
+
+    it("a blocked push proceeds when a consumer makes room", function()
+      local ch = sync.channel(1)
+      ch:push(1)
+      local th = spawn(function(ch) return ch:push(2, 30) end, ch)
+      assert.is_true(wait_until(function() return ch:waiting() == 1 end))
+      assert.equal(1, ch:pop())
+      assert.is_true(join(th))
+      assert.equal(2, ch:pop(0))
+    end)
+
+    it("close wakes a pop blocked in another thread, and pushes then fail", function()
+      local ch = sync.channel()
+      local th = spawn(function(ch)
+        local v, why = ch:pop()      -- no timeout: only close can end it
+        return v, why
+      end, ch)
+      assert.is_true(wait_until(function() return ch:waiting() == 1 end))
+      ch:close()
+      local v, why = join(th)
+      assert.is_nil(v)
+      assert.equal("closed", why)
+      assert.is_true(ch:closed())
+      assert.same({ false, "closed" }, { ch:push(1) })
+      assert.same({ false, "closed" }, { ch:push({}) })
+      ch:close()  -- twice is fine
+    end)
+
+    it("close wakes a push blocked on a full channel in another thread", function()
+      local ch = sync.channel(1)
+      ch:push("first")
+      local th = spawn(function(ch) return ch:push("second") end, ch)
+      assert.is_true(wait_until(function() return ch:waiting() == 1 end))
+      ch:close()
+      local ok, why = join(th)
+      assert.is_false(ok)
+      assert.equal("closed", why)
+      -- Pops drain what was queued before the close.
+      assert.equal("first", ch:pop())
+      assert.same({ nil, "closed" }, { ch:pop() })
+    end)
+
+    it("close wakes several blocked poppers at once", function()
+      local ch = sync.channel()
+      local ths = {}
+      for i = 1, 3 do ths[i] = spawn(function(ch) return select(2, ch:pop()) end, ch) end
+      assert.is_true(wait_until(function() return ch:waiting() == 3 end))
+      ch:close()
+      for i = 1, 3 do assert.equal("closed", join(ths[i])) end
+    end)
+
+    it("pop_many takes a batch; push_many pushes one, plain values and others mixed", function()
+      local ch = sync.channel()
+      local big = ("s"):rep(100)
+      local src = { 1, 2, "three", big, { 4 }, true, 5 }
+      assert.equal(7, ch:push_many(src))
+      assert.equal(2, ch:push_many({ 9, 8, 7, 6 }, 2, 3))
+      local out, n = ch:pop_many(256, 0)
+      -- The table comes in a batch of its own.
+      assert.equal(4, n)
+      assert.same({ 1, 2, "three", big }, out)
+      local out2, n2 = ch:pop_many(10, 0, {})
+      assert.equal(1, n2)
+      assert.same({ { 4 } }, out2)
+      local reuse = {}
+      local out3, n3 = ch:pop_many(10, 0, reuse)
+      assert.equal(reuse, out3)
+      assert.equal(4, n3)
+      assert.same({ true, 5, 8, 7 }, reuse)
+      assert.same({ nil, "timeout" }, { ch:pop_many(10, 0) })
+      ch:close()
+      assert.same({ nil, "closed" }, { ch:pop_many(10) })
+    end)
+
+    it("push_many stops when full and says so", function()
+      local ch = sync.channel(3)
+      local n, why = ch:push_many({ 1, 2, 3, 4, 5 }, 1, 5, 0)
+      assert.equal(3, n)
+      assert.equal("full", why)
+      local out = ch:pop_many(10)
+      assert.same({ 1, 2, 3 }, out)
+    end)
+
+    it("grows past its first ring and shrinks back, keeping order", function()
+      local ch = sync.channel()
+      for i = 1, 20000 do ch:push(i) end
+      assert.equal(20000, #ch)
+      for i = 1, 20000 do assert(ch:pop(0) == i) end
+      for i = 1, 100 do ch:push(i) end
+      for i = 1, 100 do assert(ch:pop(0) == i) end
+    end)
+
+    it("refuses what cannot move, naming it, and checks its arguments", function()
+      local ch = sync.channel()
+      assert.has_error(function() ch:push(coroutine.create(print)) end)
+      assert.equal(0, #ch)
+      assert.has_error(function() sync.channel(0) end, "bad capacity: expected an integer >= 1, got 0")
+      assert.has_error(function() sync.channel(2.5) end, "bad capacity: expected an integer >= 1, got 2.5")
+      assert.has_error(function() ch:pop(-1) end, "bad timeout: expected nil or seconds >= 0, got -1")
+      assert.has_error(function() ch:pop_many(0) end, "bad count: expected an integer >= 1, got 0")
+      assert.has_error(function() ch:push_many("x") end, "bad argument #1 to 'push_many': expected a table, got string")
+      ch:free()
+      assert.has_error(function() ch:push(1) end, "channel has been freed")
+      assert.has_error(function() ch:pop() end, "channel has been freed")
+    end)
+
+    it("8 producers and 8 consumers in their own threads: every value exactly once", function()
+      local ch = sync.channel(8)  -- small: pushes and pops keep meeting full and empty
+      local P, N = 8, 20000
+      local producers, consumers = {}, {}
+      for c = 1, 8 do
+        consumers[c] = spawn(function(ch, P)
+          local count, sum, sq = {}, {}, {}
+          for p = 1, P do count[p], sum[p], sq[p] = 0, 0, 0 end
+          while true do
+            local v, why = ch:pop()
+            if v == nil then assert(why == "closed", why); break end
+            local p, i
+            if type(v) == "table" then p, i = v.p, v.i
+            elseif type(v) == "string" then p, i = v:match("^(%d+):(%d+)$"); p, i = tonumber(p), tonumber(i)
+            else p, i = math.floor(v / 1e6), v % 1e6 end
+            count[p] = count[p] + 1
+            sum[p] = sum[p] + i
+            sq[p] = sq[p] + i * i
+          end
+          return count, sum, sq
+        end, ch, P)
+      end
+      for p = 1, P do
+        producers[p] = spawn(function(ch, p, N)
+          for i = 1, N do
+            local ok
+            -- Mostly numbers (fast path); some strings and tables (the other paths).
+            if i % 97 == 0 then ok = ch:push({ p = p, i = i })
+            elseif i % 13 == 0 then ok = ch:push(p .. ":" .. i)
+            else ok = ch:push(p * 1e6 + i) end
+            assert(ok)
+          end
+          return true
+        end, ch, p, N)
+      end
+      for p = 1, P do assert.is_true(join(producers[p])) end
+      ch:close()
+      local count, sum, sq = {}, {}, {}
+      for p = 1, P do count[p], sum[p], sq[p] = 0, 0, 0 end
+      for c = 1, 8 do
+        local cc, cs, cq = join(consumers[c])
+        for p = 1, P do
+          count[p] = count[p] + cc[p]
+          sum[p] = sum[p] + cs[p]
+          sq[p] = sq[p] + cq[p]
+        end
+      end
+      for p = 1, P do
+        assert.equal(N, count[p])
+        assert.equal(N * (N + 1) / 2, sum[p])
+        assert.equal(N * (N + 1) * (2 * N + 1) / 6, sq[p])
+      end
+    end)
+  end)
+
+  describe("handles across states", function()
+    it("travel through the encoder and come back as equal handles", function()
+      local m, ch = sync.mutex(), sync.channel()
+      local msg = encoder.encode_message(m, ch)
+      local m2, ch2 = encoder.decode_message(msg)
+      require("lj-async.core").C.ljasync_message_free(msg)
+      assert.is_true(m2 == m)
+      assert.is_true(ch2 == ch)
+      assert.equal("mutex", sync.kind(m2))
+      assert.equal("channel", sync.kind(ch2))
+      assert.is_nil(sync.kind({}))
+    end)
+
+    it("keep an object alive in another state after the creator lets go", function()
+      local ch, sem = sync.channel(), sync.semaphore()
+      local th = spawn(function(ch, sem)
+        assert(sem:wait(30))          -- the main state has freed its handle by now
+        for i = 1, 3 do ch:push(i) end
+        return ch:length()
+      end, ch, sem)
+      local before = sync.live_objects()
+      ch:free()
+      assert.equal(before, sync.live_objects())  -- the thread's message holds it still
+      sem:post()
+      assert.equal(3, join(th))
+      sem:free()
+    end)
+
+    it("free the object when the last holder lets go", function()
+      local base = sync.live_objects()
+      local m = sync.mutex()
+      local ch = sync.channel()
+      assert.equal(base + 2, sync.live_objects())
+      ch:push(m)                     -- the queued message holds a reference
+      m:free()
+      assert.equal(base + 2, sync.live_objects())
+      local back = ch:pop()
+      assert.equal(base + 2, sync.live_objects())
+      back:free()
+      assert.equal(base + 1, sync.live_objects())
+      ch:free()
+      assert.equal(base, sync.live_objects())
+    end)
+
+    it("a channel dropped with values inside releases the handles they carry", function()
+      local base = sync.live_objects()
+      local ch = sync.channel()
+      local inner = sync.channel()
+      ch:push({ sync.mutex(), sync.semaphore(), inner })
+      ch:push(sync.atomic())
+      ch:push(("long string "):rep(10))
+      inner:push(sync.shared(16))  -- a channel inside a message inside a channel
+      inner:free()
+      collectgarbage(); collectgarbage()
+      assert.equal(base + 6, sync.live_objects())
+      ch:free()
+      assert.equal(base, sync.live_objects())
+    end)
+
+    it("handles left to the garbage collector are released by their finalizers", function()
+      local base = sync.live_objects()
+      for _ = 1, 100 do local _ = sync.mutex(); local _ = sync.channel(3) end
+      collectgarbage(); collectgarbage()
+      assert.equal(base, sync.live_objects())
+    end)
+  end)
+
+  it("declares exactly the C functions the Swift core exports for it", function()
+    local f = assert(io.open("Sources/LJAsync/Exports/SyncExports.swift"))
+    local swift = f:read("*a"); f:close()
+    f = assert(io.open("lua/lj-async/sync.lua"))
+    local lua = f:read("*a"); f:close()
+    local exported, declared = {}, {}
+    for name in swift:gmatch('@_cdecl%("([%w_]+)"%)') do exported[#exported + 1] = name end
+    local cdef = lua:match('core%.cdef_once%("ljasync_cell", %[%[(.-)%]%]%)')
+    for name in cdef:gmatch("[%w_%*]+%s+%**(ljasync_[%w_]+)%(") do declared[#declared + 1] = name end
+    table.sort(exported); table.sort(declared)
+    assert.is_true(#exported > 30)
+    assert.same(exported, declared)
+    local C = require("lj-async.core").C
+    for _, name in ipairs(exported) do assert.is_not_nil(C[name]) end
+  end)
+
+  describe("hot paths", function()
+    -- Runs f with jit.v logging to a file; returns the log.
+    local function jit_log(f)
+      local v = require "jit.v"
+      local path = os.tmpname()
+      jit.flush()
+      v.on(path)
+      local ok, err = pcall(f)
+      v.off()
+      local file = io.open(path); local out = file:read("*a"); file:close(); os.remove(path)
+      assert(ok, err)
+      return out
+    end
+
+    local function assert_loop_trace(log)
+      assert.is_nil(log:match("NYI"), log)
+      assert.is_truthy(log:match("TRACE%s+%d+[^\n]*sync_spec%.lua:%d+ loop"), log)
+    end
+
+    it("push/pop of numbers, strings and booleans compile to a loop without NYI", function()
+      local ch = sync.channel()
+      assert_loop_trace(jit_log(function()
+        local sum = 0
+        for i = 1, 2000 do
+          ch:push(i)
+          sum = sum + ch:pop()
+        end
+        assert(sum == 2000 * 2001 / 2)
+      end))
+      assert_loop_trace(jit_log(function()
+        local n = 0
+        for i = 1, 2000 do
+          ch:push("short")
+          ch:push(true)
+          n = n + #ch:pop() + (ch:try_pop() and 1 or 0)
+        end
+        assert(n == 2000 * 6)
+      end))
+    end)
+
+    it("push and pop are not blacklisted by values that take the encoder", function()
+      local ch = sync.channel()
+      -- Called from interpreted code (as from a loop that could not compile), push and pop
+      -- get hot as functions and traces start at their entries. Without a trace barrier
+      -- before the encoder, that many aborts there would blacklist them for good, and
+      -- numbers would run interpreted in this state from then on.
+      local function tables(n)
+        for i = 1, n do
+          ch:push({ i })
+          assert(ch:pop()[1] == i)
+        end
+      end
+      jit.off(tables)
+      local log = jit_log(function()
+        tables(150000)
+        local sum = 0
+        for i = 1, 2000 do
+          ch:push(i)
+          sum = sum + ch:pop()
+        end
+        assert(sum == 2000 * 2001 / 2)
+      end)
+      -- (The encoder's own functions may be blacklisted: that is its business.)
+      assert.is_nil(log:match("blacklisted at [^\n]*sync%.lua"), log)
+    end)
+
+    it("lock/unlock, atomics and semaphores compile to a loop without NYI", function()
+      local m, a, s = sync.mutex(), sync.atomic(), sync.semaphore()
+      assert_loop_trace(jit_log(function()
+        local x = 0
+        for i = 1, 2000 do
+          m:lock()
+          x = x + a:add(1) + a:load()
+          m:unlock()
+          s:post()
+          s:wait()
+        end
+        assert(a:load() == 2000)
+      end))
+    end)
+  end)
+end)
