@@ -3,6 +3,15 @@ local ffi = require "ffi"
 
 local H = {}
 
+-- busted (busted/luajit.lua) wraps ffi.typeof in a cache keyed by its first argument, so
+-- ffi.typeof("$ *", ct) would return the first type ever made and ffi.typeof(cdata) would keep
+-- every value alive. Specs need LuaJIT's own ffi.typeof (modules are loaded once: see .busted).
+for i = 1, 8 do
+  local name, v = debug.getupvalue(ffi.typeof, i)
+  if not name then break end
+  if name == "original" then ffi.typeof = v; break end
+end
+
 ffi.cdef [[
 int ljt_call_int(int (*fp)(int), int x);
 int ljt_plain(int x);

@@ -1,15 +1,7 @@
 -- lj-async.sync: every operation, timeouts, close, many threads, lifetime across states, JIT.
 local ffi = require "ffi"
 
--- busted (busted/luajit.lua) wraps ffi.typeof in a cache keyed by its first argument, so the
--- encoder's ffi.typeof(handle) would keep every handle it moves alive and the leak checks
--- below would fail for the harness's sake. Put LuaJIT's own back before the modules load.
-for i = 1, 16 do
-  local name, v = debug.getupvalue(ffi.typeof, i)
-  if not name then break end
-  if name == "original" then ffi.typeof = v; break end
-end
-
+-- spec/helpers.lua puts LuaJIT's own ffi.typeof back (busted caches it by first argument).
 local sync = require "lj-async.sync"
 local encoder = require "lj-async.encoder"
 local T = require "spec.sync_threads"
