@@ -19,6 +19,7 @@ intptr_t ljasync_thread_error(ljasync_thread *t, char *buf, size_t len);
 ljasync_message *ljasync_thread_results(ljasync_thread *t);
 void ljasync_thread_cancel(ljasync_thread *t);
 void *ljasync_thread_flag(ljasync_thread *t);
+int32_t ljasync_thread_cancelled(const void *flag);
 void ljasync_thread_free(ljasync_thread *t);
 int32_t ljasync_thread_sleep(ljasync_thread *current, double seconds);
 void ljasync_thread_yield(void);
@@ -28,8 +29,7 @@ intptr_t ljasync_thread_id(void);
 ]])
 
 local C_join, C_status, C_flag = C.ljasync_thread_join, C.ljasync_thread_status, C.ljasync_thread_flag
-local C_sleep = C.ljasync_thread_sleep
-local flag_t = ffi.typeof("const volatile int32_t *")
+local C_sleep, C_cancelled = C.ljasync_thread_sleep, C.ljasync_thread_cancelled
 local thread_ptr_t = ffi.typeof("ljasync_thread *")
 local void_ptr_t = ffi.typeof("void *")
 
@@ -50,27 +50,28 @@ if not CANCELLED then
 end
 
 -- This state's own thread (nil in a state that is not a thread's) and its cancellation flag.
--- Outside a thread the flag points at a zero that never changes.
+-- Outside a thread the flag is a zero that never changes.
 local never = ffi.new("int32_t[1]")
-local current, flag = nil, ffi_cast(flag_t, never)
+local current, flag = nil, never
 
 local function bind(address)
   current = ffi_cast(thread_ptr_t, address)
-  flag = ffi_cast(flag_t, C_flag(current))
+  flag = C_flag(current)
 end
 registry[BIND] = bind
 if registry[CURRENT] then bind(registry[CURRENT]) end
 
 --- True once thread:cancel() was called on the thread running this state. Cheap and
---- JIT-compiled (a volatile load): poll it in loops.
+--- JIT-compiled: poll it in loops. (A C call rather than a load through a pointer: LuaJIT
+--- hoists loads out of compiled loops, even volatile ones, and would never see the flag.)
 function Thread.cancelled()
-  return flag[0] ~= 0
+  return C_cancelled(flag) ~= 0
 end
 
 --- Raises the cancellation marker when cancel() was called; join then reports "cancelled".
 --- If you catch errors with pcall around it, re-raise this one.
 function Thread.check_cancel()
-  if flag[0] ~= 0 then error(CANCELLED, 0) end
+  if C_cancelled(flag) ~= 0 then error(CANCELLED, 0) end
 end
 
 --- Sleeps `seconds`. Inside a thread, cancel() wakes it early: returns false then, else true.

@@ -23,6 +23,7 @@ double ljt_pthread_spawn_join_ns(int n) {
   return (now_ns() - t) / n;
 }
 
-/* Atomically reads an int another thread writes (for specs that poll a release signal). */
+/* Atomic ints shared between states (release signals and counters in the specs). */
 int ljt_atomic_load(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 void ljt_atomic_store(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+int ljt_atomic_add(int *p, int v) { return __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }

@@ -1,5 +1,6 @@
 // The C ABI of threads, declared for Lua in lua/lj-async/thread.lua.
 import Glibc
+import Synchronization
 
 private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
     guard let p, n > 0 else { return [] }
@@ -120,4 +121,11 @@ public func ljasync_thread_live() -> Int {
 @_cdecl("ljasync_thread_id")
 public func ljasync_thread_id() -> Int {
     ThreadSystem.id()
+}
+
+/// Reads a cancellation flag (from ljasync_thread_flag). A call, not a plain load, so LuaJIT
+/// cannot hoist the read out of a compiled loop.
+@_cdecl("ljasync_thread_cancelled")
+public func ljasync_thread_cancelled(_ flag: UnsafeRawPointer) -> Int32 {
+    flag.assumingMemoryBound(to: Atomic<Int32>.self).pointee.load(ordering: .acquiring)
 }
