@@ -466,6 +466,109 @@ describe("lj-async.thread", function()
     end)
   end)
 
+  describe("Thread.spawn", function()
+    it("passes copies of its arguments; join returns true and the results, nils kept", function()
+      local h = Thread.spawn(function(a, b, c) return c, nil, a + b end, 1, 2, "x")
+      local r = H.pack(h:join(10))
+      assert.same({ n = 4, true, "x", nil, 3 }, r)
+      assert.same(r, H.pack(h:join()))   -- again, the same
+      assert.equal("done", h:status())
+      h:destroy()
+    end)
+
+    it("copies tables both ways and keeps argument counts", function()
+      local t = { 1, 2, k = { "deep" } }
+      local h = Thread.spawn(function(t, ...)
+        t.k[1] = "changed there"
+        return t, select("#", ...), { new = true }
+      end, t, nil, nil)
+      local ok, back, nils, new = h:join(10)
+      assert.is_true(ok)
+      assert.equal("deep", t.k[1])
+      assert.same({ 1, 2, k = { "changed there" } }, back)
+      assert.equal(2, nils)
+      assert.same({ new = true }, new)
+      h:destroy()
+    end)
+
+    it("with no arguments and no results joins to just true", function()
+      local h = Thread.spawn(function() end)
+      assert.same({ n = 1, true }, H.pack(h:join(10)))
+      h:destroy()
+    end)
+
+    it("reports failures through error(); join returns true alone", function()
+      local h = Thread.spawn(function(x) error("spawned " .. x) end, "failure")
+      assert.same({ n = 1, true }, H.pack(h:join(10)))
+      assert.equal("failed", h:status())
+      assert.matches("thread_spec.lua:%d+: spawned failure\nstack traceback:", h:error())
+      h:destroy()
+    end)
+
+    it("returns false alone on timeout", function()
+      local sig = ffi.new("int[2]")
+      local h = Thread.spawn(function(addr)
+        local ffi = require "ffi"
+        local Thread = require "lj-async.thread"
+        local p = ffi.cast("volatile int *", addr)
+        while p[1] == 0 do Thread.sleep(0.001) end
+        return "released"
+      end, tonumber(ffi.cast("intptr_t", sig)))
+      assert.same({ n = 1, false }, H.pack(h:join(0.05)))
+      sig[1] = 1
+      assert.same({ n = 2, true, "released" }, H.pack(h:join(10)))
+      h:destroy()
+    end)
+
+    it("refuses arguments that cannot cross, naming them, before starting anything", function()
+      local live = Thread.live()
+      local ok, err = pcall(function() Thread.spawn(function() end, 1, coroutine.create(print)) end)
+      assert.is_false(ok)
+      assert.matches("thread_spec.lua:%d+: bad argument to spawn: argument 2: ", err)
+      assert.equal(live, Thread.live())
+    end)
+
+    it("fails the thread when a result cannot cross", function()
+      local h = Thread.spawn(function() return coroutine.create(print) end)
+      assert.is_true(h:join(10))
+      assert.equal("failed", h:status())
+      assert.matches("coroutine", h:error())
+      h:destroy()
+    end)
+
+    it("spawn_named names the thread; check_cancel works there too", function()
+      local h = Thread.spawn_named("spawned-one", function()
+        local Thread = require "lj-async.thread"
+        local f = io.open("/proc/self/task/" .. Thread.id() .. "/comm")
+        local name = f:read("*l"); f:close()
+        while true do Thread.check_cancel(); Thread.sleep(0.001) end
+        return name
+      end)
+      h:cancel()
+      assert.same({ n = 1, true }, H.pack(h:join(10)))
+      assert.equal("cancelled", h:status())
+      h:destroy()
+      local h2 = Thread.spawn_named("spawned-two", function()
+        local Thread = require "lj-async.thread"
+        local f = io.open("/proc/self/task/" .. Thread.id() .. "/comm")
+        local name = f:read("*l"); f:close()
+        return name
+      end)
+      assert.same({ n = 2, true, "spawned-two" }, H.pack(h2:join(10)))
+      h2:destroy()
+      assert.has_error(function() Thread.spawn_named(1, function() end) end,
+        "bad argument #1 to 'spawn_named': expected a name string")
+    end)
+
+    it("frees results nobody joined for", function()
+      for _ = 1, 50 do
+        local h = Thread.spawn(function() return { string.rep("x", 1000) } end)
+        h:destroy()
+      end
+      assert.is_true(eventually(function() return Thread.live() == live0 end))
+    end)
+  end)
+
   describe("resources", function()
     local function rss_kb()
       local f = io.open("/proc/self/statm"); local s = f:read("*l"); f:close()

@@ -13,14 +13,15 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 
 /// Creates and starts a thread running `code` (source or bytecode) in a fresh state.
 /// Without `runner` it calls f(ud) with `ud` as a void* cdata; with one (Thread.spawn) it
-/// calls runner(f, args address) and keeps the message address the runner returns as the
-/// results. The thread takes ownership of `args` whether or not creation succeeds.
+/// calls runner(f, args address or 0, preload string) and keeps the message address the
+/// runner returns as the results. The thread takes ownership of `args` whether or not
+/// creation succeeds.
 /// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
 @_cdecl("ljasync_thread_new")
 public func ljasync_thread_new(
     _ code: UnsafePointer<CChar>?, _ codeLen: Int, _ chunkName: UnsafePointer<CChar>?,
-    _ runner: UnsafePointer<CChar>?, _ runnerLen: Int, _ ud: UnsafeMutableRawPointer?,
-    _ args: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+    _ runner: UnsafePointer<CChar>?, _ runnerLen: Int, _ preload: UnsafePointer<CChar>?, _ preloadLen: Int,
+    _ ud: UnsafeMutableRawPointer?, _ args: OpaquePointer?, _ name: UnsafePointer<CChar>?,
     _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
 ) -> OpaquePointer? {
     let argsMessage = args.map { UnsafeMutablePointer<Message>($0) }
@@ -31,7 +32,10 @@ public func ljasync_thread_new(
     }
     var job = ThreadJob(code: bytes(code, codeLen), chunkName: chunkName.map { String(cString: $0) } ?? "=thread")
     job.ud = UInt(bitPattern: ud)
-    if let runner { job.runner = bytes(runner, runnerLen) }
+    if let runner {
+        job.runner = bytes(runner, runnerLen)
+        job.preload = bytes(preload, preloadLen)
+    }
     job.args = argsMessage
     switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread") {
     case .success(let t): return OpaquePointer(Unmanaged.passRetained(t).toOpaque())

@@ -102,11 +102,15 @@ final class LuaThread: @unchecked Sendable {
         } else {
             var nargs: Int32 = 1
             if let runner = job.runner {
-                // Spawn: runner(f, args) decodes the arguments, calls f and encodes the results.
+                // Spawn: runner(f, args, preload) decodes the arguments, calls f and encodes the
+                // results; preload holds bytecode of lj-async's modules, so it need not parse them.
                 if let e = load(L, runner, "=lj-async spawn") { preconditionFailure("the spawn runner does not load: \(e)") }
                 lua_insert(L, 2)
                 lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
-                nargs = 2
+                job.preload.withUnsafeBufferPointer { b in
+                    b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { lua_pushlstring(L, $0, b.count) }
+                }
+                nargs = 3
             } else {
                 pushPointer(L, job.ud)
             }
@@ -242,6 +246,7 @@ struct ThreadJob {
     var ud: UInt = 0                         // Thread.new: the void* argument
     var runner: [UInt8]?                     // Thread.spawn: the runner chunk (see thread.lua)
     var args: UnsafeMutablePointer<Message>? // Thread.spawn: encoded arguments, owned
+    var preload: [UInt8] = []                // Thread.spawn: the runner's third argument
 }
 
 struct ThreadError: Error { let message: String }
