@@ -263,6 +263,18 @@ describe("lj-async.thread", function()
       assert.matches("collected unread", out)
     end)
 
+    it("asked for while the thread runs are still reported if it fails later", function()
+      local sig = ffi.new("int[2]")
+      local out = H.capture_stderr(function()
+        local t = Thread.new(BLOCKED .. "\nerror('after the question')", sig)
+        assert.is_nil(t:error())
+        T.ljt_atomic_store(sig + 1, 1)
+        assert.is_true(t:join(10))
+        t:destroy()
+      end)
+      assert.matches("never read%): [^\n]*after the question", out)
+    end)
+
     it("that were read are not reported again", function()
       local out = H.capture_stderr(function()
         local t = Thread.new(function() error("read it") end)
@@ -570,6 +582,29 @@ describe("lj-async.thread", function()
   end)
 
   describe("resources", function()
+    it("the process exits cleanly while threads still run (the core stays loaded)", function()
+      local script = os.tmpname()
+      local f = io.open(script, "w")
+      f:write([=[
+        package.path = "./lua/?.lua;" .. package.path
+        local Thread = require "lj-async.thread"
+        local keep = {}
+        for i = 1, 3 do keep[i] = Thread.new(function() local x = 0; while true do x = x + 1; local t = { x } end end) end
+        keep[4] = Thread.new(function()
+          local Thread = require "lj-async.thread"
+          while true do local t = Thread.new(function() end); t:join(); t:destroy() end
+        end)
+        Thread.new(function() local Thread = require "lj-async.thread"; while true do Thread.sleep(0.0001) end end)
+        Thread.sleep(0.02)
+      ]=])
+      f:close()
+      for _ = 1, 10 do
+        local ok, how, code = os.execute("luajit " .. script .. " 2>&1")
+        assert.is_true(ok == true or ok == 0, ("exit: %s %s"):format(tostring(how), tostring(code)))
+      end
+      os.remove(script)
+    end)
+
     local function rss_kb()
       local f = io.open("/proc/self/statm"); local s = f:read("*l"); f:close()
       return tonumber(s:match("^%d+%s+(%d+)")) * 4

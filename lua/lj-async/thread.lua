@@ -95,6 +95,7 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 
 -- Bytecode per function, so a function started many times is dumped once.
 local code_cache = setmetatable({}, { __mode = "k" })
+local source_ok, source_count = {}, 0
 
 --- Turns a function, source text or bytecode into a string for another state.
 --- Errors name the upvalues a function would silently lose.
@@ -102,8 +103,13 @@ local function portable_code(f, level)
   local code = code_cache[f]
   if code then return code end
   if type(f) == "string" then
+    -- Compiled here once to report syntax errors at the call; remembered (boundedly: strings
+    -- are never collected from weak tables) so a source started in a loop compiles once.
+    if source_ok[f] then return f end
     local ok, err = loadstring(f, "=thread")
     if not ok then error("bad thread function: " .. tostring(err), level + 1) end
+    if source_count >= 256 then source_ok, source_count = {}, 0 end
+    source_ok[f], source_count = true, source_count + 1
     return f
   end
   if type(f) ~= "function" then

@@ -199,12 +199,13 @@ final class LuaThread: @unchecked Sendable {
 
     var status: Outcome { sync.withLock { outcome } }
 
-    /// The error message with its traceback ("cancelled" for a cancelled thread), or nil.
-    /// Marks the error as seen, so it is not reported to stderr.
+    /// The error message with its traceback ("cancelled" for a cancelled thread), or nil
+    /// (also while running). Once returned, the error counts as seen: not reported to stderr.
     func readError() -> String? {
         sync.withLock {
-            errorRead = true
-            return outcome == .cancelled ? "cancelled" : errorText
+            if outcome == .cancelled { return "cancelled" }
+            if errorText != nil { errorRead = true }
+            return errorText
         }
     }
 
