@@ -201,7 +201,9 @@ describe("lj-async.thread", function()
         "bad thread function: expected a function, Lua source or bytecode, got number")
       assert.has_error(function() Thread.new("return +") end)
       local ok, err = pcall(Thread.new, "return +")
-      assert.matches("^bad thread function: thread:1:", err)
+      assert.matches("^bad thread function: lj%-async thread:1:", err)
+      ok, err = pcall(Thread.new, "return +", nil, { name = "named" })
+      assert.matches("^bad thread function: named:1:", err)
       assert.has_error(function() Thread.new(function() end, {}) end,
         "bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table")
       assert.has_error(function() Thread.new(function() end, "text") end,

@@ -99,14 +99,14 @@ local source_ok, source_count = {}, 0
 
 --- Turns a function, source text or bytecode into a string for another state.
 --- Errors name the upvalues a function would silently lose.
-local function portable_code(f, level)
+local function portable_code(f, level, name)
   local code = code_cache[f]
   if code then return code end
   if type(f) == "string" then
     -- Compiled here once to report syntax errors at the call; remembered (boundedly: strings
     -- are never collected from weak tables) so a source started in a loop compiles once.
     if source_ok[f] then return f end
-    local ok, err = loadstring(f, "=thread")
+    local ok, err = loadstring(f, "=" .. name)  -- the chunk name the thread will use
     if not ok then error("bad thread function: " .. tostring(err), level + 1) end
     if source_count >= 256 then source_ok, source_count = {}, 0 end
     source_ok[f], source_count = true, source_count + 1
@@ -245,8 +245,8 @@ end
 --- `func` is a function without upvalues, Lua source (its `...` holds ud) or bytecode;
 --- `ud` (pointer cdata, lightuserdata, address or nil) arrives as a `void *` cdata.
 function Thread.new(func, ud, opts)
-  local code = portable_code(func, 2)
   local name = check_name(opts, 2)
+  local code = portable_code(func, 2, name)
   local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
   return h
 end
@@ -291,7 +291,7 @@ local function preload_blob()
 end
 
 local function spawn(name, func, ...)
-  local code = portable_code(func, 3)
+  local code = portable_code(func, 3, name)
   local args = nil
   if select("#", ...) > 0 then
     -- Values that cannot cross fail here, naming the argument, before anything started.
@@ -323,8 +323,8 @@ function Thread.live() return tonumber(C.ljasync_thread_live()) end
 Thread.Handle = Handle
 
 return setmetatable(Thread, { __call = function(_, func, ud, opts)
-  local code = portable_code(func, 2)
   local name = check_name(opts, 2)
+  local code = portable_code(func, 2, name)
   local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
   return h
 end })
