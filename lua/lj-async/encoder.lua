@@ -475,8 +475,14 @@ end
 
 -- -- Plain path: one scan, then string.buffer --
 
+core.cdef_once("ljasync_encoder_marker", [[
+typedef struct ljasync_encoder_marker ljasync_encoder_marker;
+int32_t ljasync_encoder_scan(const uint64_t *roots, int32_t n, int32_t max_depth, const uint16_t *ctypes,
+    uint64_t *scratch, intptr_t capacity, intptr_t *tables);
+]])
+
 local wbuf = buffer.new()
-local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0
+local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0   -- tables met by the scans
 
 -- Scalars string.buffer encodes exactly as they are.
 local function plain_scalar(v, tv)
@@ -486,40 +492,222 @@ local function plain_scalar(v, tv)
   return tv == "nil"
 end
 
--- True when the tables reachable from t form a tree (no table twice) of plain values with
--- no metatables, no deeper than string.buffer allows.
-local function plain_table(t, depth)
-  if seen[t] or getmt(t) ~= nil or depth > PLAIN_DEPTH then return false end
-  local n = nseen + 1
-  nseen, seen[t], seen_list[n] = n, true, t
-  for k, v in next, t do
-    local tv = type(v)
-    if tv == "table" then
-      if not plain_table(v, depth + 1) then return false end
-    elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" and not plain_scalar(v, tv) then
-      return false
-    end
-    local tk = type(k)
-    if tk == "table" then
-      if not plain_table(k, depth + 1) then return false end
-    elseif tk ~= "string" and tk ~= "number" and tk ~= "boolean" and not plain_scalar(k, tk) then
-      return false
-    end
+-- Notes table t as met by the small scan (at most 4 tables, compared directly: a hash set
+-- would rehash every few messages): false if met before or with a metatable, nil if too many.
+local function take(t)
+  if getmt(t) ~= nil then return false end
+  local n = nseen
+  if n >= 4 then return nil end
+  if n >= 1 and (seen_list[1] == t or n >= 2 and (seen_list[2] == t or n >= 3 and seen_list[3] == t)) then
+    return false
   end
+  n = n + 1
+  nseen, seen_list[n] = n, t
   return true
 end
 
-local function plain_value(v)
+-- The same for the loop scan (any number of tables, in a hash set).
+local function take_hashed(t)
+  if seen[t] or getmt(t) ~= nil then return false end
+  local n = nseen + 1
+  nseen, seen[t], seen_list[n] = n, true, t
+  return true
+end
+
+local function plain_entry(k, v, take)
   local tv = type(v)
-  if tv == "table" then return plain_table(v, 1) end
+  if tv == "table" then
+    local r = take(v)
+    if not r then return r end
+  elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" and not plain_scalar(v, tv) then
+    return false
+  end
+  local tk = type(k)
+  if tk == "table" then return take(k) end
+  return tk == "string" or tk == "number" or tk == "boolean" or plain_scalar(k, tk)
+end
+
+-- Small messages are scanned without loops or recursion, so the scan becomes part of the
+-- caller's trace (a loop here would end it, and its exits could not return to the caller).
+-- One table of up to 6 entries: true or false; nil when it has more.
+local function small_table(t)
+  local r
+  local k, v = next(t)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  if next(t, k) == nil then return true end
+  return nil
+end
+
+-- Up to 4 tables reachable from root: true when plain, false when not, nil when bigger.
+local function small_scan(root)
+  local r = take(root)
+  if not r then return r end
+  local first = nseen
+  r = small_table(root)
+  if r ~= true or nseen == first then return r end
+  r = small_table(seen_list[first + 1])
+  if r ~= true or nseen == first + 1 then return r end
+  r = small_table(seen_list[first + 2])
+  if r ~= true or nseen == first + 2 then return r end
+  r = small_table(seen_list[first + 3])
+  if r ~= true or nseen == first + 3 then return r end
+  return nil
+end
+
+local function small_value(v)
+  local tv = type(v)
+  if tv == "table" then return small_scan(v) end
   return tv == "string" or tv == "number" or tv == "boolean" or plain_scalar(v, tv)
 end
 
+-- Forgets the tables the small scan met (without keeping them alive), loop-free.
+local function forget_small()
+  local n = nseen
+  if n >= 1 then seen_list[1] = nil end
+  if n >= 2 then seen_list[2] = nil end
+  if n >= 3 then seen_list[3] = nil end
+  if n >= 4 then seen_list[4] = nil end
+  nseen = 0
+end
+
+-- Forgets the tables the loop scan met.
 local function forget_seen()
   for i = 1, nseen do seen[seen_list[i]] = nil; seen_list[i] = nil end
   if nseen > 65536 then seen, seen_list = tnew(0, 16), tnew(16, 0) end
   nseen = 0
 end
+
+-- Bigger data, in Lua: one flat loop over a queue of tables (used without the core's scan).
+local function loop_scan(root)
+  if not take_hashed(root) then return false end
+  local head, level_end, depth = nseen, nseen, 1
+  local t, k, v = root, nil, nil
+  while true do
+    k, v = next(t, k)
+    if k == nil then
+      if head == level_end then  -- the last table of this depth: the next one is deeper
+        depth, level_end = depth + 1, nseen
+      end
+      head = head + 1
+      if head > nseen then return true end
+      t = seen_list[head]
+    else
+      local before = nseen
+      if not plain_entry(k, v, take_hashed) then return false end
+      if nseen > before and depth >= PLAIN_DEPTH then return false end
+    end
+  end
+end
+
+-- The core's scan (Encoder/PlainScan.swift) reads LuaJIT's tables in place: it is used only
+-- after the checks below confirm the object layout it assumes (LuaJIT 2.1, GC64).
+local native_scan = false
+local scan_roots = ffi_new("uint64_t[?]", 256)
+local scan_ctypes = ffi_new("uint16_t[3]", tonumber(int64_ct), tonumber(uint64_ct), tonumber(complex_ct))
+local scan_tables = ffi_new("intptr_t[1]")
+local SCRATCH_MIN, SCRATCH_MAX = 1024, 524288   -- slots of 8 bytes: 8 KiB .. 4 MiB per state
+local scratch_slots = SCRATCH_MIN
+local scratch = ffi_new("uint64_t[?]", 1 + scratch_slots)
+
+local function address_of(t)  -- only for tables without a metatable (no __tostring)
+  return tonumber(format("%p", t))
+end
+
+-- Plain verdict for args[1..n] from the core's scan.
+local function native_plain(n, args)
+  if n > 256 then return false end
+  local roots = 0
+  for i = 1, n do
+    local v = args[i]
+    if type(v) == "table" then
+      if getmt(v) ~= nil then return false end
+      scan_roots[roots] = address_of(v)
+      roots = roots + 1
+    elseif not small_value(v) then
+      return false
+    end
+  end
+  local plain = C.ljasync_encoder_scan(scan_roots, roots, PLAIN_DEPTH, scan_ctypes,
+                                      scratch, scratch_slots, scan_tables) == 1
+  local tables = tonumber(scan_tables[0])
+  if tables * 2 > scratch_slots and scratch_slots < SCRATCH_MAX then
+    -- The core had to allocate: lend it enough memory next time (kept at half load at most).
+    while tables * 2 > scratch_slots and scratch_slots < SCRATCH_MAX do scratch_slots = scratch_slots * 2 end
+    scratch = ffi_new("uint64_t[?]", 1 + scratch_slots)
+  end
+  return plain
+end
+
+-- Plain verdict for args[1..n] in Lua.
+local function lua_plain(n, args)
+  local plain = true
+  for i = 1, n do
+    local v = args[i]
+    if type(v) == "table" then plain = loop_scan(v) else plain = small_value(v) and true end
+    if not plain then break end
+  end
+  forget_seen()
+  return plain
+end
+
+do
+  local function layout_ok()
+    local u32 = function(a, off) return ffi_cast(u32p, a + off)[0] end
+    local u64 = function(a, off) return tonumber(ffi_cast(u64p, a + off)[0]) end
+    local t, mt = tnew(7, 0), {}
+    local a = address_of(t)
+    if u32(a, 48) ~= 8 or u64(a, 16) ~= a + 64 or u64(a, 32) ~= 0 then return false end
+    if u32(address_of(tnew(0, 8)), 52) ~= 7 then return false end
+    setmt(t, mt)
+    if u64(a, 32) ~= address_of(mt) then return false end
+    -- Verdicts on known graphs must match the Lua scan's.
+    local shared, cyclic, deep, deeper = {}, {}, {}, {}
+    cyclic.self = cyclic
+    local c = deep
+    for _ = 2, PLAIN_DEPTH do c.x = {}; c = c.x end
+    deeper.x = deep
+    local big = { name = "big", [{ key = true }] = { 1 } }
+    for i = 1, 300 do big[i] = { i, "s" .. i } end
+    local probes = {
+      { 1, "a", true, false, { x = 2.5 }, [{}] = 1 },
+      { ffi_new("int64_t", 1), ffi_new("uint64_t", 2), ffi_new("complex", 1, 2) },
+      deep, deeper, big, { big, big[7] }, { shared, shared }, cyclic,
+      { setmt({}, {}) }, { print }, { ffi_new("int[1]") }, { coroutine.create(print) }, { io.stdout },
+    }
+    for i = 1, #probes do
+      local expect = lua_plain(1, { probes[i] })
+      if native_plain(1, { probes[i] }) ~= expect or expect ~= (i <= 3 or i == 5) then return false end
+    end
+    return true
+  end
+  if ffi.abi("gc64") and ffi.abi("64bit") then
+    local ok, res = pcall(layout_ok)
+    native_scan = ok and res
+  end
+end
+M._native_scan = native_scan  -- for tests and the benchmark
 
 local plain_header = {}
 for i = 0, 254 do plain_header[i] = string.char(TAG_PLAIN, i) end
@@ -529,22 +717,28 @@ for i = 0, 254 do plain_header[i] = string.char(TAG_PLAIN, i) end
 local busy = false
 local shared_context = new_context()
 
--- Encodes n values (a1 when n == 1, else args[1..n]); returns the buffer holding the result.
--- Raises the error message (without position) on failure.
-local function encode_into(n, a1, args)
+-- Encodes n values (a1..a3, and args[1..n] when n > 3) into a buffer, which it returns with
+-- the general context to reset once the buffer is read (nil for the plain path). Raises the
+-- error message (without position) on failure.
+local function encode_into(n, a1, a2, a3, args)
   local reentered = busy
   if not reentered then
     busy = true
-    local plain
-    if n == 1 then
-      plain = plain_value(a1)
-    else
-      plain = true
-      for i = 1, n do
-        if not plain_value(args[i]) then plain = false; break end
+    local plain = true
+    if n >= 1 then plain = small_value(a1) end
+    if plain and n >= 2 then plain = small_value(a2) end
+    if plain and n >= 3 then plain = small_value(a3) end
+    if plain and n >= 4 then
+      for i = 4, n do
+        plain = small_value(args[i])
+        if not plain then break end
       end
     end
-    forget_seen()
+    forget_small()
+    if plain == nil then  -- more than a few small tables
+      args = args or { a1, a2, a3 }
+      if native_scan then plain = native_plain(n, args) else plain = lua_plain(n, args) end
+    end
     if plain then
       wbuf:reset()
       if n < 255 then
@@ -552,30 +746,33 @@ local function encode_into(n, a1, args)
       else
         put_byte(wbuf, TAG_PLAIN); put_byte(wbuf, 255); put_u32(wbuf, n)
       end
-      if n == 1 then wbuf:encode(a1) else for i = 1, n do wbuf:encode(args[i]) end end
+      if n >= 1 then wbuf:encode(a1) end
+      if n >= 2 then wbuf:encode(a2) end
+      if n >= 3 then wbuf:encode(a3) end
+      if n >= 4 then for i = 4, n do wbuf:encode(args[i]) end end
       busy = false
       return wbuf
     end
   end
   local S = reentered and new_context() or shared_context
-  if n == 1 then args = { a1 } end
-  local ok, err = pcall(general_encode, S, n, args)
+  local ok, err = pcall(general_encode, S, n, args or { a1, a2, a3 })
+  if not reentered then busy = false end
   if not ok then
     reset_context(S)
-    if not reentered then busy = false end
     error(err, 0)
   end
-  if not reentered then busy = false end
   return S.out, S
 end
-
-local function pack(...) return { ... } end
 
 -- The encoding of the values as a buffer (and the context to reset after reading it).
 local function encode_args(...)
   local n = select("#", ...)
-  if n == 1 then return encode_into(1, ...) end
-  return encode_into(n, nil, pack(...))
+  if n <= 3 then
+    local a1, a2, a3 = ...
+    return encode_into(n, a1, a2, a3, nil)
+  end
+  local args = { ... }
+  return encode_into(n, args[1], args[2], args[3], args)
 end
 
 --- Encodes its arguments (count and nils kept) into a string. Raises on values that cannot
@@ -622,7 +819,7 @@ end
 
 --- Encodes one value.
 function M.encode_value(v)
-  local ok, b, S = pcall(encode_into, 1, v)
+  local ok, b, S = pcall(encode_into, 1, v, nil, nil, nil)
   if not ok then error(b, 2) end
   local s = b:tostring()
   if S then reset_context(S) end
