@@ -25,11 +25,19 @@ local ffi_typeof, ffi_istype, ffi_cast, ffi_sizeof, ffi_copy, ffi_new, ffi_strin
       ffi.typeof, ffi.istype, ffi.cast, ffi.sizeof, ffi.copy, ffi.new, ffi.string
 local band, bor, bxor, rshift, rol, tobit = bit.band, bit.bor, bit.bxor, bit.rshift, bit.rol, bit.tobit
 
+core.cdef_once("ljasync_encoder_marker", [[
+typedef struct ljasync_encoder_marker ljasync_encoder_marker;
+int32_t ljasync_encoder_scan(const uint64_t *roots, int32_t n, int32_t max_depth, const uint16_t *ctypes,
+    uint64_t *scratch, intptr_t capacity, intptr_t *tables);
+uint32_t ljasync_encoder_checksum(const void *p, size_t n, uint32_t seed);
+]])
+
 if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-endian; this machine is not", 0) end
 
 local u8p = ffi_typeof("const uint8_t *")
 local u32p = ffi_typeof("uint32_t *")
 local u64p = ffi_typeof("uint64_t *")
+local dblp = ffi_typeof("double *")
 local voidp = ffi_typeof("void *")
 local uintptr = ffi_typeof("uintptr_t")
 local int64_ct, uint64_ct, complex_ct = ffi_typeof("int64_t"), ffi_typeof("uint64_t"), ffi_typeof("complex")
@@ -39,10 +47,11 @@ local int64_ct, uint64_ct, complex_ct = ffi_typeof("int64_t"), ffi_typeof("uint6
 local TAG_PLAIN, TAG_GENERAL, HAS_HANDLES = 0x01, 0x02, 0x80
 -- Our value tags, in the range string.buffer's format leaves unused (its own are 0x00..0x12, 0x20..).
 local T_TABLE, T_TABLE_MT, T_END, T_REF, T_FUNC, T_UPJOIN, T_MODULE, T_MODFIELD,
-      T_POINTER, T_CVALUE, T_HANDLE = 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d
-local T_FIRST, T_LAST = 0x13, 0x1d
+      T_POINTER, T_CVALUE, T_HANDLE, T_NUMBER = 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e
+local T_FIRST, T_LAST = 0x13, 0x1e
 local FIXED = 0xffffffff        -- element count written for cdata of fixed size
-local PLAIN_DEPTH = 100         -- string.buffer refuses deeper nesting (LJ_SERIALIZE_DEPTH)
+local PLAIN_DEPTH = 99          -- string.buffer refuses nesting deeper than 100 (LJ_SERIALIZE_DEPTH),
+                                -- and the list of values is one level
 
 local M = {}
 
@@ -143,7 +152,9 @@ local function classify(ct)
   local c = cinfo[id]
   if c then return c end
   local info = ffi.typeinfo(id).info
-  local kind, size = rshift(info, 28), ffi_sizeof(ct)
+  local kind = rshift(info, 28)
+  local vla = (kind == CT_ARRAY or kind == CT_STRUCT) and band(info, CTF_VLA) ~= 0
+  local size = not vla and ffi_sizeof(ct) or nil  -- ffi.sizeof wants an element count for these
   if kind == CT_NUM and size == 8 and band(info, CTF_BOOL + CTF_FP) == 0 then
     c = { what = "leaf" }  -- 64-bit integers: string.buffer's int64/uint64
   elseif kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 and size == 16 then
@@ -158,9 +169,12 @@ local function classify(ct)
       c = { what = "refuse", why = why }
     elseif kind == CT_PTR then
       c = { what = "pointer", name = name }
-    elseif band(info, CTF_VLA) ~= 0 then
+    elseif vla then
       local s0, s1 = ffi_sizeof(ct, 0), ffi_sizeof(ct, 1)
       c = { what = "variable", name = name, base = s0, esize = s1 - s0 }
+    elseif kind == CT_NUM or kind == CT_ENUM or kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 then
+      -- A boxed scalar converts to its value, not to a pointer: its bytes go through a box.
+      c = { what = "value", name = name, size = size, box = ffi_new(ffi_typeof("$[1]", ct)) }
     else
       c = { what = "value", name = name, size = size }
     end
@@ -221,20 +235,12 @@ local function loaded_field(f)
   return nil
 end
 
--- -- Checksum (general format) --
+-- -- Checksum --
 
--- A 32-bit hash of n bytes at p (products stay below 2^51, so tobit is exact everywhere).
-local function checksum(h, p, n)
-  local w = ffi_cast(u32p, p)
-  local words = rshift(n, 2)
-  for i = 0, words - 1 do
-    h = rol(tobit(bxor(h, w[i]) % 0x100000000 * 0x5bd1f), 13)
-  end
-  for i = words * 4, n - 1 do
-    h = rol(tobit(bxor(h, p[i]) * 0x5bd1f), 7)
-  end
-  return h
-end
+-- Both formats carry a checksum of what follows the header (Encoder/Checksum.swift), checked
+-- before any byte is decoded: string.buffer and the bytecode loader never see corrupted data.
+local checksum = C.ljasync_encoder_checksum
+local SEED = 0x2545f491
 
 -- -- General encoder --
 
@@ -425,13 +431,21 @@ local function put_cdata(S, v, d)
   b:encode(c.name)
   put_u32(b, size)
   put_u32(b, nelem)
+  local box = c.box
+  if box then box[0] = v; v = box end
   b:putcdata(v, size)
 end
 
 put_value = function(S, v, d)
   local tv = type(v)
   if tv == "table" then return put_table(S, v, d)
-  elseif tv == "string" or tv == "number" or tv == "boolean" or tv == "nil" then return S.buf:encode(v)
+  elseif tv == "number" then  -- our own tag: see get_value
+    local b = S.buf
+    local p = b:reserve(9)
+    p[0] = T_NUMBER
+    ffi_cast(dblp, p + 1)[0] = v
+    return b:commit(9)
+  elseif tv == "string" or tv == "boolean" or tv == "nil" then return S.buf:encode(v)
   elseif tv == "function" then return put_function(S, v, d)
   elseif tv == "cdata" then return put_cdata(S, v, d)
   elseif tv == "thread" then fail(S, d, "cannot move a coroutine")
@@ -467,19 +481,13 @@ local function general_encode(S, n, args)
   end
   local hp, hn = out:ref()
   local pp, pn = b:ref()
-  put_u32(out, checksum(checksum(0x2545f491, hp + 1, hn - 1), pp, pn))
+  put_u32(out, checksum(pp, pn, checksum(hp + 1, hn - 1, SEED)))
   out:put(b)
   -- Nothing can fail from here on: the encoding now owns one reference per handle entry.
   for i = 1, nh do C.ljasync_object_retain(ffi_cast(voidp, S.haddr[i])) end
 end
 
 -- -- Plain path: one scan, then string.buffer --
-
-core.cdef_once("ljasync_encoder_marker", [[
-typedef struct ljasync_encoder_marker ljasync_encoder_marker;
-int32_t ljasync_encoder_scan(const uint64_t *roots, int32_t n, int32_t max_depth, const uint16_t *ctypes,
-    uint64_t *scratch, intptr_t capacity, intptr_t *tables);
-]])
 
 local wbuf = buffer.new()
 local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0   -- tables met by the scans
@@ -709,8 +717,23 @@ do
 end
 M._native_scan = native_scan  -- for tests and the benchmark
 
-local plain_header = {}
-for i = 0, 254 do plain_header[i] = string.char(TAG_PLAIN, i) end
+-- Writes string.buffer's header of an array table of n values (slots 1..n, slot 0 empty),
+-- as lj_serialize.c does: tag 0x0c and the slot count n + 1 as a "u124"; 0x08 if n == 0.
+-- Returns the number of bytes written (at most 6).
+local function put_array_header(p, n)
+  if n == 0 then p[0] = 0x08; return 1 end
+  p[0] = 0x0c
+  local v = n + 1
+  if v < 0xe0 then p[1] = v; return 2 end
+  if v < 0x1fe0 then
+    v = v - 0xe0
+    p[1], p[2] = bor(0xe0, rshift(v, 8)), band(v, 0xff)
+    return 3
+  end
+  p[1] = 0xff
+  ffi_cast(u32p, p + 2)[0] = v
+  return 6
+end
 
 -- -- Encode entry points --
 
@@ -740,16 +763,20 @@ local function encode_into(n, a1, a2, a3, args)
       if native_scan then plain = native_plain(n, args) else plain = lua_plain(n, args) end
     end
     if plain then
+      -- Tag, count (1 byte, or 255 and 4 bytes), checksum, then string.buffer's encoding of
+      -- the array {a1, ..., an}, its header written here so that no table is made.
       wbuf:reset()
-      if n < 255 then
-        wbuf:put(plain_header[n])
-      else
-        put_byte(wbuf, TAG_PLAIN); put_byte(wbuf, 255); put_u32(wbuf, n)
-      end
+      local hdr = n < 255 and 2 or 6
+      local p = wbuf:reserve(hdr + 10)
+      p[0] = TAG_PLAIN
+      if n < 255 then p[1] = n else p[1] = 255; ffi_cast(u32p, p + 2)[0] = n end
+      wbuf:commit(hdr + 4 + put_array_header(p + hdr + 4, n))
       if n >= 1 then wbuf:encode(a1) end
       if n >= 2 then wbuf:encode(a2) end
       if n >= 3 then wbuf:encode(a3) end
       if n >= 4 then for i = 4, n do wbuf:encode(args[i]) end end
+      local q, len = wbuf:ref()
+      ffi_cast(u32p, q + hdr)[0] = checksum(q + hdr + 4, len - hdr - 4, SEED)
       busy = false
       return wbuf
     end
@@ -972,7 +999,20 @@ local function get_cdata(R, b, tag)
     local expect
     if nelem == FIXED then
       expect = ffi_sizeof(ct)
-      if expect == size then v = ffi_new(ct) end
+      if expect == size then
+        local info = ffi.typeinfo(tonumber(ct)).info
+        local kind = rshift(info, 28)
+        if kind == CT_NUM or kind == CT_ENUM or kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 then
+          local box = ffi_new(ffi_typeof("$[1]", ct))  -- a scalar: copy into a box, then unbox
+          ffi_copy(box, p, size)
+          v = ffi_new(ct, box[0])
+          b:skip(size)
+          local id = R.nobj + 1
+          R.nobj, R.objs[id] = id, v
+          return v
+        end
+        v = ffi_new(ct)
+      end
     else
       local ok, s = pcall(ffi_sizeof, ct, nelem)
       expect = ok and s
@@ -992,6 +1032,20 @@ end
 get_value = function(R, b)
   local p = need(b, 1)
   local tag = p[0]
+  if tag == T_NUMBER then
+    -- Not string.buffer's: a number from buffer:decode() may be read too late on a trace
+    -- (see decode_inner), and the caller keeps keys across the next decode.
+    p = need(b, 9)
+    local w = ffi_cast(u32p, p + 1)
+    local v
+    if band(w[1], 0x7ff00000) == 0x7ff00000 and (band(w[1], 0xfffff) ~= 0 or w[0] ~= 0) then
+      v = 0 / 0  -- any NaN: a canonical one (other bit patterns are not valid Lua values)
+    else
+      v = ffi_cast(dblp, p + 1)[0]
+    end
+    b:skip(9)
+    return v
+  end
   if tag < T_FIRST or tag > T_LAST then return b:decode() end  -- a string.buffer leaf
   b:skip(1)
   if tag == T_TABLE or tag == T_TABLE_MT then return get_table(R, b, tag) end
@@ -1015,24 +1069,24 @@ local function general_decode(R)
   local b = R.buf
   local p, len = b:ref()
   local tag = p[0]
-  local off = 1
+  local off, nh = 1, 0
   if band(tag, HAS_HANDLES) ~= 0 then
     if len < 5 then malformed("truncated") end
-    local nh = ffi_cast(u32p, p + 1)[0]
+    nh = ffi_cast(u32p, p + 1)[0]
     if nh > (len - 9) / 8 then malformed("truncated handle table") end
-    local a = ffi_cast(u64p, p + 5)
-    for i = 1, nh do
-      local addr = tonumber(a[i - 1])
-      if addr == 0 or addr >= 2 ^ 53 then malformed("bad handle address") end
-      R.haddr[i] = addr
-    end
-    R.nh = nh
     off = 5 + 8 * nh
   end
   if len < off + 8 then malformed("truncated") end
-  local sum = ffi_cast(u32p, p + off)[0]
-  local h = checksum(checksum(0x2545f491, p + 1, off - 1), p + off + 4, len - off - 4)
-  if tobit(sum) ~= h then malformed("checksum mismatch") end
+  if ffi_cast(u32p, p + off)[0] ~= checksum(p + off + 4, len - off - 4, checksum(p + 1, off - 1, SEED)) then
+    malformed("checksum mismatch")
+  end
+  local a = ffi_cast(u64p, p + 5)
+  for i = 1, nh do
+    local addr = tonumber(a[i - 1])
+    if addr == 0 or addr >= 2 ^ 53 then malformed("bad handle address") end
+    R.haddr[i] = addr
+  end
+  R.nh = nh
   b:skip(off + 4)
   local n = get_u32(b)
   if n > len then malformed("value count exceeds the data") end
@@ -1057,37 +1111,50 @@ local function decode_inner(R)
     local n, vals = general_decode(R)
     return n, vals[1], vals[2], vals[3], vals
   end
-  local n = p[1]
+  local n, hdr = p[1], 2
   if n == 255 then
     if len < 6 then malformed("truncated") end
-    n = ffi_cast(u32p, p + 2)[0]
-    b:skip(6)
-  else
-    b:skip(2)
+    n, hdr = ffi_cast(u32p, p + 2)[0], 6
   end
+  if len < hdr + 4 then malformed("truncated") end
+  if ffi_cast(u32p, p + hdr)[0] ~= checksum(p + hdr + 4, len - hdr - 4, SEED) then
+    malformed("checksum mismatch")
+  end
+  b:skip(hdr + 4)
   if n > len then malformed("value count exceeds the data") end
-  local a, c, d, vals
-  if n == 1 then
-    a = b:decode()
-  elseif n == 2 then
-    a = b:decode(); c = b:decode()
-  elseif n == 3 then
-    a = b:decode(); c = b:decode(); d = b:decode()
-  elseif n > 3 then
-    vals = tnew(n, 0)
-    for i = 1, n do vals[i] = b:decode() end
-  end
+  -- One decode, into a new table: the values are then read from it. Reading several values
+  -- with several buffer:decode() calls goes wrong on a trace in LuaJIT releases before
+  -- 2022-07 (a number's load from the decoder's scratch slot is moved after later decodes).
+  local vals = b:decode()
+  if type(vals) ~= "table" then malformed("the values are not a list") end
+  local a, c, d = vals[1], vals[2], vals[3]
   if #b ~= 0 then malformed("trailing bytes") end
   return n, a, c, d, vals
 end
 
-local function finish(R, ok, n, a, c, d, vals)
-  if R then reset_reader(R) else rbuf:reset(); reset_reader(shared_reader); decoding = false end
-  if not ok then
-    -- string.buffer's own complaints ("unexpected end of buffer") carry our position: say what they mean.
-    if type(n) == "string" then n = n:gsub("^[^\n]-encoder%.lua:%d+: ", "malformed encoded data: ") end
-    error(n, 3)
+-- string.buffer's complaints about its input, which come with a position that means nothing.
+local buffer_complaints = { "^unexpected end of buffer", "^cannot deserialize", "^too deep to serialize",
+                            "^duplicate table key", "^table index is", "^table overflow", "^bad light userdata" }
+
+local function decode_error(msg)
+  if type(msg) ~= "string" then return msg end
+  local bare = msg:match("^[^\n]-:%d+: (.*)$")
+  if bare then
+    for i = 1, #buffer_complaints do
+      if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
+    end
   end
+  return msg
+end
+
+local function finish(R, ok, n, a, c, d, vals)
+  if R then
+    reset_reader(R)
+  else
+    rbuf:reset(); reset_reader(shared_reader)
+    anchor, decoding = nil, false
+  end
+  if not ok then error(decode_error(n), 3) end
   if n == 1 then return a end
   if n == 2 then return a, c end
   if n == 3 then return a, c, d end
@@ -1095,13 +1162,20 @@ local function finish(R, ok, n, a, c, d, vals)
   return unpack(vals, 1, n)
 end
 
+-- The string being decoded, kept referenced while a buffer reads it: compiled buffer:set()
+-- does not anchor its string in LuaJIT releases before 2023-12 (LuaJIT issue #1125), and a
+-- collection in the middle of decoding would free it.
+local anchor
+
 local function start(s, len)
   if decoding then  -- re-entered (from a finalizer): use a reader of our own
     local R = new_reader()
-    R.buf:set(s, len)
+    R.anchor = s
+    if len then R.buf:set(s, len) else R.buf:set(s) end
     return R
   end
   decoding = true
+  anchor = s
   if len then rbuf:set(s, len) else rbuf:set(s) end
   return nil
 end

@@ -21,3 +21,10 @@ public func ljasync_encoder_scan(
     for i in 0..<Int(n) where !scan.table(roots[i], depth: 1) { return 0 }
     return 1
 }
+
+/// The checksum of `n` bytes at `p`, continuing from `seed` (see Checksum). Any thread.
+@_cdecl("ljasync_encoder_checksum")
+public func ljasync_encoder_checksum(_ p: UnsafeRawPointer?, _ n: Int, _ seed: UInt32) -> UInt32 {
+    guard let p, n > 0 else { return Checksum.of(UnsafeRawPointer(bitPattern: 1)!, count: 0, seed: seed) }
+    return Checksum.of(p, count: n, seed: seed)
+}
