@@ -96,7 +96,7 @@ local shapes = {
 for _, s in ipairs(shapes) do
   local name, t = s[1], s[2]()  -- one shape alive at a time: the others would slow the GC
   local size = #sb_encode(t)
-  assert(#encode(t) - size < 8, "the plain path should be string.buffer's encoding")
+  assert(encode(t):byte(1) == 1, "the plain path should take this data")
   local tr, tc = compare(function() return sb_decode(sb_encode(t)) end,
                          function() return decode(encode(t)) end, 10)
   report(("%s %.2f MiB"):format(name, size / 2 ^ 20), "", tr, tc, "ms")

@@ -50,8 +50,7 @@ local T_TABLE, T_TABLE_MT, T_END, T_REF, T_FUNC, T_UPJOIN, T_MODULE, T_MODFIELD,
       T_POINTER, T_CVALUE, T_HANDLE, T_NUMBER = 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e
 local T_FIRST, T_LAST = 0x13, 0x1e
 local FIXED = 0xffffffff        -- element count written for cdata of fixed size
-local PLAIN_DEPTH = 99          -- string.buffer refuses nesting deeper than 100 (LJ_SERIALIZE_DEPTH),
-                                -- and the list of values is one level
+local PLAIN_DEPTH = 100         -- string.buffer refuses deeper nesting (LJ_SERIALIZE_DEPTH)
 
 local M = {}
 
@@ -717,24 +716,6 @@ do
 end
 M._native_scan = native_scan  -- for tests and the benchmark
 
--- Writes string.buffer's header of an array table of n values (slots 1..n, slot 0 empty),
--- as lj_serialize.c does: tag 0x0c and the slot count n + 1 as a "u124"; 0x08 if n == 0.
--- Returns the number of bytes written (at most 6).
-local function put_array_header(p, n)
-  if n == 0 then p[0] = 0x08; return 1 end
-  p[0] = 0x0c
-  local v = n + 1
-  if v < 0xe0 then p[1] = v; return 2 end
-  if v < 0x1fe0 then
-    v = v - 0xe0
-    p[1], p[2] = bor(0xe0, rshift(v, 8)), band(v, 0xff)
-    return 3
-  end
-  p[1] = 0xff
-  ffi_cast(u32p, p + 2)[0] = v
-  return 6
-end
-
 -- -- Encode entry points --
 
 local busy = false
@@ -763,14 +744,14 @@ local function encode_into(n, a1, a2, a3, args)
       if native_scan then plain = native_plain(n, args) else plain = lua_plain(n, args) end
     end
     if plain then
-      -- Tag, count (1 byte, or 255 and 4 bytes), checksum, then string.buffer's encoding of
-      -- the array {a1, ..., an}, its header written here so that no table is made.
+      -- Tag, count (1 byte, or 255 and 4 bytes), checksum, then each value as string.buffer
+      -- encodes it.
       wbuf:reset()
       local hdr = n < 255 and 2 or 6
-      local p = wbuf:reserve(hdr + 10)
+      local p = wbuf:reserve(hdr + 4)
       p[0] = TAG_PLAIN
       if n < 255 then p[1] = n else p[1] = 255; ffi_cast(u32p, p + 2)[0] = n end
-      wbuf:commit(hdr + 4 + put_array_header(p + hdr + 4, n))
+      wbuf:commit(hdr + 4)
       if n >= 1 then wbuf:encode(a1) end
       if n >= 2 then wbuf:encode(a2) end
       if n >= 3 then wbuf:encode(a3) end
@@ -1096,6 +1077,17 @@ local function general_decode(R)
   return n, vals
 end
 
+-- On a trace, LuaJIT releases before 2022-07 may read a number that buffer:decode() returned
+-- from the decoder's scratch slot only where it is used, after later decodes overwrote it
+-- ("x86/x64: Limit VLOAD fusion to simple cases"). Adding -0 (exact for every number, -0 and
+-- NaN included, and never folded away) makes the read happen here. Values stored into a
+-- table right away need nothing: the store reads them.
+local NEG_ZERO = -0.0
+local function launder(v)
+  if type(v) == "number" then return v + NEG_ZERO end
+  return v
+end
+
 -- Decodes the bytes set in rbuf; returns the count and up to three values, or a table.
 local function decode_inner(R)
   local b = R and R.buf or rbuf
@@ -1122,12 +1114,18 @@ local function decode_inner(R)
   end
   b:skip(hdr + 4)
   if n > len then malformed("value count exceeds the data") end
-  -- One decode, into a new table: the values are then read from it. Reading several values
-  -- with several buffer:decode() calls goes wrong on a trace in LuaJIT releases before
-  -- 2022-07 (a number's load from the decoder's scratch slot is moved after later decodes).
-  local vals = b:decode()
-  if type(vals) ~= "table" then malformed("the values are not a list") end
-  local a, c, d = vals[1], vals[2], vals[3]
+  local a, c, d, vals
+  if n == 1 then
+    a = launder(b:decode())
+  elseif n == 2 then
+    a = launder(b:decode()); c = launder(b:decode())
+  elseif n == 3 then
+    a = launder(b:decode()); c = launder(b:decode()); d = launder(b:decode())
+  elseif n > 3 then
+    vals = tnew(n, 0)
+    for i = 1, n do vals[i] = b:decode() end
+    a, c, d = vals[1], vals[2], vals[3]
+  end
   if #b ~= 0 then malformed("trailing bytes") end
   return n, a, c, d, vals
 end
