@@ -25,11 +25,19 @@ local ffi_typeof, ffi_istype, ffi_cast, ffi_sizeof, ffi_copy, ffi_new, ffi_strin
       ffi.typeof, ffi.istype, ffi.cast, ffi.sizeof, ffi.copy, ffi.new, ffi.string
 local band, bor, bxor, rshift, rol, tobit = bit.band, bit.bor, bit.bxor, bit.rshift, bit.rol, bit.tobit
 
+core.cdef_once("ljasync_encoder_marker", [[
+typedef struct ljasync_encoder_marker ljasync_encoder_marker;
+int32_t ljasync_encoder_scan(const uint64_t *roots, int32_t n, int32_t max_depth, const uint16_t *ctypes,
+    uint64_t *scratch, intptr_t capacity, intptr_t *tables);
+uint32_t ljasync_encoder_checksum(const void *p, size_t n, uint32_t seed);
+]])
+
 if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-endian; this machine is not", 0) end
 
 local u8p = ffi_typeof("const uint8_t *")
 local u32p = ffi_typeof("uint32_t *")
 local u64p = ffi_typeof("uint64_t *")
+local dblp = ffi_typeof("double *")
 local voidp = ffi_typeof("void *")
 local uintptr = ffi_typeof("uintptr_t")
 local int64_ct, uint64_ct, complex_ct = ffi_typeof("int64_t"), ffi_typeof("uint64_t"), ffi_typeof("complex")
@@ -39,8 +47,8 @@ local int64_ct, uint64_ct, complex_ct = ffi_typeof("int64_t"), ffi_typeof("uint6
 local TAG_PLAIN, TAG_GENERAL, HAS_HANDLES = 0x01, 0x02, 0x80
 -- Our value tags, in the range string.buffer's format leaves unused (its own are 0x00..0x12, 0x20..).
 local T_TABLE, T_TABLE_MT, T_END, T_REF, T_FUNC, T_UPJOIN, T_MODULE, T_MODFIELD,
-      T_POINTER, T_CVALUE, T_HANDLE = 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d
-local T_FIRST, T_LAST = 0x13, 0x1d
+      T_POINTER, T_CVALUE, T_HANDLE, T_NUMBER = 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e
+local T_FIRST, T_LAST = 0x13, 0x1e
 local FIXED = 0xffffffff        -- element count written for cdata of fixed size
 local PLAIN_DEPTH = 100         -- string.buffer refuses deeper nesting (LJ_SERIALIZE_DEPTH)
 
@@ -143,7 +151,9 @@ local function classify(ct)
   local c = cinfo[id]
   if c then return c end
   local info = ffi.typeinfo(id).info
-  local kind, size = rshift(info, 28), ffi_sizeof(ct)
+  local kind = rshift(info, 28)
+  local vla = (kind == CT_ARRAY or kind == CT_STRUCT) and band(info, CTF_VLA) ~= 0
+  local size = not vla and ffi_sizeof(ct) or nil  -- ffi.sizeof wants an element count for these
   if kind == CT_NUM and size == 8 and band(info, CTF_BOOL + CTF_FP) == 0 then
     c = { what = "leaf" }  -- 64-bit integers: string.buffer's int64/uint64
   elseif kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 and size == 16 then
@@ -158,9 +168,12 @@ local function classify(ct)
       c = { what = "refuse", why = why }
     elseif kind == CT_PTR then
       c = { what = "pointer", name = name }
-    elseif band(info, CTF_VLA) ~= 0 then
+    elseif vla then
       local s0, s1 = ffi_sizeof(ct, 0), ffi_sizeof(ct, 1)
       c = { what = "variable", name = name, base = s0, esize = s1 - s0 }
+    elseif kind == CT_NUM or kind == CT_ENUM or kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 then
+      -- A boxed scalar converts to its value, not to a pointer: its bytes go through a box.
+      c = { what = "value", name = name, size = size, box = ffi_new(ffi_typeof("$[1]", ct)) }
     else
       c = { what = "value", name = name, size = size }
     end
@@ -221,20 +234,12 @@ local function loaded_field(f)
   return nil
 end
 
--- -- Checksum (general format) --
+-- -- Checksum --
 
--- A 32-bit hash of n bytes at p (products stay below 2^51, so tobit is exact everywhere).
-local function checksum(h, p, n)
-  local w = ffi_cast(u32p, p)
-  local words = rshift(n, 2)
-  for i = 0, words - 1 do
-    h = rol(tobit(bxor(h, w[i]) % 0x100000000 * 0x5bd1f), 13)
-  end
-  for i = words * 4, n - 1 do
-    h = rol(tobit(bxor(h, p[i]) * 0x5bd1f), 7)
-  end
-  return h
-end
+-- Both formats carry a checksum of what follows the header (Encoder/Checksum.swift), checked
+-- before any byte is decoded: string.buffer and the bytecode loader never see corrupted data.
+local checksum = C.ljasync_encoder_checksum
+local SEED = 0x2545f491
 
 -- -- General encoder --
 
@@ -425,13 +430,21 @@ local function put_cdata(S, v, d)
   b:encode(c.name)
   put_u32(b, size)
   put_u32(b, nelem)
+  local box = c.box
+  if box then box[0] = v; v = box end
   b:putcdata(v, size)
 end
 
 put_value = function(S, v, d)
   local tv = type(v)
   if tv == "table" then return put_table(S, v, d)
-  elseif tv == "string" or tv == "number" or tv == "boolean" or tv == "nil" then return S.buf:encode(v)
+  elseif tv == "number" then  -- our own tag: see get_value
+    local b = S.buf
+    local p = b:reserve(9)
+    p[0] = T_NUMBER
+    ffi_cast(dblp, p + 1)[0] = v
+    return b:commit(9)
+  elseif tv == "string" or tv == "boolean" or tv == "nil" then return S.buf:encode(v)
   elseif tv == "function" then return put_function(S, v, d)
   elseif tv == "cdata" then return put_cdata(S, v, d)
   elseif tv == "thread" then fail(S, d, "cannot move a coroutine")
@@ -467,7 +480,7 @@ local function general_encode(S, n, args)
   end
   local hp, hn = out:ref()
   local pp, pn = b:ref()
-  put_u32(out, checksum(checksum(0x2545f491, hp + 1, hn - 1), pp, pn))
+  put_u32(out, checksum(pp, pn, checksum(hp + 1, hn - 1, SEED)))
   out:put(b)
   -- Nothing can fail from here on: the encoding now owns one reference per handle entry.
   for i = 1, nh do C.ljasync_object_retain(ffi_cast(voidp, S.haddr[i])) end
@@ -476,7 +489,7 @@ end
 -- -- Plain path: one scan, then string.buffer --
 
 local wbuf = buffer.new()
-local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0
+local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0   -- tables met by the scans
 
 -- Scalars string.buffer encodes exactly as they are.
 local function plain_scalar(v, tv)
@@ -486,96 +499,288 @@ local function plain_scalar(v, tv)
   return tv == "nil"
 end
 
--- True when the tables reachable from t form a tree (no table twice) of plain values with
--- no metatables, no deeper than string.buffer allows.
-local function plain_table(t, depth)
-  if seen[t] or getmt(t) ~= nil or depth > PLAIN_DEPTH then return false end
-  local n = nseen + 1
-  nseen, seen[t], seen_list[n] = n, true, t
-  for k, v in next, t do
-    local tv = type(v)
-    if tv == "table" then
-      if not plain_table(v, depth + 1) then return false end
-    elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" and not plain_scalar(v, tv) then
-      return false
-    end
-    local tk = type(k)
-    if tk == "table" then
-      if not plain_table(k, depth + 1) then return false end
-    elseif tk ~= "string" and tk ~= "number" and tk ~= "boolean" and not plain_scalar(k, tk) then
-      return false
-    end
+-- Notes table t as met by the small scan (at most 4 tables, compared directly: a hash set
+-- would rehash every few messages): false if met before or with a metatable, nil if too many.
+local function take(t)
+  if getmt(t) ~= nil then return false end
+  local n = nseen
+  if n >= 4 then return nil end
+  if n >= 1 and (seen_list[1] == t or n >= 2 and (seen_list[2] == t or n >= 3 and seen_list[3] == t)) then
+    return false
   end
+  n = n + 1
+  nseen, seen_list[n] = n, t
   return true
 end
 
-local function plain_value(v)
+-- The same for the loop scan (any number of tables, in a hash set).
+local function take_hashed(t)
+  if seen[t] or getmt(t) ~= nil then return false end
+  local n = nseen + 1
+  nseen, seen[t], seen_list[n] = n, true, t
+  return true
+end
+
+local function plain_entry(k, v, take)
   local tv = type(v)
-  if tv == "table" then return plain_table(v, 1) end
+  if tv == "table" then
+    local r = take(v)
+    if not r then return r end
+  elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" and not plain_scalar(v, tv) then
+    return false
+  end
+  local tk = type(k)
+  if tk == "table" then return take(k) end
+  return tk == "string" or tk == "number" or tk == "boolean" or plain_scalar(k, tk)
+end
+
+-- Small messages are scanned without loops or recursion, so the scan becomes part of the
+-- caller's trace (a loop here would end it, and its exits could not return to the caller).
+-- One table of up to 6 entries: true or false; nil when it has more.
+local function small_table(t)
+  local r
+  local k, v = next(t)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  k, v = next(t, k)
+  if k == nil then return true end
+  r = plain_entry(k, v, take)
+  if not r then return r end
+  if next(t, k) == nil then return true end
+  return nil
+end
+
+-- Up to 4 tables reachable from root: true when plain, false when not, nil when bigger.
+local function small_scan(root)
+  local r = take(root)
+  if not r then return r end
+  local first = nseen
+  r = small_table(root)
+  if r ~= true or nseen == first then return r end
+  r = small_table(seen_list[first + 1])
+  if r ~= true or nseen == first + 1 then return r end
+  r = small_table(seen_list[first + 2])
+  if r ~= true or nseen == first + 2 then return r end
+  r = small_table(seen_list[first + 3])
+  if r ~= true or nseen == first + 3 then return r end
+  return nil
+end
+
+local function small_value(v)
+  local tv = type(v)
+  if tv == "table" then return small_scan(v) end
   return tv == "string" or tv == "number" or tv == "boolean" or plain_scalar(v, tv)
 end
 
+-- Forgets the tables the small scan met (without keeping them alive), loop-free.
+local function forget_small()
+  local n = nseen
+  if n >= 1 then seen_list[1] = nil end
+  if n >= 2 then seen_list[2] = nil end
+  if n >= 3 then seen_list[3] = nil end
+  if n >= 4 then seen_list[4] = nil end
+  nseen = 0
+end
+
+-- Forgets the tables the loop scan met.
 local function forget_seen()
   for i = 1, nseen do seen[seen_list[i]] = nil; seen_list[i] = nil end
   if nseen > 65536 then seen, seen_list = tnew(0, 16), tnew(16, 0) end
   nseen = 0
 end
 
-local plain_header = {}
-for i = 0, 254 do plain_header[i] = string.char(TAG_PLAIN, i) end
+-- Bigger data, in Lua: one flat loop over a queue of tables (used without the core's scan).
+local function loop_scan(root)
+  if not take_hashed(root) then return false end
+  local head, level_end, depth = nseen, nseen, 1
+  local t, k, v = root, nil, nil
+  while true do
+    k, v = next(t, k)
+    if k == nil then
+      if head == level_end then  -- the last table of this depth: the next one is deeper
+        depth, level_end = depth + 1, nseen
+      end
+      head = head + 1
+      if head > nseen then return true end
+      t = seen_list[head]
+    else
+      local before = nseen
+      if not plain_entry(k, v, take_hashed) then return false end
+      if nseen > before and depth >= PLAIN_DEPTH then return false end
+    end
+  end
+end
+
+-- The core's scan (Encoder/PlainScan.swift) reads LuaJIT's tables in place: it is used only
+-- after the checks below confirm the object layout it assumes (LuaJIT 2.1, GC64).
+local native_scan = false
+local scan_roots = ffi_new("uint64_t[?]", 256)
+local scan_ctypes = ffi_new("uint16_t[3]", tonumber(int64_ct), tonumber(uint64_ct), tonumber(complex_ct))
+local scan_tables = ffi_new("intptr_t[1]")
+local SCRATCH_MIN, SCRATCH_MAX = 1024, 524288   -- slots of 8 bytes: 8 KiB .. 4 MiB per state
+local scratch_slots = SCRATCH_MIN
+local scratch = ffi_new("uint64_t[?]", 1 + scratch_slots)
+
+local function address_of(t)  -- only for tables without a metatable (no __tostring)
+  return tonumber(format("%p", t))
+end
+
+-- Plain verdict for args[1..n] from the core's scan.
+local function native_plain(n, args)
+  if n > 256 then return false end
+  local roots = 0
+  for i = 1, n do
+    local v = args[i]
+    if type(v) == "table" then
+      if getmt(v) ~= nil then return false end
+      scan_roots[roots] = address_of(v)
+      roots = roots + 1
+    elseif not small_value(v) then
+      return false
+    end
+  end
+  local plain = C.ljasync_encoder_scan(scan_roots, roots, PLAIN_DEPTH, scan_ctypes,
+                                      scratch, scratch_slots, scan_tables) == 1
+  local tables = tonumber(scan_tables[0])
+  if tables * 2 > scratch_slots and scratch_slots < SCRATCH_MAX then
+    -- The core had to allocate: lend it enough memory next time (kept at half load at most).
+    while tables * 2 > scratch_slots and scratch_slots < SCRATCH_MAX do scratch_slots = scratch_slots * 2 end
+    scratch = ffi_new("uint64_t[?]", 1 + scratch_slots)
+  end
+  return plain
+end
+
+-- Plain verdict for args[1..n] in Lua.
+local function lua_plain(n, args)
+  local plain = true
+  for i = 1, n do
+    local v = args[i]
+    if type(v) == "table" then plain = loop_scan(v) else plain = small_value(v) and true end
+    if not plain then break end
+  end
+  forget_seen()
+  return plain
+end
+
+do
+  local function layout_ok()
+    local u32 = function(a, off) return ffi_cast(u32p, a + off)[0] end
+    local u64 = function(a, off) return tonumber(ffi_cast(u64p, a + off)[0]) end
+    local t, mt = tnew(7, 0), {}
+    local a = address_of(t)
+    if u32(a, 48) ~= 8 or u64(a, 16) ~= a + 64 or u64(a, 32) ~= 0 then return false end
+    if u32(address_of(tnew(0, 8)), 52) ~= 7 then return false end
+    setmt(t, mt)
+    if u64(a, 32) ~= address_of(mt) then return false end
+    -- Verdicts on known graphs must match the Lua scan's.
+    local shared, cyclic, deep, deeper = {}, {}, {}, {}
+    cyclic.self = cyclic
+    local c = deep
+    for _ = 2, PLAIN_DEPTH do c.x = {}; c = c.x end
+    deeper.x = deep
+    local big = { name = "big", [{ key = true }] = { 1 } }
+    for i = 1, 300 do big[i] = { i, "s" .. i } end
+    local probes = {
+      { 1, "a", true, false, { x = 2.5 }, [{}] = 1 },
+      { ffi_new("int64_t", 1), ffi_new("uint64_t", 2), ffi_new("complex", 1, 2) },
+      deep, deeper, big, { big, big[7] }, { shared, shared }, cyclic,
+      { setmt({}, {}) }, { print }, { ffi_new("int[1]") }, { coroutine.create(print) }, { io.stdout },
+    }
+    for i = 1, #probes do
+      local expect = lua_plain(1, { probes[i] })
+      if native_plain(1, { probes[i] }) ~= expect or expect ~= (i <= 3 or i == 5) then return false end
+    end
+    return true
+  end
+  if ffi.abi("gc64") and ffi.abi("64bit") then
+    local ok, res = pcall(layout_ok)
+    native_scan = ok and res
+  end
+end
+M._native_scan = native_scan  -- for tests and the benchmark
 
 -- -- Encode entry points --
 
 local busy = false
 local shared_context = new_context()
 
--- Encodes n values (a1 when n == 1, else args[1..n]); returns the buffer holding the result.
--- Raises the error message (without position) on failure.
-local function encode_into(n, a1, args)
+-- Encodes n values (a1..a3, and args[1..n] when n > 3) into a buffer, which it returns with
+-- the general context to reset once the buffer is read (nil for the plain path). Raises the
+-- error message (without position) on failure.
+local function encode_into(n, a1, a2, a3, args)
   local reentered = busy
   if not reentered then
     busy = true
-    local plain
-    if n == 1 then
-      plain = plain_value(a1)
-    else
-      plain = true
-      for i = 1, n do
-        if not plain_value(args[i]) then plain = false; break end
+    local plain = true
+    if n >= 1 then plain = small_value(a1) end
+    if plain and n >= 2 then plain = small_value(a2) end
+    if plain and n >= 3 then plain = small_value(a3) end
+    if plain and n >= 4 then
+      for i = 4, n do
+        plain = small_value(args[i])
+        if not plain then break end
       end
     end
-    forget_seen()
+    forget_small()
+    if plain == nil then  -- more than a few small tables
+      args = args or { a1, a2, a3 }
+      if native_scan then plain = native_plain(n, args) else plain = lua_plain(n, args) end
+    end
     if plain then
+      -- Tag, count (1 byte, or 255 and 4 bytes), checksum, then each value as string.buffer
+      -- encodes it.
       wbuf:reset()
-      if n < 255 then
-        wbuf:put(plain_header[n])
-      else
-        put_byte(wbuf, TAG_PLAIN); put_byte(wbuf, 255); put_u32(wbuf, n)
-      end
-      if n == 1 then wbuf:encode(a1) else for i = 1, n do wbuf:encode(args[i]) end end
+      local hdr = n < 255 and 2 or 6
+      local p = wbuf:reserve(hdr + 4)
+      p[0] = TAG_PLAIN
+      if n < 255 then p[1] = n else p[1] = 255; ffi_cast(u32p, p + 2)[0] = n end
+      wbuf:commit(hdr + 4)
+      if n >= 1 then wbuf:encode(a1) end
+      if n >= 2 then wbuf:encode(a2) end
+      if n >= 3 then wbuf:encode(a3) end
+      if n >= 4 then for i = 4, n do wbuf:encode(args[i]) end end
+      local q, len = wbuf:ref()
+      ffi_cast(u32p, q + hdr)[0] = checksum(q + hdr + 4, len - hdr - 4, SEED)
       busy = false
       return wbuf
     end
   end
   local S = reentered and new_context() or shared_context
-  if n == 1 then args = { a1 } end
-  local ok, err = pcall(general_encode, S, n, args)
+  local ok, err = pcall(general_encode, S, n, args or { a1, a2, a3 })
+  if not reentered then busy = false end
   if not ok then
     reset_context(S)
-    if not reentered then busy = false end
     error(err, 0)
   end
-  if not reentered then busy = false end
   return S.out, S
 end
-
-local function pack(...) return { ... } end
 
 -- The encoding of the values as a buffer (and the context to reset after reading it).
 local function encode_args(...)
   local n = select("#", ...)
-  if n == 1 then return encode_into(1, ...) end
-  return encode_into(n, nil, pack(...))
+  if n <= 3 then
+    local a1, a2, a3 = ...
+    return encode_into(n, a1, a2, a3, nil)
+  end
+  local args = { ... }
+  return encode_into(n, args[1], args[2], args[3], args)
 end
 
 --- Encodes its arguments (count and nils kept) into a string. Raises on values that cannot
@@ -622,7 +827,7 @@ end
 
 --- Encodes one value.
 function M.encode_value(v)
-  local ok, b, S = pcall(encode_into, 1, v)
+  local ok, b, S = pcall(encode_into, 1, v, nil, nil, nil)
   if not ok then error(b, 2) end
   local s = b:tostring()
   if S then reset_context(S) end
@@ -775,7 +980,20 @@ local function get_cdata(R, b, tag)
     local expect
     if nelem == FIXED then
       expect = ffi_sizeof(ct)
-      if expect == size then v = ffi_new(ct) end
+      if expect == size then
+        local info = ffi.typeinfo(tonumber(ct)).info
+        local kind = rshift(info, 28)
+        if kind == CT_NUM or kind == CT_ENUM or kind == CT_ARRAY and band(info, CTF_COMPLEX) ~= 0 then
+          local box = ffi_new(ffi_typeof("$[1]", ct))  -- a scalar: copy into a box, then unbox
+          ffi_copy(box, p, size)
+          v = ffi_new(ct, box[0])
+          b:skip(size)
+          local id = R.nobj + 1
+          R.nobj, R.objs[id] = id, v
+          return v
+        end
+        v = ffi_new(ct)
+      end
     else
       local ok, s = pcall(ffi_sizeof, ct, nelem)
       expect = ok and s
@@ -795,6 +1013,20 @@ end
 get_value = function(R, b)
   local p = need(b, 1)
   local tag = p[0]
+  if tag == T_NUMBER then
+    -- Not string.buffer's: a number from buffer:decode() may be read too late on a trace
+    -- (see decode_inner), and the caller keeps keys across the next decode.
+    p = need(b, 9)
+    local w = ffi_cast(u32p, p + 1)
+    local v
+    if band(w[1], 0x7ff00000) == 0x7ff00000 and (band(w[1], 0xfffff) ~= 0 or w[0] ~= 0) then
+      v = 0 / 0  -- any NaN: a canonical one (other bit patterns are not valid Lua values)
+    else
+      v = ffi_cast(dblp, p + 1)[0]
+    end
+    b:skip(9)
+    return v
+  end
   if tag < T_FIRST or tag > T_LAST then return b:decode() end  -- a string.buffer leaf
   b:skip(1)
   if tag == T_TABLE or tag == T_TABLE_MT then return get_table(R, b, tag) end
@@ -818,24 +1050,24 @@ local function general_decode(R)
   local b = R.buf
   local p, len = b:ref()
   local tag = p[0]
-  local off = 1
+  local off, nh = 1, 0
   if band(tag, HAS_HANDLES) ~= 0 then
     if len < 5 then malformed("truncated") end
-    local nh = ffi_cast(u32p, p + 1)[0]
+    nh = ffi_cast(u32p, p + 1)[0]
     if nh > (len - 9) / 8 then malformed("truncated handle table") end
-    local a = ffi_cast(u64p, p + 5)
-    for i = 1, nh do
-      local addr = tonumber(a[i - 1])
-      if addr == 0 or addr >= 2 ^ 53 then malformed("bad handle address") end
-      R.haddr[i] = addr
-    end
-    R.nh = nh
     off = 5 + 8 * nh
   end
   if len < off + 8 then malformed("truncated") end
-  local sum = ffi_cast(u32p, p + off)[0]
-  local h = checksum(checksum(0x2545f491, p + 1, off - 1), p + off + 4, len - off - 4)
-  if tobit(sum) ~= h then malformed("checksum mismatch") end
+  if ffi_cast(u32p, p + off)[0] ~= checksum(p + off + 4, len - off - 4, checksum(p + 1, off - 1, SEED)) then
+    malformed("checksum mismatch")
+  end
+  local a = ffi_cast(u64p, p + 5)
+  for i = 1, nh do
+    local addr = tonumber(a[i - 1])
+    if addr == 0 or addr >= 2 ^ 53 then malformed("bad handle address") end
+    R.haddr[i] = addr
+  end
+  R.nh = nh
   b:skip(off + 4)
   local n = get_u32(b)
   if n > len then malformed("value count exceeds the data") end
@@ -843,6 +1075,17 @@ local function general_decode(R)
   for i = 1, n do vals[i] = get_value(R, b) end
   if #b ~= 0 then malformed("trailing bytes") end
   return n, vals
+end
+
+-- On a trace, LuaJIT releases before 2022-07 may read a number that buffer:decode() returned
+-- from the decoder's scratch slot only where it is used, after later decodes overwrote it
+-- ("x86/x64: Limit VLOAD fusion to simple cases"). Adding -0 (exact for every number, -0 and
+-- NaN included, and never folded away) makes the read happen here. Values stored into a
+-- table right away need nothing: the store reads them.
+local NEG_ZERO = -0.0
+local function launder(v)
+  if type(v) == "number" then return v + NEG_ZERO end
+  return v
 end
 
 -- Decodes the bytes set in rbuf; returns the count and up to three values, or a table.
@@ -860,37 +1103,56 @@ local function decode_inner(R)
     local n, vals = general_decode(R)
     return n, vals[1], vals[2], vals[3], vals
   end
-  local n = p[1]
+  local n, hdr = p[1], 2
   if n == 255 then
     if len < 6 then malformed("truncated") end
-    n = ffi_cast(u32p, p + 2)[0]
-    b:skip(6)
-  else
-    b:skip(2)
+    n, hdr = ffi_cast(u32p, p + 2)[0], 6
   end
+  if len < hdr + 4 then malformed("truncated") end
+  if ffi_cast(u32p, p + hdr)[0] ~= checksum(p + hdr + 4, len - hdr - 4, SEED) then
+    malformed("checksum mismatch")
+  end
+  b:skip(hdr + 4)
   if n > len then malformed("value count exceeds the data") end
   local a, c, d, vals
   if n == 1 then
-    a = b:decode()
+    a = launder(b:decode())
   elseif n == 2 then
-    a = b:decode(); c = b:decode()
+    a = launder(b:decode()); c = launder(b:decode())
   elseif n == 3 then
-    a = b:decode(); c = b:decode(); d = b:decode()
+    a = launder(b:decode()); c = launder(b:decode()); d = launder(b:decode())
   elseif n > 3 then
     vals = tnew(n, 0)
     for i = 1, n do vals[i] = b:decode() end
+    a, c, d = vals[1], vals[2], vals[3]
   end
   if #b ~= 0 then malformed("trailing bytes") end
   return n, a, c, d, vals
 end
 
-local function finish(R, ok, n, a, c, d, vals)
-  if R then reset_reader(R) else rbuf:reset(); reset_reader(shared_reader); decoding = false end
-  if not ok then
-    -- string.buffer's own complaints ("unexpected end of buffer") carry our position: say what they mean.
-    if type(n) == "string" then n = n:gsub("^[^\n]-encoder%.lua:%d+: ", "malformed encoded data: ") end
-    error(n, 3)
+-- string.buffer's complaints about its input, which come with a position that means nothing.
+local buffer_complaints = { "^unexpected end of buffer", "^cannot deserialize", "^too deep to serialize",
+                            "^duplicate table key", "^table index is", "^table overflow", "^bad light userdata" }
+
+local function decode_error(msg)
+  if type(msg) ~= "string" then return msg end
+  local bare = msg:match("^[^\n]-:%d+: (.*)$")
+  if bare then
+    for i = 1, #buffer_complaints do
+      if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
+    end
   end
+  return msg
+end
+
+local function finish(R, ok, n, a, c, d, vals)
+  if R then
+    reset_reader(R)
+  else
+    rbuf:reset(); reset_reader(shared_reader)
+    anchor, decoding = nil, false
+  end
+  if not ok then error(decode_error(n), 3) end
   if n == 1 then return a end
   if n == 2 then return a, c end
   if n == 3 then return a, c, d end
@@ -898,13 +1160,20 @@ local function finish(R, ok, n, a, c, d, vals)
   return unpack(vals, 1, n)
 end
 
+-- The string being decoded, kept referenced while a buffer reads it: compiled buffer:set()
+-- does not anchor its string in LuaJIT releases before 2023-12 (LuaJIT issue #1125), and a
+-- collection in the middle of decoding would free it.
+local anchor
+
 local function start(s, len)
   if decoding then  -- re-entered (from a finalizer): use a reader of our own
     local R = new_reader()
-    R.buf:set(s, len)
+    R.anchor = s
+    if len then R.buf:set(s, len) else R.buf:set(s) end
     return R
   end
   decoding = true
+  anchor = s
   if len then rbuf:set(s, len) else rbuf:set(s) end
   return nil
 end
