@@ -574,6 +574,32 @@ describe("lj-async.thread", function()
         "bad argument #1 to 'spawn_named': expected a name string")
     end)
 
+    it("passes shared objects by reference and releases every reference it took", function()
+      local TO = require "spec.support.testobject"
+      local base = TO.live()
+      do
+        local obj = TO.new(77)
+        local h = Thread.spawn(function(o)
+          local TO = require "spec.support.testobject"
+          return TO.value(o), o
+        end, obj)
+        local ok, v, back = h:join(10)
+        assert.is_true(ok)
+        assert.equal(77, v)
+        assert.equal(77, TO.value(back))
+        h:destroy()
+        TO.close(obj); TO.close(back)
+        -- A spawn whose handle goes without a join: its argument and result messages are freed.
+        local five = TO.new(5)
+        local h2 = Thread.spawn(function(o) return o end, five)
+        assert.is_true(h2:join(10))
+        h2:destroy()   -- drops the decoded result too
+        TO.close(five)
+      end
+      collectgarbage(); collectgarbage()
+      assert.is_true(eventually(function() collectgarbage(); return TO.live() == base end), "shared objects leaked")
+    end)
+
     it("frees results nobody joined for", function()
       for _ = 1, 50 do
         local h = Thread.spawn(function() return { string.rep("x", 1000) } end)

@@ -219,6 +219,7 @@ end
 --- itself; an error it raises goes to stderr. May be called twice.
 function Handle:destroy()
   local h = self._h
+  self._results = nil  -- let go of decoded results (shared objects among them) with the handle
   if h then
     self._h = nil
     ffi_gc(h, nil)
