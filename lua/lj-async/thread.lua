@@ -253,27 +253,30 @@ function Thread.new(func, ud, opts)
 end
 
 -- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
--- `preload` maps module names to bytecode (see preload_blob). Kept as source so it captures
--- no upvalue of this module.
+-- `preload` (address, length) is an encoded table of module bytecode (see preload_blob), read
+-- only when the encoder is needed. Kept as source so it captures no upvalue of this module.
 local runner_code = string_dump(assert(loadstring([==[
-local f, args, preload = ...
-if #preload > 0 then
+local f, args, preload, preload_len = ...
+local ffi = require "ffi"
+local function encoder()
   local loaded, pre = package.loaded, package.preload
-  for name, code in pairs(require("string.buffer").decode(preload)) do
-    if not loaded[name] and not pre[name] then
-      pre[name] = function(...) return assert(loadstring(code))(...) end
+  if not loaded["lj-async.encoder"] and preload_len > 0 then
+    local blob = ffi.string(ffi.cast("const char *", preload), preload_len)
+    for name, code in pairs(require("string.buffer").decode(blob)) do
+      if not loaded[name] and not pre[name] then
+        pre[name] = function(...) return assert(loadstring(code))(...) end
+      end
     end
+    preload_len = 0
   end
+  return require "lj-async.encoder"
 end
 local function finish(...)
   if select("#", ...) == 0 then return 0 end
-  local ffi = require "ffi"
-  return tonumber(ffi.cast("uintptr_t", require("lj-async.encoder").encode_message(...)))
+  return tonumber(ffi.cast("uintptr_t", encoder().encode_message(...)))
 end
 if args == 0 then return finish(f()) end
-local ffi = require "ffi"
-local encoder = require "lj-async.encoder"
-return finish(f(encoder.decode_message(ffi.cast("ljasync_message *", args))))
+return finish(f(encoder().decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
 -- Bytecode of the modules a spawned thread needs, found as this state finds them: loading

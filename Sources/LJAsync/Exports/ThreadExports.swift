@@ -13,7 +13,7 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 
 /// Creates and starts a thread running `code` (source or bytecode) in a fresh state.
 /// Without `runner` it calls f(ud) with `ud` as a void* cdata; with one (Thread.spawn) it
-/// calls runner(f, args address or 0, preload string) and keeps the message address the
+/// calls runner(f, args address or 0, preload address, preload length) and keeps the message address the
 /// runner returns as the results. The thread takes ownership of `args` whether or not
 /// creation succeeds.
 /// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
@@ -34,7 +34,11 @@ public func ljasync_thread_new(
     job.ud = UInt(bitPattern: ud)
     if let runner {
         job.runner = bytes(runner, runnerLen)
-        job.preload = bytes(preload, preloadLen)
+        if let preload, preloadLen > 0, let copy = malloc(preloadLen) {
+            memcpy(copy, preload, preloadLen)
+            job.preload = copy
+            job.preloadLength = preloadLen
+        }
     }
     job.args = argsMessage
     switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread") {

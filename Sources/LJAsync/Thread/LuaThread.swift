@@ -51,6 +51,7 @@ final class LuaThread: @unchecked Sendable {
     deinit {
         if let args = job.args { Message.free(args) }
         if let results { Message.free(results) }
+        Glibc.free(job.preload)
         cancelFlag.deinitialize(count: 1)
         cancelFlag.deallocate()
         sync.destroy()
@@ -102,15 +103,15 @@ final class LuaThread: @unchecked Sendable {
         } else {
             var nargs: Int32 = 1
             if let runner = job.runner {
-                // Spawn: runner(f, args, preload) decodes the arguments, calls f and encodes the
-                // results; preload holds bytecode of lj-async's modules, so it need not parse them.
+                // Spawn: runner(f, args, preload, length) decodes the arguments, calls f and
+                // encodes the results; preload holds bytecode of lj-async's modules, read only
+                // if the runner needs them (it stays valid while this object lives).
                 if let e = load(L, runner, "=lj-async spawn") { preconditionFailure("the spawn runner does not load: \(e)") }
                 lua_insert(L, 2)
                 lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
-                job.preload.withUnsafeBufferPointer { b in
-                    b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { lua_pushlstring(L, $0, b.count) }
-                }
-                nargs = 3
+                lua_pushnumber(L, Double(UInt(bitPattern: job.preload)))
+                lua_pushnumber(L, Double(job.preloadLength))
+                nargs = 4
             } else {
                 pushPointer(L, job.ud)
             }
@@ -247,7 +248,8 @@ struct ThreadJob {
     var ud: UInt = 0                         // Thread.new: the void* argument
     var runner: [UInt8]?                     // Thread.spawn: the runner chunk (see thread.lua)
     var args: UnsafeMutablePointer<Message>? // Thread.spawn: encoded arguments, owned
-    var preload: [UInt8] = []                // Thread.spawn: the runner's third argument
+    var preload: UnsafeMutableRawPointer?    // Thread.spawn: bytecode blob for the runner, owned
+    var preloadLength = 0
 }
 
 struct ThreadError: Error { let message: String }
