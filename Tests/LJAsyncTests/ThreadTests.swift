@@ -25,6 +25,13 @@ import Testing
         return ljasync_thread_new(source, source.utf8.count, "=test", nil, 0, nil, 0, ud, nil, "swift-test", &err, 256)
     }
 
+    /// The live count once threads of earlier tests finished (a thread lets go of its object
+    /// a moment after join returns).
+    func settledLiveCount() -> Int {
+        _ = eventually { liveThreads.load(ordering: .relaxed) == 0 }
+        return liveThreads.load(ordering: .relaxed)
+    }
+
     func eventually(_ seconds: Double = 10, _ cond: () -> Bool) -> Bool {
         let end = Clock.nanoseconds() + UInt64(seconds * 1e9)
         while !cond() {
@@ -43,7 +50,7 @@ import Testing
         """
 
     @Test func runsTheFunctionWithItsPointer() throws {
-        let live = liveThreads.load(ordering: .relaxed)
+        let live = settledLiveCount()
         let mem = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         defer { mem.deallocate() }
         mem.pointee = 0
@@ -86,7 +93,7 @@ import Testing
     }
 
     @Test func aReleasedRunningThreadFreesItselfWhenItEnds() throws {
-        let live = liveThreads.load(ordering: .relaxed)
+        let live = settledLiveCount()
         let flag = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
         defer { flag.deallocate() }
         flag.initialize(repeating: 0, count: 2)
