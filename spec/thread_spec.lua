@@ -391,6 +391,21 @@ describe("lj-async.thread", function()
       assert.equal("", out)
     end)
 
+    it("wakes an endless Thread.sleep; join(math.huge) is join()", function()
+      local out = ffi.new("int[2]")
+      local t = Thread.new(body [[
+        local out = ffi.cast("int *", ud)
+        T.ljt_atomic_store(out, 1)
+        out[1] = Thread.sleep(math.huge) and 1 or 2
+      ]], out)
+      assert.is_true(eventually(function() return T.ljt_atomic_load(out) == 1 end))
+      assert.is_false(t:join(0.01))
+      t:cancel()
+      assert.is_true(t:join(math.huge))
+      assert.equal(2, out[1])
+      t:destroy()
+    end)
+
     it("wakes Thread.sleep in the thread, which then returns false", function()
       local out = ffi.new("int[2]")
       local t = Thread.new(body [[

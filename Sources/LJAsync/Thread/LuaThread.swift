@@ -190,7 +190,7 @@ final class LuaThread: @unchecked Sendable {
     func join(timeout: Double) -> Bool {
         sync.withLock {
             if outcome != .running || timeout == 0 { return outcome != .running }
-            let deadline = Clock.deadline(after: timeout)
+            let deadline = ThreadSystem.deadline(after: timeout)
             while outcome == .running {
                 if !sync.wait(until: deadline) { break }
             }
@@ -221,7 +221,8 @@ final class LuaThread: @unchecked Sendable {
 
     /// Sleeps on the thread itself, waking early when cancelled. Returns false when cut short.
     func sleep(seconds: Double) -> Bool {
-        let deadline = Clock.deadline(after: seconds)
+        guard seconds > 0 else { return cancelFlag.pointee.load(ordering: .acquiring) == 0 }
+        let deadline = ThreadSystem.deadline(after: seconds)
         return sync.withLock {
             while cancelFlag.pointee.load(ordering: .acquiring) == 0 {
                 if !sync.wait(until: deadline) { return true }

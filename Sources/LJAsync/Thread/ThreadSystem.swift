@@ -12,9 +12,20 @@ enum ThreadSystem {
     private static let getAffinity = gnu("sched_getaffinity").map { unsafeBitCast($0, to: GetAffinity.self) }
     private static let getTid = gnu("gettid").map { unsafeBitCast($0, to: GetTid.self) }
 
+    /// The monotonic deadline `seconds` from now; nil (no deadline) for a negative, infinite
+    /// or very long timeout, which Clock.deadline cannot represent (it would trap on infinity).
+    static func deadline(after seconds: Double) -> timespec? {
+        guard seconds >= 0, seconds < 1e9 else { return nil }
+        return Clock.deadline(after: seconds)
+    }
+
     /// Sleeps the calling thread for `seconds` on the monotonic clock, resuming after signals.
+    /// NaN and negative times do not sleep; infinite ones sleep for good.
     static func sleep(seconds: Double) {
-        guard seconds > 0, var deadline = Clock.deadline(after: seconds) else { return }
+        guard seconds > 0 else { return }
+        guard var deadline = deadline(after: seconds) else {
+            while true { pause() }
+        }
         while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
     }
 
