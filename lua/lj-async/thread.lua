@@ -279,13 +279,19 @@ if args == 0 then return finish(f()) end
 return finish(f(encoder().decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
--- Bytecode of the modules a spawned thread needs, found as this state finds them: loading
+-- Bytecode of the modules a spawned thread needs (the encoder's private modules included),
+-- found as this state finds them: loading
 -- bytecode takes ~30 us where parsing the encoder's source takes ~1 ms, in every thread.
 local preload
 local function preload_blob()
   if preload then return preload end
+  require "lj-async.encoder"  -- so that its private modules are known
+  local names = { "lj-async.core", "lj-async.encoder", "lj-async.thread" }
+  for name in pairs(package.loaded) do
+    if type(name) == "string" and name:find("^lj%-async%.encoder%.") then names[#names + 1] = name end
+  end
   local codes = {}
-  for _, name in ipairs { "lj-async.core", "lj-async.encoder", "lj-async.thread" } do
+  for _, name in ipairs(names) do
     local path = package.searchpath(name, package.path)
     local chunk = path and loadfile(path)
     if chunk then codes[name] = string_dump(chunk) end
