@@ -625,6 +625,24 @@ describe("lj-async.thread", function()
   end)
 
   describe("resources", function()
+    it("a state whose init code removed ffi fails the thread instead of the process", function()
+      local script = os.tmpname()
+      local f = io.open(script, "w")
+      f:write([=[
+        package.path = "./lua/?.lua;" .. package.path
+        local Thread = require "lj-async.thread"
+        require("lj-async.callback").add_init("package.loaded.ffi = nil", "=no ffi")
+        local t = Thread.new(function() end, 1234)
+        assert(t:join(10))
+        io.write(t:status(), ": ", t:error())
+      ]=])
+      f:close()
+      local p = io.popen("luajit " .. script .. " 2>&1")
+      local out = p:read("*a"); p:close()
+      os.remove(script)
+      assert.equal("failed: cannot pass the userdata: ffi.cast is not available in the thread's state", out)
+    end)
+
     it("the process exits cleanly while threads still run (the core stays loaded)", function()
       local script = os.tmpname()
       local f = io.open(script, "w")

@@ -4,7 +4,7 @@ local core = require "lj-async.core"
 
 local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
-local ffi_string, ffi_cast, ffi_gc, ffi_istype = ffi.string, ffi.cast, ffi.gc, ffi.istype
+local ffi_string, ffi_cast, ffi_gc = ffi.string, ffi.cast, ffi.gc
 local type, tostring, error, pcall, select, unpack = type, tostring, error, pcall, select, unpack
 local setmetatable, tonumber, string_dump = setmetatable, tonumber, string.dump
 

@@ -98,24 +98,25 @@ final class LuaThread: @unchecked Sendable {
         var resultAddress: UInt = 0
         lua_pushcclosure(L, tracebackHandler, 0)
         bind(L)
-        if let e = load(L, job.code, job.chunkName) {
-            failure = e
-        } else {
-            var nargs: Int32 = 1
+        failure = load(L, job.code, job.chunkName)
+        if failure == nil {
             if let runner = job.runner {
                 // Spawn: runner(f, args, preload, length) decodes the arguments, calls f and
                 // encodes the results; preload holds bytecode of lj-async's modules, read only
                 // if the runner needs them (it stays valid while this object lives).
-                if let e = load(L, runner, "=lj-async spawn") { preconditionFailure("the spawn runner does not load: \(e)") }
-                lua_insert(L, 2)
-                lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
-                lua_pushnumber(L, Double(UInt(bitPattern: job.preload)))
-                lua_pushnumber(L, Double(job.preloadLength))
-                nargs = 4
+                failure = load(L, runner, "=lj-async spawn")
+                if failure == nil {
+                    lua_insert(L, 2)
+                    lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
+                    lua_pushnumber(L, Double(UInt(bitPattern: job.preload)))
+                    lua_pushnumber(L, Double(job.preloadLength))
+                }
             } else {
-                pushPointer(L, job.ud)
+                failure = pushPointer(L, job.ud)
             }
-            if lua_pcall(L, nargs, 1, 1) != 0 {
+        }
+        if failure == nil {
+            if lua_pcall(L, job.runner == nil ? 1 : 4, 1, 1) != 0 {
                 cancelled = isCancelMarker(L, -1)
                 if !cancelled { failure = Lua.string(L, -1) }
             } else if job.runner != nil {
@@ -158,16 +159,24 @@ final class LuaThread: @unchecked Sendable {
         }
     }
 
-    /// Pushes `ffi.cast("void *", address)`: the seed's userdata argument.
-    private func pushPointer(_ L: LuaState, _ address: UInt) {
+    /// Pushes `ffi.cast("void *", address)`: the seed's userdata argument. Returns an error
+    /// message (stack unchanged) when init code left the state without a usable ffi.
+    private func pushPointer(_ L: LuaState, _ address: UInt) -> String? {
+        let top = lua_gettop(L)
         lua_getfield(L, Lua.registryIndex, "_LOADED")
         lua_getfield(L, -1, "ffi")
-        lua_getfield(L, -1, "cast")
-        lua_pushstring(L, "void *")
-        lua_pushnumber(L, Double(address))
-        lua_call(L, 2, 1)
-        lua_replace(L, -3)
-        Lua.pop(L, 1)
+        if lua_type(L, -1) == LUA_TTABLE {
+            lua_getfield(L, -1, "cast")
+            lua_pushstring(L, "void *")
+            lua_pushnumber(L, Double(address))
+            if lua_pcall(L, 2, 1, 0) == 0 {
+                lua_replace(L, top + 1)
+                lua_settop(L, top + 1)
+                return nil
+            }
+        }
+        lua_settop(L, top)
+        return "cannot pass the userdata: ffi.cast is not available in the thread's state"
     }
 
     /// Records the outcome and wakes joiners; reports an error nobody can read any more.
