@@ -9,11 +9,24 @@ local C = require("lj-async.core").C
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 9
 local clock = os.clock
 
+-- A loop calling f(i) for i = 1..n, compiled separately for each f: a loop shared by all
+-- candidates would be traced for the first one and serve the others through side exits.
+local loops = setmetatable({}, { __mode = "k" })
+local function loop_for(f)
+  local loop = loops[f]
+  if not loop then
+    loop = loadstring("local f = ... return function(n) for i = 1, n do f(i) end end")(f)
+    loops[f] = loop
+  end
+  return loop
+end
+
 -- Seconds per call of f(i), for i = 1..n.
 local function time(f, n)
+  local loop = loop_for(f)
   collectgarbage()
   local t0 = clock()
-  for i = 1, n do f(i) end
+  loop(n)
   return (clock() - t0) / n
 end
 
@@ -73,19 +86,21 @@ local function config_tree(depth, fan)
   return t
 end
 
-print(("lj-async encoder benchmark (%d rounds, medians)"):format(ROUNDS))
+print(("lj-async encoder benchmark (%d rounds, medians; native scan %s)"):format(ROUNDS,
+  encoder._native_scan and "on" or "off"))
 local shapes = {
-  { "records (nested, mixed types)", records(6900) },
-  { "matrix (arrays of numbers)", matrix(512, 256) },
-  { "tree (string keys, depth 6)", config_tree(6, 5) },
+  { "records (nested, mixed types)", function() return records(6900) end },
+  { "matrix (arrays of numbers)", function() return matrix(512, 256) end },
+  { "tree (string keys, depth 6)", function() return config_tree(6, 5) end },
 }
 for _, s in ipairs(shapes) do
-  local name, t = s[1], s[2]
+  local name, t = s[1], s[2]()  -- one shape alive at a time: the others would slow the GC
   local size = #sb_encode(t)
-  assert(#encode(t) - size < 8, "the plain path should be string.buffer's encoding")
+  assert(encode(t):byte(1) == 1, "the plain path should take this data")
   local tr, tc = compare(function() return sb_decode(sb_encode(t)) end,
                          function() return decode(encode(t)) end, 10)
   report(("%s %.2f MiB"):format(name, size / 2 ^ 20), "", tr, tc, "ms")
+  t = nil
 end
 
 -- The same records with one shared subtable: the general path (string.buffer would copy it twice).
@@ -111,9 +126,10 @@ tr, tc = compare(function(i) return sb_decode(sb_encode(i + 0.5)) end,
                  function(i) return decode(encode(i + 0.5)) end, 1000000)
 report("numbers", "", tr, tc)
 
-tr, tc = compare(function(i) return sb_decode(sb_encode("str")) end,
+-- string.buffer moves one value: the reference packs the list in a table with its count.
+tr, tc = compare(function(i) return unpack(sb_decode(sb_encode({ n = 3, "str", i, true }))) end,
                  function(i) return decode(encode("str", i, true)) end, 1000000)
-report("short arg list ('str', i, true)", "", tr, tc)
+report("arg list ('str', i, true)", "", tr, tc)
 
 -- Through a native message (what a channel does): encode_message, decode_message, free.
 local encode_message, decode_message, free = encoder.encode_message, encoder.decode_message, C.ljasync_message_free

@@ -40,13 +40,21 @@ final class StateStock: @unchecked Sendable {
         return L
     }
 
-    /// Hands a state over to be closed off the caller's thread.
+    /// At most this many states wait to be closed; past that, `retire` closes on the caller.
+    static let maxRetired = 32
+
+    /// Hands a state over to be closed off the caller's thread. The preparer runs at low
+    /// priority: when it lags far behind (a saturated machine), the caller closes the state
+    /// itself, so retired states never pile up.
     func retire(_ L: LuaState, limit: MemoryLimit? = nil) {
-        sync.withLock {
+        let queued: Bool = sync.withLock {
             startIfNeeded()
+            guard retired.count < StateStock.maxRetired else { return false }
             retired.append((L, limit))
             sync.signal()
+            return true
         }
+        if !queued { lua_close(L); limit?.free() }
     }
 
     /// Closes every state now, on this thread (used by tests and at shutdown).
@@ -68,6 +76,10 @@ final class StateStock: @unchecked Sendable {
         let rc = pthread_create(&tid, nil, { arg in
             let stock = Unmanaged<StateStock>.fromOpaque(arg!).takeRetainedValue()
             setThreadName("lj-async prep")
+            // Lowest priority (Linux nice is per thread): preparing fills idle CPU time instead
+            // of competing with the threads that use the states; take() falls back to making
+            // a state on the caller's thread when the stock is empty.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             stock.run()
             return nil
         }, me)

@@ -1,0 +1,340 @@
+-- lj-async.thread: OS threads, each running one Lua function in a fresh Lua state of its own.
+local ffi = require "ffi"
+local core = require "lj-async.core"
+
+local C = core.C
+local errbuf, errbuf_size = core.errbuf, core.errbuf_size
+local ffi_string, ffi_cast, ffi_gc = ffi.string, ffi.cast, ffi.gc
+local type, tostring, error, pcall, select, unpack = type, tostring, error, pcall, select, unpack
+local setmetatable, tonumber, string_dump = setmetatable, tonumber, string.dump
+
+core.cdef_once("ljasync_thread", [[
+typedef struct ljasync_thread ljasync_thread;
+ljasync_thread *ljasync_thread_new(const char *code, size_t code_len, const char *chunkname,
+    const char *runner, size_t runner_len, const char *preload, size_t preload_len,
+    void *ud, ljasync_message *args, const char *name, char *err, size_t errlen);
+int32_t ljasync_thread_join(ljasync_thread *t, double timeout);
+int32_t ljasync_thread_status(ljasync_thread *t);
+intptr_t ljasync_thread_error(ljasync_thread *t, char *buf, size_t len);
+ljasync_message *ljasync_thread_results(ljasync_thread *t);
+void ljasync_thread_cancel(ljasync_thread *t);
+void *ljasync_thread_flag(ljasync_thread *t);
+int32_t ljasync_thread_cancelled(const void *flag);
+void ljasync_thread_free(ljasync_thread *t);
+int32_t ljasync_thread_sleep(ljasync_thread *current, double seconds);
+void ljasync_thread_yield(void);
+int32_t ljasync_thread_cpus(void);
+intptr_t ljasync_thread_live(void);
+intptr_t ljasync_thread_id(void);
+]])
+
+local C_join, C_status, C_flag = C.ljasync_thread_join, C.ljasync_thread_status, C.ljasync_thread_flag
+local C_sleep, C_cancelled = C.ljasync_thread_sleep, C.ljasync_thread_cancelled
+local thread_ptr_t = ffi.typeof("ljasync_thread *")
+local void_ptr_t = ffi.typeof("void *")
+
+-- Registry keys shared with Sources/LJAsync/Thread/LuaThread.swift.
+local CURRENT, BIND, CANCEL = "lj-async.thread.current", "lj-async.thread.bind", "lj-async.thread.cancelled"
+
+local Thread = {}
+
+-- -- The running thread's view (any state) --
+
+local registry = debug.getregistry()
+
+-- What check_cancel() raises; the core recognises it and records "cancelled", not an error.
+local CANCELLED = registry[CANCEL]
+if not CANCELLED then
+  CANCELLED = setmetatable({}, { __tostring = function() return "cancelled" end })
+  registry[CANCEL] = CANCELLED
+end
+
+-- This state's own thread (nil in a state that is not a thread's) and its cancellation flag.
+-- Outside a thread the flag is a zero that never changes.
+local never = ffi.new("int32_t[1]")
+local current, flag = nil, never
+
+local function bind(address)
+  current = ffi_cast(thread_ptr_t, address)
+  flag = C_flag(current)
+end
+registry[BIND] = bind
+if registry[CURRENT] then bind(registry[CURRENT]) end
+
+--- True once thread:cancel() was called on the thread running this state. Cheap and
+--- JIT-compiled: poll it in loops. (A C call rather than a load through a pointer: LuaJIT
+--- hoists loads out of compiled loops, even volatile ones, and would never see the flag.)
+function Thread.cancelled()
+  return C_cancelled(flag) ~= 0
+end
+
+--- Raises the cancellation marker when cancel() was called; join then reports "cancelled".
+--- If you catch errors with pcall around it, re-raise this one.
+function Thread.check_cancel()
+  if C_cancelled(flag) ~= 0 then error(CANCELLED, 0) end
+end
+
+--- Sleeps `seconds`. Inside a thread, cancel() wakes it early: returns false then, else true.
+function Thread.sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+    error("bad argument #1 to 'sleep': expected seconds >= 0, got " .. tostring(seconds), 2)
+  end
+  return C_sleep(current, seconds) ~= 0
+end
+
+--- Lets other threads run (sched_yield).
+function Thread.yield() C.ljasync_thread_yield() end
+
+--- The number of CPUs this process may use.
+function Thread.cpus() return tonumber(C.ljasync_thread_cpus()) end
+
+--- The kernel's id of the calling OS thread, as listed in /proc/self/task.
+function Thread.id() return tonumber(C.ljasync_thread_id()) end
+
+-- -- Code for the new state (creator's state) --
+
+-- Bytecode per function, so a function started many times is dumped once.
+local code_cache = setmetatable({}, { __mode = "k" })
+local source_ok, source_count = {}, 0
+
+--- Turns a function, source text or bytecode into a string for another state.
+--- Errors name the upvalues a function would silently lose.
+local function portable_code(f, level, name)
+  local code = code_cache[f]
+  if code then return code end
+  if type(f) == "string" then
+    -- Compiled here once to report syntax errors at the call; remembered (boundedly: strings
+    -- are never collected from weak tables) so a source started in a loop compiles once.
+    if source_ok[f] then return f end
+    local ok, err = loadstring(f, "=" .. name)  -- the chunk name the thread will use
+    if not ok then error("bad thread function: " .. tostring(err), level + 1) end
+    if source_count >= 256 then source_ok, source_count = {}, 0 end
+    source_ok[f], source_count = true, source_count + 1
+    return f
+  end
+  if type(f) ~= "function" then
+    error("bad thread function: expected a function, Lua source or bytecode, got " .. type(f), level + 1)
+  end
+  local names = {}
+  for i = 1, 255 do
+    local n = debug.getupvalue(f, i)
+    if not n then break end
+    names[#names + 1] = n
+  end
+  if #names > 0 then
+    error(("bad thread function: it has upvalues (%s), which would be nil in the thread's "
+      .. "Lua state; require modules and define values inside the function"):format(table.concat(names, ", ")), level + 1)
+  end
+  local ok, dumped = pcall(string_dump, f)
+  if not ok then error("bad thread function: " .. tostring(dumped), level + 1) end
+  code_cache[f] = dumped
+  return dumped
+end
+
+--- The address `ud` stands for: a pointer cdata, lightuserdata, number or nil.
+local function ud_pointer(ud, level)
+  if ud == nil then return nil end
+  local t = type(ud)
+  if t == "cdata" or t == "userdata" or t == "number" then
+    local ok, p = pcall(ffi_cast, void_ptr_t, ud)
+    if ok then return p end
+    error("bad userdata: " .. tostring(p), level + 1)
+  end
+  error("bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got " .. t, level + 1)
+end
+
+local function check_name(opts, level)
+  if opts == nil then return "lj-async thread" end
+  if type(opts) ~= "table" then error("bad options: expected a table", level + 1) end
+  local name = opts.name
+  if name == nil then return "lj-async thread" end
+  if type(name) ~= "string" then error("bad option 'name': expected a string", level + 1) end
+  return name
+end
+
+-- -- Handles (creator's state) --
+
+local Handle = {}
+Handle.__index = Handle
+
+local STATUS = { [0] = "running", "done", "failed", "cancelled" }
+
+local function alive(self)
+  local h = self._h
+  if not h then error("thread has been destroyed", 3) end
+  return h
+end
+
+local function results(self, h)
+  local r = self._results
+  if not r then
+    local m = C.ljasync_thread_results(h)
+    if m == nil then
+      r = { n = 0 }
+    else
+      r = (function(...) return { n = select("#", ...), ... } end)(require("lj-async.encoder").decode_message(m))
+    end
+    self._results = r
+  end
+  return true, unpack(r, 1, r.n)
+end
+
+--- Waits for the thread to end. `timeout`: nil blocks, 0 only looks, else seconds.
+--- Returns true when it has ended (a spawned thread's results follow), false on timeout.
+function Handle:join(timeout)
+  local h = alive(self)
+  if timeout == nil then
+    timeout = -1
+  elseif type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error("bad argument #1 to 'join': expected nil or seconds >= 0, got " .. tostring(timeout), 2)
+  end
+  if C_join(h, timeout) == 0 then return false end
+  if self._spawned then return results(self, h) end
+  return true
+end
+
+--- "running", "done" (returned), "failed" (raised an error) or "cancelled".
+function Handle:status()
+  return STATUS[C_status(alive(self))]
+end
+
+--- The error the thread raised, with its traceback ("cancelled" if it was cancelled), or nil.
+--- Reading it keeps it from being reported to stderr when the handle goes.
+function Handle:error()
+  local h = alive(self)
+  local n = tonumber(C.ljasync_thread_error(h, errbuf, errbuf_size))
+  if n < 0 then return nil end
+  if n < errbuf_size then return ffi_string(errbuf, n) end
+  local buf = ffi.new("char[?]", n + 1)
+  C.ljasync_thread_error(h, buf, n + 1)
+  return ffi_string(buf, n)
+end
+
+--- Asks the thread to stop: Thread.cancelled() becomes true there and Thread.sleep wakes.
+function Handle:cancel()
+  C.ljasync_thread_cancel(alive(self))
+end
+
+--- Frees the handle. A thread still running is detached: it runs to its end and then frees
+--- itself; an error it raises goes to stderr. May be called twice.
+function Handle:destroy()
+  local h = self._h
+  self._results = nil  -- let go of decoded results (shared objects among them) with the handle
+  if h then
+    self._h = nil
+    ffi_gc(h, nil)
+    C.ljasync_thread_free(h)
+  end
+end
+Handle.free = Handle.destroy
+
+function Handle:__tostring()
+  local h = self._h
+  return ("lj-async.thread<%s> (%s)"):format(self._name, h and STATUS[C_status(h)] or "destroyed")
+end
+
+local function start(code, ud, name, runner, preload, args, level)
+  local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
+    preload, preload and #preload or 0, ud, args, name, errbuf, errbuf_size)
+  if h == nil then
+    error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
+  end
+  return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = runner ~= nil }, Handle)
+end
+
+--- Thread.new(func, ud [, {name = "..."}]): starts a thread calling func(ud) in a new state.
+--- `func` is a function without upvalues, Lua source (its `...` holds ud) or bytecode;
+--- `ud` (pointer cdata, lightuserdata, address or nil) arrives as a `void *` cdata.
+function Thread.new(func, ud, opts)
+  local name = check_name(opts, 2)
+  local code = portable_code(func, 2, name)
+  local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
+  return h
+end
+
+-- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
+-- `preload` (address, length) is an encoded table of module bytecode (see preload_blob), read
+-- only when the encoder is needed. Kept as source so it captures no upvalue of this module.
+local runner_code = string_dump(assert(loadstring([==[
+local f, args, preload, preload_len = ...
+local ffi = require "ffi"
+local function encoder()
+  local loaded, pre = package.loaded, package.preload
+  if not loaded["lj-async.encoder"] and preload_len > 0 then
+    local blob = ffi.string(ffi.cast("const char *", preload), preload_len)
+    for name, code in pairs(require("string.buffer").decode(blob)) do
+      if not loaded[name] and not pre[name] then
+        pre[name] = function(...) return assert(loadstring(code))(...) end
+      end
+    end
+    preload_len = 0
+  end
+  return require "lj-async.encoder"
+end
+local function finish(...)
+  if select("#", ...) == 0 then return 0 end
+  return tonumber(ffi.cast("uintptr_t", encoder().encode_message(...)))
+end
+if args == 0 then return finish(f()) end
+return finish(f(encoder().decode_message(ffi.cast("ljasync_message *", args))))
+]==], "=lj-async spawn")))
+
+-- Bytecode of the modules a spawned thread needs (the encoder's private modules included),
+-- found as this state finds them: loading
+-- bytecode takes ~30 us where parsing the encoder's source takes ~1 ms, in every thread.
+local preload
+local function preload_blob()
+  if preload then return preload end
+  require "lj-async.encoder"  -- so that its private modules are known
+  local names = { "lj-async.core", "lj-async.encoder", "lj-async.thread" }
+  for name in pairs(package.loaded) do
+    if type(name) == "string" and name:find("^lj%-async%.encoder%.") then names[#names + 1] = name end
+  end
+  local codes = {}
+  for _, name in ipairs(names) do
+    local path = package.searchpath(name, package.path)
+    local chunk = path and loadfile(path)
+    if chunk then codes[name] = string_dump(chunk) end
+  end
+  preload = require("string.buffer").encode(codes)
+  return preload
+end
+
+local function spawn(name, func, ...)
+  local code = portable_code(func, 3, name)
+  local args = nil
+  if select("#", ...) > 0 then
+    -- Values that cannot cross fail here, naming the argument, before anything started.
+    local err
+    args, err = require("lj-async.encoder").try_encode_message(...)
+    if not args then error("bad argument to spawn: " .. tostring(err), 3) end
+  end
+  local h = start(code, nil, name, runner_code, preload_blob(), args, 3)
+  return h  -- not a tail call: error levels count this frame
+end
+
+--- Thread.spawn(func, ...): starts a thread calling func(...) with copies of the arguments;
+--- its join() returns true followed by func's results (copied back, nils kept).
+function Thread.spawn(func, ...)
+  local h = spawn("lj-async thread", func, ...)
+  return h
+end
+
+--- Thread.spawn_named(name, func, ...): Thread.spawn with a thread name.
+function Thread.spawn_named(name, func, ...)
+  if type(name) ~= "string" then error("bad argument #1 to 'spawn_named': expected a name string", 2) end
+  local h = spawn(name, func, ...)
+  return h
+end
+
+--- Number of native thread objects alive (handles not yet freed, detached threads running).
+function Thread.live() return tonumber(C.ljasync_thread_live()) end
+
+Thread.Handle = Handle
+
+return setmetatable(Thread, { __call = function(_, func, ud, opts)
+  local name = check_name(opts, 2)
+  local code = portable_code(func, 2, name)
+  local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
+  return h
+end })
