@@ -69,13 +69,13 @@ enum Clock {
         return ts
     }
 
-    /// The deadline `seconds` from now; nil for a negative (infinite) timeout.
+    /// The deadline `seconds` from now; nil (no deadline) for negative, infinite, NaN or
+    /// absurdly long (over 30 years) timeouts.
     static func deadline(after seconds: Double) -> timespec? {
-        if seconds < 0 || seconds.isNaN { return nil }
+        if seconds < 0 || !seconds.isFinite || seconds > 1e9 { return nil }
         var ts = now()
         let whole = seconds.rounded(.down)
-        let capped = min(whole, 1e9)  // far enough to be "forever" without overflow
-        ts.tv_sec += Int(capped)
+        ts.tv_sec += Int(whole)
         ts.tv_nsec += Int((seconds - whole) * 1e9)
         if ts.tv_nsec >= 1_000_000_000 { ts.tv_sec += 1; ts.tv_nsec -= 1_000_000_000 }
         return ts

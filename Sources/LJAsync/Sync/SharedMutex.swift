@@ -68,10 +68,8 @@ final class SharedMutex: SyncObject, @unchecked Sendable {
     /// Locks with a deadline `timeout` seconds away on the monotonic clock (the wall clock
     /// where the C library lacks clocklock). Returns 0 or ETIMEDOUT.
     static func timedLock(_ m: UnsafeMutablePointer<pthread_mutex_t>, _ timeout: Double) -> Int32 {
-        if let clockLock {
-            var d = Clock.deadline(after: timeout)!
-            return clockLock(m, CLOCK_MONOTONIC, &d)
-        }
+        guard var deadline = Clock.deadline(after: timeout) else { return pthread_mutex_lock(m) }
+        if let clockLock { return clockLock(m, CLOCK_MONOTONIC, &deadline) }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let whole = min(timeout.rounded(.down), 1e9)

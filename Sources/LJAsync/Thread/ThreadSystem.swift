@@ -13,11 +13,8 @@ enum ThreadSystem {
     private static let getTid = gnu("gettid").map { unsafeBitCast($0, to: GetTid.self) }
 
     /// The monotonic deadline `seconds` from now; nil (no deadline) for a negative, infinite
-    /// or very long timeout, which Clock.deadline cannot represent (it would trap on infinity).
-    static func deadline(after seconds: Double) -> timespec? {
-        guard seconds >= 0, seconds < 1e9 else { return nil }
-        return Clock.deadline(after: seconds)
-    }
+    /// or very long timeout.
+    static func deadline(after seconds: Double) -> timespec? { Clock.deadline(after: seconds) }
 
     /// Sleeps the calling thread for `seconds` on the monotonic clock, resuming after signals.
     /// NaN and negative times do not sleep; infinite ones sleep for good.
