@@ -67,9 +67,11 @@ local function same(a, b, map, rev)
       local size = ffi.sizeof(a)
       return size == ffi.sizeof(b) and ffi.string(a, size) == ffi.string(b, size)
     end
-    local box = ffi.typeof("$[1]", ffi.typeof(a))  -- scalars: the bytes of their value
-    local size = ffi.sizeof(box)
-    return ffi.string(box(a), size) == ffi.string(box(b), size)
+    -- Scalars: the bytes of their value. (Not ffi.typeof("$[1]", ...): busted's ffi.typeof
+    -- caches by its first argument and would return the first such type every time.)
+    local ba, bb = ffi.new(name:sub(7, -2) .. "[1]", a), ffi.new(name:sub(7, -2) .. "[1]", b)
+    local size = ffi.sizeof(ba)
+    return size == ffi.sizeof(bb) and ffi.string(ba, size) == ffi.string(bb, size)
   end
   if ta == "function" then return true end
   return a == b

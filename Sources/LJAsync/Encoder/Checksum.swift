@@ -32,10 +32,21 @@ enum Checksum {
             i += 1
         }
         s1 &+= tail; s2 &+= s1
-        var h = s1 ^ (s2 &* 0x9E37_79B9_7F4A_7C15)
+        // Both sums go through a full avalanche: a change confined to a few high bits of a
+        // sum (a flipped top byte) must still move every bit of the result.
+        let h = mix(mix(s1) ^ s2)
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+    }
+
+    /// MurmurHash3's 64-bit finalizer: each input bit flips about half of the output bits.
+    @inline(__always)
+    static func mix(_ x: UInt64) -> UInt64 {
+        var h = x
         h ^= h >> 33
         h = h &* 0xFF51_AFD7_ED55_8CCD
         h ^= h >> 33
-        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+        h = h &* 0xC4CE_B9FE_1A85_EC53
+        h ^= h >> 33
+        return h
     }
 }

@@ -455,7 +455,7 @@ local function get_cvalue(R, b)
     expect = ffi_sizeof(ct)
     if expect == size then
       if scalar then  -- copy into a box, then unbox: a boxed scalar has no address to copy to
-        local box = ffi_new(ffi_typeof("$[1]", ct))
+        local box = ffi_new(name .. "[1]")  -- not ffi.typeof("$[1]", ct): see registry.lua
         ffi_copy(box, p, size)
         v = ffi_new(ct, box[0])
       else

@@ -98,7 +98,9 @@ function R.classify(ct)
       c = { what = "variable", name = name, base = s0, esize = s1 - s0 }
     elseif is_scalar(kind, info) then
       -- A boxed scalar converts to its value, not to a pointer: its bytes go through a box.
-      c = { what = "value", name = name, size = size, box = ffi_new(ffi_typeof("$[1]", ct)) }
+      -- (Spelled out, not ffi.typeof("$[1]", ct): busted replaces ffi.typeof with a version
+      -- that caches by the first argument alone, so every "$[1]" would be the first type.)
+      c = { what = "value", name = name, size = size, box = ffi_new(name .. "[1]") }
     else
       c = { what = "value", name = name, size = size }
     end

@@ -187,8 +187,7 @@ local function native_plain(n, args)
       return false
     end
   end
-  local plain = native.scan(scan_roots, roots, PLAIN_DEPTH, scan_ctypes,
-                                      scratch, scratch_slots, scan_tables) == 1
+  local plain = native.scan(scan_roots, roots, PLAIN_DEPTH, scan_ctypes, scratch, scratch_slots, scan_tables) == 1
   local tables = tonumber(scan_tables[0])
   if tables * 2 > scratch_slots and scratch_slots < SCRATCH_MAX then
     -- The core had to allocate: lend it enough memory next time (kept at half load at most).
