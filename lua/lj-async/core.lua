@@ -21,6 +21,10 @@ void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
+void ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
+const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
+int32_t ljasync_memo_get(const char *key);
+void ljasync_memo_set(const char *key, int32_t value);
 ]])
 
 -- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the
@@ -51,6 +55,34 @@ M.C = ffi.load(path)
 
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
+
+-- lj-async's own modules load as bytecode compiled once per process (see ModuleCache.swift):
+-- new states (threads, workers, callbacks) then skip parsing them. Tracebacks keep file names.
+do
+  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1024]")
+  local function search(name)
+    if not name:match("^lj%-async%.") then return nil end
+    local p = M.C.ljasync_module_get(name, len, chunk, 1024)
+    if p ~= nil then
+      return assert(loadstring(ffi.string(p, len[0]), ffi.string(chunk)))
+    end
+    local path = package.searchpath(name, package.path)
+    if not path then return nil end
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local src = f:read("*a")
+    f:close()
+    local fn, err = loadstring(src, "@" .. path)
+    if not fn then error(err, 0) end
+    local code = string.dump(fn)
+    M.C.ljasync_module_put(name, "@" .. path, code, #code)
+    return fn
+  end
+  local loaders = package.loaders
+  for i = 1, #loaders do if loaders[i] == package.ljasync_searcher then table.remove(loaders, i) break end end
+  table.insert(loaders, 2, search)  -- after package.preload, before the file searchers
+  package.ljasync_searcher = search
+end
 
 --- Scratch buffer for error text written by the core; reused (one Lua thread per state).
 M.errbuf_size = 4096

@@ -33,3 +33,32 @@ public func ljasync_ctype_parse(_ text: UnsafePointer<CChar>, _ out: UnsafeMutab
         return -1
     }
 }
+
+/// Caches a module's bytecode for every state of the process (the first entry for a name wins).
+@_cdecl("ljasync_module_put")
+public func ljasync_module_put(_ name: UnsafePointer<CChar>, _ chunk: UnsafePointer<CChar>,
+                               _ code: UnsafeRawPointer, _ len: Int) {
+    ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len)
+}
+
+/// A cached module's bytecode (valid for the life of the process) and its chunk name, or NULL.
+@_cdecl("ljasync_module_get")
+public func ljasync_module_get(_ name: UnsafePointer<CChar>, _ len: UnsafeMutablePointer<Int>,
+                               _ chunk: UnsafeMutablePointer<CChar>, _ chunkLen: Int) -> UnsafeRawPointer? {
+    guard let e = ModuleCache.shared.get(String(cString: name)) else { return nil }
+    len.pointee = e.count
+    writeError(e.chunkName, chunk, chunkLen)
+    return UnsafeRawPointer(e.bytes)
+}
+
+/// A process-wide fact recorded by some state, or -1 when none has been recorded.
+@_cdecl("ljasync_memo_get")
+public func ljasync_memo_get(_ key: UnsafePointer<CChar>) -> Int32 {
+    ProcessMemo.shared.get(String(cString: key)) ?? -1
+}
+
+/// Records a process-wide fact (a non-negative number) for every state.
+@_cdecl("ljasync_memo_set")
+public func ljasync_memo_set(_ key: UnsafePointer<CChar>, _ value: Int32) {
+    ProcessMemo.shared.set(String(cString: key), value)
+}

@@ -240,8 +240,16 @@ do
     return true
   end
   if ffi.abi("gc64") and ffi.abi("64bit") then
-    local ok, res = pcall(layout_ok)
-    native_scan = ok and res
+    -- The verdict holds for the whole process (one LuaJIT): the first state records it.
+    local C = require("lj-async.core").C
+    local memo = C.ljasync_memo_get("encoder.native_scan")
+    if memo >= 0 then
+      native_scan = memo == 1
+    else
+      local ok, res = pcall(layout_ok)
+      native_scan = ok and res or false
+      C.ljasync_memo_set("encoder.native_scan", native_scan and 1 or 0)
+    end
   end
 end
 S.native = native_scan
