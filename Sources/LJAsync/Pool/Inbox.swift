@@ -1,0 +1,209 @@
+// The per-owner mailbox where finished jobs wait until their owning Lua state collects them.
+import Glibc
+
+/// One finished (or cancelled) job on its way back to the state that submitted it.
+struct PoolResult {
+    enum Status: Int32 { case ok = 0, failed = 1, cancelled = 2 }
+    /// The encoded return values (ok), the error text behind a zero byte (failed), or nil.
+    var message: UnsafeMutablePointer<Message>?
+    var id: Double
+    var status: Status
+}
+
+/// The results of one owner (one Lua state using the pool). Pull, don't push: workers append
+/// results; only the owner's thread takes them out and runs the callbacks.
+///
+/// Readiness: the owner sleeps on `sync` (`sleeping` tells workers to signal), and an optional
+/// eventfd (created by `armFD`) is readable exactly while results wait, for event loops. Both
+/// cost nothing while nobody waits: a push makes a syscall only on the empty -> non-empty
+/// transition of an armed fd, or to wake a sleeping owner.
+///
+/// Lifetime: created by the owner; `close` (owner) marks it closed, and the memory is freed by
+/// whoever accounts for the last job in flight (close itself when none is). `submitted` is
+/// counted by the owner's thread alone; `delivered` (under `sync`) counts every job that came
+/// back, cancelled ones included. Results that reach a closed inbox are freed; errors among
+/// them are reported on stderr.
+/// Thread-safety: fields marked "guarded" need `sync`; `submitted` belongs to the owner.
+struct PoolInbox {
+    let sync = MutexCond()
+    var results = Ring<PoolResult>(capacity: 256)   // guarded
+    var delivered = 0                                // guarded
+    var expected = -1                                // guarded; set by close
+    var closed = false                               // guarded
+    var sleeping = false                             // guarded: the owner waits on `sync`
+    var watchWorkers = false                         // guarded: ...and wants to hear when workers are gone
+    var workersGone = false                          // guarded
+    var fd: Int32 = -1                               // guarded
+    var fdReadable = false                           // guarded
+    var submitted = 0                                // owner's thread only
+}
+
+typealias InboxRef = UnsafeMutablePointer<PoolInbox>
+
+enum Inbox {
+    /// A new inbox. Runs on the owner's thread.
+    static func create() -> InboxRef {
+        let p = InboxRef.allocate(capacity: 1)
+        p.initialize(to: PoolInbox())
+        return p
+    }
+
+    /// Appends a result. Any thread. The message belongs to the inbox from now on.
+    static func push(_ inbox: InboxRef, _ r: PoolResult) {
+        inbox.pointee.sync.lock()
+        if inbox.pointee.closed {
+            inbox.pointee.delivered += 1
+            let last = inbox.pointee.delivered == inbox.pointee.expected
+            inbox.pointee.sync.unlock()
+            discard(r)
+            if last { destroy(inbox) }
+            return
+        }
+        inbox.pointee.results.push(r)
+        inbox.pointee.delivered += 1
+        wakeOwner(inbox)
+        inbox.pointee.sync.unlock()
+    }
+
+    /// Appends a batch of cancelled results (no messages). Caller holds no inbox lock.
+    static func pushCancelled(_ inbox: InboxRef, ids: [Double]) {
+        for id in ids { push(inbox, PoolResult(message: nil, id: id, status: .cancelled)) }
+    }
+
+    /// Counts a job that will never come back as a result (cancelled by its owner). Any thread.
+    static func forget(_ inbox: InboxRef) {
+        inbox.pointee.sync.lock()
+        inbox.pointee.delivered += 1
+        let last = inbox.pointee.closed && inbox.pointee.delivered == inbox.pointee.expected
+        inbox.pointee.sync.unlock()
+        if last { destroy(inbox) }
+    }
+
+    /// With `sync` held: makes the owner notice that results wait.
+    private static func wakeOwner(_ inbox: InboxRef) {
+        if inbox.pointee.sleeping { inbox.pointee.sync.signal() }
+        if inbox.pointee.fd >= 0 && !inbox.pointee.fdReadable {
+            inbox.pointee.fdReadable = true
+            var one: UInt64 = 1
+            _ = write(inbox.pointee.fd, &one, 8)
+        }
+    }
+
+    /// Moves up to `max` results into `out` (C layout: see `storeResult`). Owner's thread.
+    /// Never blocks beyond the lock.
+    static func drain(_ inbox: InboxRef, _ out: UnsafeMutableRawPointer, _ max: Int) -> Int {
+        inbox.pointee.sync.lock()
+        var n = 0
+        while n < max, let r = inbox.pointee.results.popFirst() {
+            storeResult(out, n, r)
+            n += 1
+        }
+        if inbox.pointee.results.isEmpty && inbox.pointee.fdReadable {
+            var v: UInt64 = 0
+            _ = read(inbox.pointee.fd, &v, 8)
+            inbox.pointee.fdReadable = false
+        }
+        inbox.pointee.sync.unlock()
+        return n
+    }
+
+    /// Result entries as Lua sees them: `ljasync_pool_result { ljasync_message *msg; double id;
+    /// int32_t status; }`, 24 bytes each.
+    static let resultStride = 24
+    @inline(__always) static func storeResult(_ out: UnsafeMutableRawPointer, _ i: Int, _ r: PoolResult) {
+        let p = out + i * resultStride
+        p.storeBytes(of: r.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
+        p.storeBytes(of: r.id, toByteOffset: 8, as: Double.self)
+        p.storeBytes(of: r.status.rawValue, toByteOffset: 16, as: Int32.self)
+    }
+
+    /// Blocks the owner until results wait, the deadline passes, or (with `watch`) the pool has
+    /// no worker threads left. Returns 1 results, 2 workers gone, 0 timeout. Owner's thread.
+    static func wait(_ inbox: InboxRef, deadline: timespec?, watch: Bool) -> Int32 {
+        inbox.pointee.sync.lock()
+        defer {
+            inbox.pointee.sleeping = false
+            inbox.pointee.sync.unlock()
+        }
+        while true {
+            if !inbox.pointee.results.isEmpty { return 1 }
+            if watch && inbox.pointee.workersGone { return 2 }
+            inbox.pointee.sleeping = true
+            if !inbox.pointee.sync.wait(until: deadline) {
+                if !inbox.pointee.results.isEmpty { return 1 }
+                if watch && inbox.pointee.workersGone { return 2 }
+                return 0
+            }
+        }
+    }
+
+    /// Tells an owner waiting with `watch` that no worker thread is left. Called by the pool
+    /// with its own lock held (lock order: pool, then inbox).
+    static func noteWorkersGone(_ inbox: InboxRef) {
+        inbox.pointee.sync.lock()
+        inbox.pointee.workersGone = true
+        inbox.pointee.sync.signal()
+        inbox.pointee.sync.unlock()
+    }
+
+    /// The eventfd that is readable while results wait; created on first use. Owner's thread.
+    static func armFD(_ inbox: InboxRef) -> Int32 {
+        inbox.pointee.sync.lock()
+        defer { inbox.pointee.sync.unlock() }
+        if inbox.pointee.fd < 0 {
+            let fd = makeEventFD()
+            if fd < 0 { return -1 }
+            inbox.pointee.fd = fd
+            if !inbox.pointee.results.isEmpty {
+                inbox.pointee.fdReadable = true
+                var one: UInt64 = 1
+                _ = write(fd, &one, 8)
+            }
+        }
+        return inbox.pointee.fd
+    }
+
+    /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); Glibc's module map hides sys/eventfd.h.
+    private static func makeEventFD() -> Int32 {
+        typealias EventFD = @convention(c) (UInt32, Int32) -> Int32
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return -1 }
+        return unsafeBitCast(sym, to: EventFD.self)(0, O_NONBLOCK | O_CLOEXEC)
+    }
+
+    /// The owner lets go (its state closes or the handle is collected). Results still waiting
+    /// are freed (errors reported); later ones will be too. Owner's thread.
+    static func close(_ inbox: InboxRef) {
+        inbox.pointee.sync.lock()
+        inbox.pointee.closed = true
+        inbox.pointee.expected = inbox.pointee.submitted
+        var left: [PoolResult] = []
+        while let r = inbox.pointee.results.popFirst() { left.append(r) }
+        let last = inbox.pointee.delivered == inbox.pointee.expected
+        inbox.pointee.sync.unlock()
+        for r in left { discard(r) }
+        if last { destroy(inbox) }
+    }
+
+    /// Frees a result nobody will collect; a failure is reported, never dropped silently.
+    private static func discard(_ r: PoolResult) {
+        if r.status == .failed, let m = r.message {
+            reportToStderr("job failed after its owner went away: " + errorText(m))
+        }
+        if let m = r.message { Message.free(m) }
+    }
+
+    /// The text of a failure message (the bytes after the leading zero byte).
+    static func errorText(_ m: UnsafeMutablePointer<Message>) -> String {
+        let n = m.pointee.count
+        guard n > 1 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: m.pointee.bytes + 1, count: n - 1), as: UTF8.self)
+    }
+
+    private static func destroy(_ inbox: InboxRef) {
+        if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
+        inbox.pointee.results.free()
+        inbox.pointee.sync.destroy()
+        inbox.deinitialize(count: 1)
+        inbox.deallocate()
+    }
+}

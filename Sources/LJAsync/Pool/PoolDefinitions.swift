@@ -1,0 +1,83 @@
+// Named job functions (LÖVE's define) and the files loaded into every worker (Luanti's dofile).
+import Glibc
+import Synchronization
+
+/// Definitions: id -> (name, encoded function). Ids are never reused, so redefining a name
+/// makes a new id and a worker's cache can never run a stale function under a current id.
+///
+/// Thread-safety: all methods may be called from any thread. Lifetime: a definition lives
+/// until `undefine`; workers get copies, so an undefine never pulls a message from under them.
+final class PoolDefinitions: @unchecked Sendable {
+    static let shared = PoolDefinitions()
+
+    private let sync = MutexCond()
+    private var table: [Int32: (name: String, message: UnsafeMutablePointer<Message>)] = [:]
+    private var nextId: Int32 = 0
+
+    /// Stores a definition; takes the message. Returns the new id (> 0).
+    func define(name: String, message: UnsafeMutablePointer<Message>) -> Int32 {
+        sync.withLock {
+            nextId += 1
+            table[nextId] = (name, message)
+            return nextId
+        }
+    }
+
+    func undefine(_ id: Int32) {
+        let old = sync.withLock { table.removeValue(forKey: id) }
+        if let old { Message.free(old.message) }
+    }
+
+    /// A copy of the definition (the caller frees it) and its name, or nil if undefined.
+    func copy(_ id: Int32) -> (name: String, message: UnsafeMutablePointer<Message>)? {
+        sync.withLock {
+            guard let d = table[id] else { return nil }
+            return (d.name, PoolMessages.copy(d.message))
+        }
+    }
+}
+
+/// Code every worker loads before its first job, in registration order: Lua source to run
+/// (`kind` 0) or an encoded (name, metatable) pair to register as portable (`kind` 1).
+///
+/// Entries are append-only and never freed (process lifetime), so a worker may read one
+/// through its pointers without a lock once `count` says it exists.
+enum PoolInits {
+    struct Entry {
+        let kind: Int32
+        let name: UnsafeMutablePointer<CChar>
+        let code: UnsafeMutableRawPointer
+        let length: Int
+    }
+
+    nonisolated(unsafe) private static let sync = MutexCond()
+    nonisolated(unsafe) private static var entries = UnsafeMutablePointer<Entry>.allocate(capacity: 1024)
+    nonisolated(unsafe) private static var capacity = 1024
+    private static let published = Atomic<Int32>(0)
+
+    static var count: Int32 { published.load(ordering: .acquiring) }
+
+    /// Appends an entry; returns the new count. Any thread.
+    static func add(kind: Int32, name: UnsafePointer<CChar>, code: UnsafeRawPointer, length: Int) -> Int32 {
+        sync.withLock {
+            let n = Int(published.load(ordering: .relaxed))
+            if n == capacity {
+                // Old arrays stay allocated: a reader may still hold the old base address.
+                let bigger = UnsafeMutablePointer<Entry>.allocate(capacity: capacity * 2)
+                bigger.initialize(from: entries, count: n)
+                entries = bigger
+                capacity *= 2
+            }
+            let copy = malloc(max(length, 1))!
+            memcpy(copy, code, length)
+            (entries + n).initialize(to: Entry(kind: kind, name: strdup(name)!, code: copy, length: length))
+            published.store(Int32(n + 1), ordering: .releasing)
+            return Int32(n + 1)
+        }
+    }
+
+    /// Entry `i` (0-based), valid forever. Requires `i < count`.
+    static func entry(_ i: Int32) -> Entry {
+        sync.withLock { entries[Int(i)] }
+    }
+}

@@ -1,0 +1,46 @@
+// The body of a pool worker thread: a fresh Lua state running lua/lj-async/pool_worker.lua.
+import CLuaJIT
+import Glibc
+
+enum PoolThread {
+    /// The Lua module each worker runs: it returns a function taking the worker's address.
+    static let module = "lj-async.pool_worker"
+
+    /// Runs on the new worker thread: takes a state (never on the owner's thread), runs the
+    /// worker loop, then retires the state and frees the worker record. The loop leaves through
+    /// `Pool.step` returning 0; any other way out is a crash, handled by `Pool.crashed`.
+    static func main(_ w: WorkerRef) {
+        setThreadName("lj-async work")
+        guard let L = StateStock.shared.take() else {
+            reportToStderr("a pool worker cannot create its Lua state: out of memory")
+            Pool.crashed(w, reason: "out of memory")
+            PoolWorker.destroy(w)
+            return
+        }
+        lua_pushcclosure(L, traceback, 0)
+        lua_getfield(L, Lua.globalsIndex, "require")
+        lua_pushstring(L, module)
+        var failure: String?
+        if lua_pcall(L, 1, 1, 1) != 0 {
+            failure = "cannot load \(module): " + Lua.string(L, -1)
+        } else {
+            lua_pushnumber(L, Double(UInt(bitPattern: w)))
+            if lua_pcall(L, 1, 0, 1) != 0 { failure = Lua.string(L, -1) }
+        }
+        lua_settop(L, 0)
+        if let failure {
+            reportToStderr("pool worker \(w.pointee.serial) stopped by an error: \(failure)")
+            Pool.crashed(w, reason: failure)
+        }
+        StateStock.shared.retire(L)
+        PoolWorker.destroy(w)
+    }
+
+    /// Message handler: appends a traceback to string errors.
+    static let traceback: lua_CFunction = { L in
+        guard let L else { return 0 }
+        let msg = lua_tolstring(L, 1, nil)
+        luaL_traceback(L, L, msg, 1)
+        return 1
+    }
+}

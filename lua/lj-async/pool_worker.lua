@@ -1,0 +1,132 @@
+-- Private: the loop a pool worker runs in its own Lua state (the engine requires this module there).
+-- Every function here runs on the worker's thread. Globals a job sets stay in this state and
+-- are seen by later jobs on the same worker (as in Luanti's async environment).
+local ffi = require "ffi"
+local C = require "lj-async.pool_abi"
+local encoder = require "lj-async.encoder"
+
+local encode_message, decode_message, decode_ptr = encoder.encode_message, encoder.decode_message, encoder.decode_ptr
+local message_new, message_free = C.ljasync_message_new, C.ljasync_message_free
+local step, report = C.ljasync_pool_step, C.ljasync_pool_report
+local ffi_string = ffi.string
+local xpcall, pcall, type, tostring, error, loadstring = xpcall, pcall, type, tostring, error, loadstring
+local traceback, getinfo = debug.traceback, debug.getinfo
+
+-- -- Running one job --
+
+local current_fn  -- the function of the anonymous job running now (its origin names errors)
+
+local function handler(e)
+  if type(e) ~= "string" then
+    local mt = getmetatable(e)
+    e = mt and mt.__tostring and tostring(e) or ("(error object is a %s value)"):format(type(e))
+  end
+  -- The frames below the job (this loop, xpcall) tell the reader nothing.
+  return (traceback(e, 2):gsub("\n[^\n]*pool_worker%.lua:.*$", ""))
+end
+
+local function call_anonymous(f, ...)
+  if type(f) ~= "function" then error("the job's function arrived as a " .. type(f), 0) end
+  current_fn = f
+  return encode_message(f(...))
+end
+
+local function run_anonymous(msg)
+  return call_anonymous(decode_message(msg))
+end
+
+local function run_defined(f, msg)
+  return encode_message(f(decode_message(msg)))
+end
+
+local function origin(f)
+  if not f then return "an anonymous job" end
+  local info = getinfo(f, "S")
+  return ("the job function defined at %s:%d"):format(info.short_src, info.linedefined)
+end
+
+-- A failure travels as a zero byte and the text (see Sources/LJAsync/Pool/Inbox.swift).
+local function failure(text)
+  local s = "\0" .. text
+  return message_new(s, #s)
+end
+
+-- -- Definitions (cached by id; ids are never reused) --
+
+local defs, ndefs = {}, 0
+local namebuf = ffi.new("char[?]", 512)
+
+local function definition(id)
+  local m = C.ljasync_pool_definition(id, namebuf, 512)
+  if m == nil then return nil end
+  local d = { name = ffi_string(namebuf) }
+  local ok, f = pcall(decode_message, m)
+  message_free(m)
+  if not ok then
+    d.err = ("cannot load the definition of '%s' here: %s"):format(d.name, tostring(f))
+  elseif type(f) ~= "function" then
+    d.err = ("the definition of '%s' arrived as a %s"):format(d.name, type(f))
+  else
+    d.fn = f
+  end
+  if ndefs >= 256 then defs, ndefs = {}, 0 end  -- bounded: definitions may come and go
+  defs[id], ndefs = d, ndefs + 1
+  return d
+end
+
+-- -- Init code (register_async_dofile, portable metatables), in registration order --
+
+local ninits = 0
+local kindbox, lenbox, namebox = ffi.new("int32_t[1]"), ffi.new("size_t[1]"), ffi.new("const char *[1]")
+
+local function load_inits(upto)
+  while ninits < upto do
+    local p = C.ljasync_pool_init(ninits, kindbox, lenbox, namebox)
+    ninits = ninits + 1
+    local name = ffi_string(namebox[0])
+    if kindbox[0] == 0 then
+      local chunk, err = loadstring(ffi_string(p, lenbox[0]), name)
+      local ok = chunk ~= nil
+      if ok then ok, err = xpcall(chunk, handler) end
+      if not ok then report(("async file %s failed in a pool worker: %s"):format(name:gsub("^@", ""), tostring(err))) end
+    else
+      local ok, err = pcall(function() encoder.register_portable_metatable(decode_ptr(p, lenbox[0])) end)
+      if not ok then report(("portable metatable '%s' cannot be registered in a pool worker: %s"):format(name, tostring(err))) end
+    end
+  end
+end
+
+-- -- The loop --
+
+return function(address)
+  local w = ffi.cast("ljasync_pool_worker *", address)
+  local job = ffi.new("ljasync_pool_job")
+  local result, status = nil, 0
+  while step(w, result, status, job) ~= 0 do
+    if job.inits > ninits then load_inits(job.inits) end
+    local def, msg = job.def, job.msg
+    local ok, res, label
+    if def == 0 then
+      current_fn = nil
+      ok, res = xpcall(run_anonymous, handler, msg)
+      if not ok then label = origin(current_fn) end
+    else
+      local d = defs[def] or definition(def)
+      if d and d.fn then
+        ok, res = xpcall(run_defined, handler, d.fn, msg)
+      else
+        ok, res = false, d and d.err or "its definition is gone (undefined before the job started)"
+      end
+      if not ok or job.late ~= 0 then label = ("job '%s'"):format(d and d.name or "?") end
+    end
+    if job.late ~= 0 then
+      report(("%s waited %.1f s in the queue before a worker took it"):format(
+        label or origin(current_fn), job.waited))
+    end
+    if ok then
+      result, status = res, 0
+    else
+      result, status = failure(("%s failed: %s"):format(label, tostring(res))), 1
+    end
+  end
+end
