@@ -19,15 +19,7 @@ local type, tostring, error, pcall, select, setmetatable, getmetatable, tonumber
 local co_running, co_yield, co_resume, co_status = coroutine.running, coroutine.yield, coroutine.resume, coroutine.status
 local floor, huge, min = math.floor, math.huge, math.min
 
-core.cdef_once("ljasync_pool_timespec", [[
-typedef struct ljasync_pool_timespec { long sec, nsec; } ljasync_pool_timespec;
-int clock_gettime(int clk, ljasync_pool_timespec *ts);
-]])
-local ts = ffi.new("ljasync_pool_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
-  return tonumber(ts.sec) + tonumber(ts.nsec) * 1e-9
-end
+local now = C.ljasync_pool_now  -- monotonic seconds (no libc declaration that could clash with the user's)
 
 local M = {}
 

@@ -39,6 +39,7 @@ ljasync_message *ljasync_pool_ipc_get(const char *key, size_t klen);
 int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *old, ljasync_message *new_);
 int32_t ljasync_pool_ipc_poll(const char *key, size_t klen, double timeout);
 void ljasync_pool_report(const char *text);
+double ljasync_pool_now(void);
 ]])
 
 return core.C

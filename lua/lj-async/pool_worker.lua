@@ -25,18 +25,23 @@ local function handler(e)
   return (traceback(e, 2):gsub("\n[^\n]*pool_worker%.lua:.*$", ""))
 end
 
+-- No tail calls below: a trace cannot return through a tail-called frame into the loop
+-- ("NYI: return to lower frame"), and the worker loop must compile.
 local function call_anonymous(f, ...)
   if type(f) ~= "function" then error("the job's function arrived as a " .. type(f), 0) end
   current_fn = f
-  return encode_message(f(...))
+  local m = encode_message(f(...))
+  return m
 end
 
 local function run_anonymous(msg)
-  return call_anonymous(decode_message(msg))
+  local m = call_anonymous(decode_message(msg))
+  return m
 end
 
 local function run_defined(f, msg)
-  return encode_message(f(decode_message(msg)))
+  local m = encode_message(f(decode_message(msg)))
+  return m
 end
 
 local function origin(f)

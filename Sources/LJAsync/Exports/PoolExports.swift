@@ -186,3 +186,7 @@ public func ljasync_pool_ipc_poll(_ k: UnsafePointer<CChar>, _ klen: Int, _ time
 /// Writes one line to stderr ("lj-async: " + text) with a single write(2).
 @_cdecl("ljasync_pool_report")
 public func ljasync_pool_report(_ text: UnsafePointer<CChar>) { reportToStderr(String(cString: text)) }
+
+/// Monotonic time in seconds, for timeouts computed in Lua.
+@_cdecl("ljasync_pool_now")
+public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }

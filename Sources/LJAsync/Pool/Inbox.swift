@@ -1,5 +1,6 @@
 // The per-owner mailbox where finished jobs wait until their owning Lua state collects them.
 import Glibc
+import Synchronization
 
 /// One finished (or cancelled) job on its way back to the state that submitted it.
 struct PoolResult {
@@ -36,6 +37,12 @@ struct PoolInbox {
     var fd: Int32 = -1                               // guarded
     var fdReadable = false                           // guarded
     var submitted = 0                                // owner's thread only
+    /// `results.count`, published so the owner can look without the lock.
+    let waiting: UnsafeMutablePointer<Atomic<Int>> = {
+        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
+        p.initialize(to: Atomic(0))
+        return p
+    }()
 }
 
 typealias InboxRef = UnsafeMutablePointer<PoolInbox>
@@ -60,6 +67,7 @@ enum Inbox {
             return
         }
         inbox.pointee.results.push(r)
+        inbox.pointee.waiting.pointee.store(inbox.pointee.results.count, ordering: .releasing)
         inbox.pointee.delivered += 1
         wakeOwner(inbox)
         inbox.pointee.sync.unlock()
@@ -92,12 +100,14 @@ enum Inbox {
     /// Moves up to `max` results into `out` (C layout: see `storeResult`). Owner's thread.
     /// Never blocks beyond the lock.
     static func drain(_ inbox: InboxRef, _ out: UnsafeMutableRawPointer, _ max: Int) -> Int {
+        if inbox.pointee.waiting.pointee.load(ordering: .acquiring) == 0 { return 0 }  // no lock when idle
         inbox.pointee.sync.lock()
         var n = 0
         while n < max, let r = inbox.pointee.results.popFirst() {
             storeResult(out, n, r)
             n += 1
         }
+        inbox.pointee.waiting.pointee.store(inbox.pointee.results.count, ordering: .relaxed)
         if inbox.pointee.results.isEmpty && inbox.pointee.fdReadable {
             var v: UInt64 = 0
             _ = read(inbox.pointee.fd, &v, 8)
@@ -119,7 +129,14 @@ enum Inbox {
 
     /// Blocks the owner until results wait, the deadline passes, or (with `watch`) the pool has
     /// no worker threads left. Returns 1 results, 2 workers gone, 0 timeout. Owner's thread.
-    static func wait(_ inbox: InboxRef, deadline: timespec?, watch: Bool) -> Int32 {
+    static func wait(_ inbox: InboxRef, deadline: timespec?, watch: Bool, spin: Bool) -> Int32 {
+        // Results often trickle in from busy workers: look again for a few microseconds,
+        // yielding the CPU, before sleeping (a worker pays a futex call to wake a sleeper).
+        let hint = inbox.pointee.waiting
+        for _ in 0..<(spin ? Pool.spinRounds : 0) {
+            if hint.pointee.load(ordering: .relaxed) > 0 { return 1 }
+            sched_yield()
+        }
         inbox.pointee.sync.lock()
         defer {
             inbox.pointee.sleeping = false
@@ -178,6 +195,7 @@ enum Inbox {
         inbox.pointee.expected = inbox.pointee.submitted
         var left: [PoolResult] = []
         while let r = inbox.pointee.results.popFirst() { left.append(r) }
+        inbox.pointee.waiting.pointee.store(0, ordering: .relaxed)
         let last = inbox.pointee.delivered == inbox.pointee.expected
         inbox.pointee.sync.unlock()
         for r in left { discard(r) }
@@ -202,6 +220,7 @@ enum Inbox {
     private static func destroy(_ inbox: InboxRef) {
         if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
         inbox.pointee.results.free()
+        inbox.pointee.waiting.deallocate()
         inbox.pointee.sync.destroy()
         inbox.deinitialize(count: 1)
         inbox.deallocate()

@@ -1,6 +1,7 @@
 // The process-wide worker pool: the job queue, worker threads, scaling, stopping and statistics.
 import CLuaJIT
 import Glibc
+import Synchronization
 
 /// Tunables, in the C layout Lua reads and writes (`ljasync_pool_settings`).
 struct PoolSettings {
@@ -34,6 +35,13 @@ struct PoolCore {
     var failed = 0
     var cancelled = 0
     var spaceWaiters = 0
+    var spinners = 0            // workers looking for work without sleeping (see `step`)
+    /// `queue.count`, published for spinning workers that read it without the lock.
+    let queuedHint: UnsafeMutablePointer<Atomic<Int>> = {
+        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
+        p.initialize(to: Atomic(0))
+        return p
+    }()
     var watchers: [InboxRef] = []
     var serial = 0
     var settings = PoolSettings(autoscale: 1, minWorkers: 0, maxWorkers: Int32(Pool.cpuCount),
@@ -43,6 +51,9 @@ struct PoolCore {
 
 enum Pool {
     static let cpuCount = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// How many times a worker (or an owner in `wait`) yields the CPU while looking for work
+    /// (or results) before it sleeps on its condition variable.
+    static let spinRounds = 64
 
     /// The one pool of the process (never freed: worker threads may outlive any Lua state).
     nonisolated(unsafe) static let core: UnsafeMutablePointer<PoolCore> = {
@@ -73,8 +84,11 @@ enum Pool {
         p.pointee.queue.push(PoolJob(message: message, inbox: inbox, id: id, definition: definition,
                                      seq: p.pointee.seq, enqueuedNs: now))
         inbox.pointee.submitted += 1
+        p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed)
         var spawn: [WorkerRef] = []
-        if let w = p.pointee.idle.popLast() {
+        if p.pointee.queue.count <= p.pointee.spinners {
+            // A worker that just finished is looking for work and will take it: no wake-up.
+        } else if let w = p.pointee.idle.popLast() {
             w.pointee.idle = false
             w.pointee.woken = true
             pthread_cond_signal(w.pointee.cond)
@@ -113,6 +127,7 @@ enum Pool {
 
     /// With the lock held: a job left the queue; wakes submitters waiting for space.
     @inline(__always) private static func queueShrank() {
+        core.pointee.queuedHint.pointee.store(core.pointee.queue.count, ordering: .relaxed)
         if core.pointee.spaceWaiters > 0 { core.pointee.sync.broadcast() }
     }
 
@@ -151,7 +166,7 @@ enum Pool {
             return false
         }
         p.pointee.cancelled += dropped.count
-        if !dropped.isEmpty { queueShrank() }
+        queueShrank()
         p.pointee.sync.unlock()
         for j in dropped {
             if let m = j.message { Message.free(m) }
@@ -305,17 +320,18 @@ enum Pool {
     /// thread leaving. Returns 1 results, 2 no worker threads left, 0 timeout. Owner's thread.
     static func wait(_ inbox: InboxRef, timeout: Double, watch: Bool) -> Int32 {
         let deadline = Clock.deadline(after: timeout)
-        guard watch else { return Inbox.wait(inbox, deadline: deadline, watch: false) }
+        let spin = timeout != 0
+        guard watch else { return Inbox.wait(inbox, deadline: deadline, watch: false, spin: spin) }
         let p = core
         p.pointee.sync.lock()
         if p.pointee.live + p.pointee.stopping == 0 {
             p.pointee.sync.unlock()
-            return Inbox.wait(inbox, deadline: Clock.deadline(after: 0), watch: false) == 1 ? 1 : 2
+            return Inbox.wait(inbox, deadline: Clock.deadline(after: 0), watch: false, spin: false) == 1 ? 1 : 2
         }
         inbox.pointee.sync.withLock { inbox.pointee.workersGone = false }
         p.pointee.watchers.append(inbox)
         p.pointee.sync.unlock()
-        let r = Inbox.wait(inbox, deadline: deadline, watch: true)
+        let r = Inbox.wait(inbox, deadline: deadline, watch: true, spin: spin)
         p.pointee.sync.withLock {
             if let i = p.pointee.watchers.firstIndex(of: inbox) { p.pointee.watchers.remove(at: i) }
         }
@@ -390,6 +406,7 @@ enum Pool {
             w.pointee.started = true
             p.pointee.starting -= 1
         }
+        var spun = false
         while true {
             if let job = take(w) {
                 p.pointee.running += 1
@@ -411,6 +428,23 @@ enum Pool {
                 p.pointee.sync.unlock()
                 return 0
             }
+            if !spun && p.pointee.spinners == 0 {
+                // Jobs often come in streams: one worker at a time looks again for a few
+                // microseconds, yielding the CPU, before it sleeps. Submitters see it in
+                // `spinners` and skip the wake-up (a futex call per job otherwise).
+                spun = true
+                p.pointee.spinners += 1
+                p.pointee.sync.unlock()
+                let hint = p.pointee.queuedHint
+                for _ in 0..<Pool.spinRounds {
+                    if hint.pointee.load(ordering: .relaxed) > 0 { break }
+                    sched_yield()
+                }
+                p.pointee.sync.lock()
+                p.pointee.spinners -= 1
+                continue
+            }
+            spun = false
             if !idleWait(w) {
                 remove(w)
                 p.pointee.sync.unlock()
