@@ -35,6 +35,7 @@ local last_id = 0
 local defs = {}              -- name -> definition record { id, name, outstanding, dead }
 local full_timeout = -1      -- when_full: -1 block, 0 fail, > 0 block that long then fail
 local lenbox = ffi.new("size_t[1]")
+local settings = ffi.new("ljasync_pool_settings")
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 
 local function report(text)
@@ -94,16 +95,30 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
-local function succeed(job, ...)
+-- Calls f with r[2..r.n]. Small counts are spelled out: unpack with a variable end does not
+-- compile, and a vararg frame here is what this LuaJIT miscompiles (see succeed).
+local function call_with(f, r)
+  local n = r.n
+  if n == 2 then return f(r[2]) end
+  if n == 1 then return f() end
+  if n == 3 then return f(r[2], r[3]) end
+  if n == 4 then return f(r[2], r[3], r[4]) end
+  return f(unpack(r, 2, n))
+end
+
+-- `r` is pack(true, results...). Results travel in a table, not as varargs: this LuaJIT
+-- (2.1 2022, GC64) miscompiles vararg reads in side traces that start inside a vararg
+-- function on this path (wrong branch taken at table resizes; LuaJIT issue #864 is related).
+local function succeed(job, r)
   job.state = "done"
   local cb = job.cb
-  if job.keep or cb == nil then job.results = pack(...) end
+  if job.keep or cb == nil then job.results = r end
   if cb ~= nil then
     if type(cb) == "function" then
-      cb(...)
+      call_with(cb, r)
     else
       local f = cb.success
-      if f then f(...) end
+      if f then call_with(f, r) end
     end
   end
   if job.waiters then wake(job) end
@@ -127,15 +142,6 @@ local function label(job)
   return job.def and ("job '%s'"):format(job.def.name) or "an anonymous job"
 end
 
-local function finish_ok(job, msg, ok, ...)
-  message_free(msg)
-  if not ok then
-    return fail(job, ("%s succeeded, but its results cannot be decoded in the owning state: %s")
-      :format(label(job), tostring((...))))
-  end
-  return succeed(job, ...)
-end
-
 local function deliver(id, status, msg)
   local job = pending[id]
   if not job then  -- cannot happen: ids are this state's own
@@ -144,7 +150,13 @@ local function deliver(id, status, msg)
   end
   settle(job)
   if status == 0 then
-    return finish_ok(job, msg, pcall(decode_message, msg))
+    local r = pack(pcall(decode_message, msg))
+    message_free(msg)
+    if not r[1] then
+      return fail(job, ("%s succeeded, but its results cannot be decoded in the owning state: %s")
+        :format(label(job), tostring(r[2])))
+    end
+    return succeed(job, r)
   elseif status == 1 then
     local p = ffi.cast("const char *", message_data(msg, lenbox))
     local text = ffi_string(p + 1, lenbox[0] - 1)
@@ -350,7 +362,7 @@ end
 local function outcome(job)
   if job.state == "done" then
     local r = job.results
-    if r then return true, unpack(r, 1, r.n) end
+    if r then return unpack(r, 1, r.n) end  -- r[1] is true
     return true
   end
   if job.state == "failed" then return false, job.error end
@@ -395,7 +407,8 @@ end
 --- Stops every worker of the process. mode "drain" (default): jobs queued before now still
 --- run, and this state's callbacks are delivered before it returns; "discard": this state's
 --- queued jobs are dropped first (awaiting them gives "cancelled"). `timeout` bounds the wait:
---- true, or nil, "timeout" (workers then still finish and later results come by update()).
+--- true, or nil, "timeout" (the workers then still finish, and their results come by update()).
+--- Afterwards the pool is as at start: no workers, autoscaling on (a new job starts workers).
 function M.shutdown(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
   local mode = opts and opts.mode or "drain"
@@ -407,16 +420,17 @@ function M.shutdown(opts)
   if mode == "discard" then C.ljasync_pool_discard(inbox) end
   C.ljasync_pool_shutdown()
   local deadline = timeout and now() + timeout
+  local done_ok, reason = true, nil
   while true do
     M.update()
     local left = deadline and deadline - now() or -1
-    if deadline and left <= 0 then return nil, "timeout" end
-    local r = wait_c(inbox, left, 1)
-    if r == 2 then
-      M.update()
-      return true
-    end
+    if deadline and left <= 0 then done_ok, reason = nil, "timeout"; break end
+    if wait_c(inbox, left, 1) == 2 then M.update(); break end
   end
+  C.ljasync_pool_get_settings(settings)
+  settings.autoscale = 1
+  C.ljasync_pool_set_settings(settings, errbuf, errbuf_size)
+  return done_ok, reason
 end
 
 -- -- Luanti's async environment API --
@@ -514,8 +528,6 @@ function M.ipc_poll(key, timeout)
 end
 
 -- -- Settings and statistics --
-
-local settings = ffi.new("ljasync_pool_settings")
 
 --- Changes settings (fields left out keep their values) and returns the current ones.
 --- Process-wide: autoscale (boolean), min_workers, max_workers, idle_timeout (s),

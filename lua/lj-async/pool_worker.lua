@@ -9,7 +9,8 @@ local encode_message, decode_message, decode_ptr = encoder.encode_message, encod
 local message_new, message_free = C.ljasync_message_new, C.ljasync_message_free
 local step, report = C.ljasync_pool_step, C.ljasync_pool_report
 local ffi_string = ffi.string
-local xpcall, pcall, type, tostring, error, loadstring = xpcall, pcall, type, tostring, error, loadstring
+local xpcall, pcall, type, tostring, error, loadstring, select, unpack =
+      xpcall, pcall, type, tostring, error, loadstring, select, unpack
 local traceback, getinfo = debug.traceback, debug.getinfo
 
 -- -- Running one job --
@@ -25,17 +26,18 @@ local function handler(e)
   return (traceback(e, 2):gsub("\n[^\n]*pool_worker%.lua:.*$", ""))
 end
 
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- No tail calls below: a trace cannot return through a tail-called frame into the loop
--- ("NYI: return to lower frame"), and the worker loop must compile.
-local function call_anonymous(f, ...)
+-- ("NYI: return to lower frame"), and the worker loop must compile. No vararg function
+-- with guards either: this LuaJIT (2.1 2022, GC64) can misread varargs in side traces
+-- that start inside one (LuaJIT issue #864); pack() has none.
+local function run_anonymous(msg)
+  local r = pack(decode_message(msg))
+  local f = r[1]
   if type(f) ~= "function" then error("the job's function arrived as a " .. type(f), 0) end
   current_fn = f
-  local m = encode_message(f(...))
-  return m
-end
-
-local function run_anonymous(msg)
-  local m = call_anonymous(decode_message(msg))
+  local m = encode_message(f(unpack(r, 2, r.n)))
   return m
 end
 

@@ -98,7 +98,9 @@ enum Pool {
         }
         var late: String?
         let warnNs = p.pointee.warnAfterNs
-        if warnNs > 0, let head = p.pointee.queue.first, !head.warned, now &- head.enqueuedNs > warnNs {
+        // `now` was read before the lock: a job queued meanwhile by another thread may be newer.
+        if warnNs > 0, let head = p.pointee.queue.first, !head.warned, now > head.enqueuedNs,
+           now - head.enqueuedNs > warnNs {
             p.pointee.queue[0].warned = true
             let count = p.pointee.queue.count, workers = p.pointee.live, running = p.pointee.running
             let waited = seconds(now &- head.enqueuedNs)
@@ -514,7 +516,7 @@ enum Pool {
 
     /// Nanoseconds as seconds with one decimal, for messages.
     static func seconds(_ ns: UInt64) -> String {
-        let tenths = (ns + 50_000_000) / 100_000_000
+        let tenths = (ns / 50_000_000 + 1) / 2
         return "\(tenths / 10).\(tenths % 10)"
     }
 
