@@ -31,7 +31,9 @@ local batch = ffi.new("ljasync_pool_result[?]", BATCH)
 local bpos, bn = 0, 0        -- results drained from the inbox and not yet delivered: batch[bpos..bn-1]
 local pending = {}           -- job id -> job, from submission until delivery
 local outstanding = 0        -- jobs of this state submitted and not yet delivered
-local last_id = 0
+-- Job ids are reused once delivered, so `pending` stays a dense array no larger than the
+-- most jobs ever in flight (no rehashing, no fresh pages per batch of jobs).
+local free_ids, nfree, high_id = {}, 0, 0
 local defs = {}              -- name -> definition record { id, name, outstanding, dead }
 local full_timeout = -1      -- when_full: -1 block, 0 fail, > 0 block that long then fail
 local lenbox = ffi.new("size_t[1]")
@@ -68,7 +70,10 @@ end
 
 -- The job leaves `pending`; a definition retired meanwhile is freed with its last job.
 local function settle(job)
-  pending[job.id] = nil
+  local id = job.id
+  pending[id] = nil
+  nfree = nfree + 1
+  free_ids[nfree] = id
   outstanding = outstanding - 1
   local d = job.def
   if d then
@@ -205,14 +210,23 @@ end
 
 -- Queues a job whose message is built; returns the handle, or nil, "full".
 local function submit(d, def_id, cb, msg)
-  local id = last_id + 1
+  local id
+  if nfree > 0 then
+    id = free_ids[nfree]
+    free_ids[nfree] = nil
+    nfree = nfree - 1
+  else
+    id = high_id + 1
+    high_id = id
+  end
   local rc = submit_c(inbox, id, def_id, msg, full_timeout)
   if rc ~= 0 then
     message_free(msg)
+    nfree = nfree + 1
+    free_ids[nfree] = id
     if rc == 1 then return nil, "full" end
     error("the pool refused the job", 3)
   end
-  last_id = id
   local job = setmetatable({ id = id, cb = cb, def = d }, Job)
   pending[id] = job
   outstanding = outstanding + 1
