@@ -18,10 +18,13 @@ struct Message {
     let count: Int
 
     /// Copies `len` bytes; the handles listed in them were retained by the encoder.
+    /// One allocation holds both the struct and the bytes (messages are made per job).
     static func create(_ src: UnsafeRawPointer, _ len: Int) -> UnsafeMutablePointer<Message> {
-        let bytes = malloc(max(len, 1))!
+        let header = MemoryLayout<Message>.stride
+        let raw = malloc(header + max(len, 1))!
+        let bytes = raw + header
         memcpy(bytes, src, len)
-        let m = UnsafeMutablePointer<Message>.allocate(capacity: 1)
+        let m = raw.bindMemory(to: Message.self, capacity: 1)
         m.initialize(to: Message(bytes: bytes, count: len))
         return m
     }
@@ -38,8 +41,7 @@ struct Message {
 
     static func free(_ m: UnsafeMutablePointer<Message>) {
         for h in m.pointee.handles { Unmanaged<SharedObject>.fromOpaque(h).release() }
-        Glibc.free(m.pointee.bytes)
         m.deinitialize(count: 1)
-        m.deallocate()
+        Glibc.free(UnsafeMutableRawPointer(m))
     }
 }
