@@ -75,8 +75,9 @@ describe("LÖVE's async API", function()
     async.load(1)
     local ran = false
     async.define("one", function() return 1 end)
+    local done = async.stats().done
     local job = async.call(function() ran = true end, "one")
-    assert.is_true(eventually(function() return async.stats().done >= 1 and async.stats().queued == 0 end))
+    assert.is_true(eventually(function() return async.stats().done >= done + 1 end))
     assert.is_false(ran)                   -- finished, but not delivered yet
     assert.equal("pending", job:status())
     assert.equal(1, async.update())
@@ -88,8 +89,9 @@ describe("LÖVE's async API", function()
     async.load(2)
     local f = async.define("id", function(x) return x end)
     local n = 0
+    local done = async.stats().done
     for i = 1, 10 do f(function() n = n + 1 end, i) end
-    assert.is_true(eventually(function() return async.stats().done >= 10 end))
+    assert.is_true(eventually(function() return async.stats().done >= done + 10 end))
     assert.equal(3, async.update(3))
     assert.equal(3, n)
     assert.equal(7, async.update())
@@ -527,9 +529,10 @@ describe("results and errors", function()
     async.load(1)
     local f = async.define("n", function(x) return x end)
     local seen = {}
+    local done = async.stats().done
     f(function() error("callback trouble") end, 1)
     for i = 2, 4 do f(function(v) seen[#seen + 1] = v end, i) end
-    assert.is_true(eventually(function() return async.stats().done >= 4 and async.stats().queued == 0 end))
+    assert.is_true(eventually(function() return async.stats().done >= done + 4 end))
     assert.has_error(function() async.update() end)
     async.update()
     assert.same({ 2, 3, 4 }, seen)
