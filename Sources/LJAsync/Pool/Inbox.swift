@@ -36,8 +36,15 @@ struct PoolInbox {
     var workersGone = false                          // guarded
     var fd: Int32 = -1                               // guarded
     var fdReadable = false                           // guarded
-    var submitted = 0                                // owner's thread only
-    /// `results.count`, published so the owner can look without the lock.
+    /// Jobs submitted, counted by the owner's thread alone, on a cache line of its own (the
+    /// fields above are written by workers for every result).
+    let submitted: UnsafeMutablePointer<Int> = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Int.self, capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
+    /// Non-zero while results wait (updated under `sync` on each empty <-> non-empty change),
+    /// so the owner can look without the lock.
     let waiting: UnsafeMutablePointer<Atomic<Int>> = {
         let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
         p.initialize(to: Atomic(0))
@@ -67,7 +74,9 @@ enum Inbox {
             return
         }
         inbox.pointee.results.push(r)
-        inbox.pointee.waiting.pointee.store(inbox.pointee.results.count, ordering: .releasing)
+        // Only the empty -> non-empty transition matters to the owner's lock-free look; a store
+        // per result would move the cache line back and forth for nothing.
+        if inbox.pointee.results.count == 1 { inbox.pointee.waiting.pointee.store(1, ordering: .releasing) }
         inbox.pointee.delivered += 1
         wakeOwner(inbox)
         inbox.pointee.sync.unlock()
@@ -192,7 +201,7 @@ enum Inbox {
     static func close(_ inbox: InboxRef) {
         inbox.pointee.sync.lock()
         inbox.pointee.closed = true
-        inbox.pointee.expected = inbox.pointee.submitted
+        inbox.pointee.expected = inbox.pointee.submitted.pointee
         var left: [PoolResult] = []
         while let r = inbox.pointee.results.popFirst() { left.append(r) }
         inbox.pointee.waiting.pointee.store(0, ordering: .relaxed)
@@ -221,6 +230,7 @@ enum Inbox {
         if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
         inbox.pointee.results.free()
         inbox.pointee.waiting.deallocate()
+        UnsafeMutableRawPointer(inbox.pointee.submitted).deallocate()
         inbox.pointee.sync.destroy()
         inbox.deinitialize(count: 1)
         inbox.deallocate()

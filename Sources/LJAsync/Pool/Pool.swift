@@ -36,7 +36,8 @@ struct PoolCore {
     var cancelled = 0
     var spaceWaiters = 0
     var spinners = 0            // workers looking for work without sleeping (see `step`)
-    /// `queue.count`, published for spinning workers that read it without the lock.
+    /// `queue.count` while a worker spins (set to 0 when one starts, updated by submitters
+    /// only then), read by the spinning worker without the lock.
     let queuedHint: UnsafeMutablePointer<Atomic<Int>> = {
         let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
         p.initialize(to: Atomic(0))
@@ -83,8 +84,8 @@ enum Pool {
         p.pointee.seq &+= 1
         p.pointee.queue.push(PoolJob(message: message, inbox: inbox, id: id, definition: definition,
                                      seq: p.pointee.seq, enqueuedNs: now))
-        inbox.pointee.submitted += 1
-        p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed)
+        inbox.pointee.submitted.pointee += 1
+        if p.pointee.spinners > 0 { p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed) }
         var spawn: [WorkerRef] = []
         if p.pointee.queue.count <= p.pointee.spinners {
             // A worker that just finished is looking for work and will take it: no wake-up.
@@ -129,7 +130,6 @@ enum Pool {
 
     /// With the lock held: a job left the queue; wakes submitters waiting for space.
     @inline(__always) private static func queueShrank() {
-        core.pointee.queuedHint.pointee.store(core.pointee.queue.count, ordering: .relaxed)
         if core.pointee.spaceWaiters > 0 { core.pointee.sync.broadcast() }
     }
 
@@ -437,6 +437,7 @@ enum Pool {
                 // `spinners` and skip the wake-up (a futex call per job otherwise).
                 spun = true
                 p.pointee.spinners += 1
+                p.pointee.queuedHint.pointee.store(0, ordering: .relaxed)  // kept current while anyone spins
                 p.pointee.sync.unlock()
                 let hint = p.pointee.queuedHint
                 for _ in 0..<Pool.spinRounds {
