@@ -680,6 +680,29 @@ describe("several owners and volume", function()
     assert.equal(50 * 51 / 2, mine)
   end)
 
+  it("a state that goes away: its queued jobs are dropped, its running job finishes", function()
+    async.ensure.exactly(1)
+    local b = blocker("hold")
+    assert.is_true(eventually(function() return async.stats().running == 1 end))
+    local cancelled = async.stats().cancelled
+    local CallbackFactory = require "lj-async.callback"
+    local cb = CallbackFactory("int(*)(int)")(function()
+      local pool = require "lj-async.pool"
+      pool.define("orphan", function() return 1 end)
+      pool.handle_async(function() require("lj-async.pool").ipc_set("orphan ran", true) end)
+      return pool.stats().outstanding
+    end)
+    assert.equal(1, cb:funcptr()(0))
+    assert.equal(1, async.stats().queued)
+    cb:free()                         -- its state closes (on the state stock's thread)
+    assert.is_true(eventually(function() return async.stats().queued == 0 end))
+    assert.equal(cancelled + 1, async.stats().cancelled)
+    async.ipc_set("release", true)
+    assert.same({ true, "hold" }, { async.await(b, 10) })
+    assert.is_true(async.await(async.handle_async(function() return true end), 10))
+    assert.is_nil(async.ipc_get("orphan ran"))
+  end)
+
   it("100,000 jobs: every result arrives exactly once", function()
     local f = async.define("echo", function(i) return i, -i end)
     local N = 100000

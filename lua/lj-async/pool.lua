@@ -25,7 +25,17 @@ local M = {}
 
 -- -- This state's inbox and bookkeeping --
 
-local inbox = ffi.gc(C.ljasync_pool_inbox_new(), C.ljasync_pool_inbox_free)
+local defs = {}              -- name -> definition record { id, name, outstanding, dead }
+local stored = {}            -- definition record -> true while the engine stores it
+
+-- When this state goes (closed, or the module collected), nobody can take its results: its
+-- queued jobs are dropped, its definitions forgotten; jobs already running finish and their
+-- results are freed on arrival (failures reported on stderr).
+local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
+  C.ljasync_pool_discard(p)
+  for d in pairs(stored) do C.ljasync_pool_undefine(d.id) end
+  C.ljasync_pool_inbox_free(p)
+end)
 local BATCH = 256
 local batch = ffi.new("ljasync_pool_result[?]", BATCH)
 local bpos, bn = 0, 0        -- results drained from the inbox and not yet delivered: batch[bpos..bn-1]
@@ -34,7 +44,6 @@ local outstanding = 0        -- jobs of this state submitted and not yet deliver
 -- Job ids are reused once delivered, so `pending` stays a dense array no larger than the
 -- most jobs ever in flight (no rehashing, no fresh pages per batch of jobs).
 local free_ids, nfree, high_id = {}, 0, 0
-local defs = {}              -- name -> definition record { id, name, outstanding, dead }
 local full_timeout = -1      -- when_full: -1 block, 0 fail, > 0 block that long then fail
 local lenbox = ffi.new("size_t[1]")
 local settings = ffi.new("ljasync_pool_settings")
@@ -65,7 +74,7 @@ Job.__index = Job
 
 local function undefine_now(d)
   C.ljasync_pool_undefine(d.id)
-  d.id = nil
+  stored[d] = nil
 end
 
 -- The job leaves `pending`; a definition retired meanwhile is freed with its last job.
@@ -270,7 +279,8 @@ function M.define(name, func)
     old.dead = true
     if old.outstanding == 0 then undefine_now(old) end
   end
-  defs[name] = { id = C.ljasync_pool_define(name, msg), name = name, outstanding = 0 }
+  local d = { id = C.ljasync_pool_define(name, msg), name = name, outstanding = 0 }
+  defs[name], stored[d] = d, true
   return function(callback, ...) return call(2, callback, name, ...) end
 end
 
