@@ -26,7 +26,7 @@ struct PoolResult {
 /// them are reported on stderr.
 /// Thread-safety: fields marked "guarded" need `sync`; `submitted` belongs to the owner.
 struct PoolInbox {
-    let sync = MutexCond()
+    let sync = PoolSync()
     var results = Ring<PoolResult>(capacity: 256)   // guarded
     var delivered = 0                                // guarded
     var expected = -1                                // guarded; set by close

@@ -22,7 +22,7 @@ struct PoolSettings {
 /// A stopping worker runs only jobs submitted before it was told to stop (`stopSeq`), so a stop
 /// never consumes a job and never affects workers added later.
 struct PoolCore {
-    let sync = MutexCond()      // mutex: everything below; cond: submitters waiting for space
+    let sync = PoolSync()       // mutex: everything below; cond: submitters waiting for space
     var queue = Ring<PoolJob>(capacity: 1024)
     var seq: UInt64 = 0
     var all: [WorkerRef] = []
