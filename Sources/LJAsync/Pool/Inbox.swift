@@ -82,6 +82,24 @@ enum Inbox {
         inbox.pointee.sync.unlock()
     }
 
+    /// Appends the first `count` results of `from` (removing them) under one lock. Any thread.
+    static func push(_ inbox: InboxRef, from ring: inout Ring<PoolResult>, count: Int) {
+        inbox.pointee.sync.lock()
+        if inbox.pointee.closed {
+            inbox.pointee.delivered += count
+            let last = inbox.pointee.delivered == inbox.pointee.expected
+            inbox.pointee.sync.unlock()
+            for _ in 0..<count { discard(ring.popFirst()!) }
+            if last { destroy(inbox) }
+            return
+        }
+        for _ in 0..<count { inbox.pointee.results.push(ring.popFirst()!) }
+        if inbox.pointee.results.count == count { inbox.pointee.waiting.pointee.store(1, ordering: .releasing) }
+        inbox.pointee.delivered += count
+        wakeOwner(inbox)
+        inbox.pointee.sync.unlock()
+    }
+
     /// Appends a batch of cancelled results (no messages). Caller holds no inbox lock.
     static func pushCancelled(_ inbox: InboxRef, ids: [Double]) {
         for id in ids { push(inbox, PoolResult(message: nil, id: id, status: .cancelled)) }

@@ -384,26 +384,41 @@ enum Pool {
     /// seconds waited at 16, late flag at 24.
     static let jobStride = 32
 
+    /// Short jobs are taken several at a time (up to this many), when a worker's last batch
+    /// took under `shortJobNs` per job: one trip through the queue's lock and one through the
+    /// inbox's per batch instead of per job. Long jobs are always taken one by one, so a worker
+    /// never sits on jobs another worker could start, and never holds results while it runs
+    /// a long job.
+    static let maxBatch = 16
+    static let shortJobNs: UInt64 = 20_000
+
     /// Hands back the result of the worker's current job (if any; `status` 0 ok, 1 failed) and
-    /// takes the next job into `out`, sleeping while there is none. Returns 1 with a job, 0 when
+    /// puts the next job into `out`, sleeping while there is none. Returns 1 with a job, 0 when
     /// the worker must leave (it has then left every list). Worker's thread.
     static func step(_ w: WorkerRef, result: UnsafeMutablePointer<Message>?, status: Int32,
                      out: UnsafeMutableRawPointer) -> Int32 {
         let p = core
-        var finished = false
         if let job = w.pointee.current {
             w.pointee.current = nil
-            finished = true
             if let m = job.message { Message.free(m) }
-            Inbox.push(job.inbox, PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
+            w.pointee.outbox.push(PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
+            w.pointee.outboxInboxes.push(job.inbox)
+            if status == 0 { w.pointee.finishedOK += 1 } else { w.pointee.finishedFailed += 1 }
         } else if let result {
             Message.free(result)  // nothing to answer: a result without a job is dropped
         }
-        p.pointee.sync.lock()
-        if finished {
-            p.pointee.running -= 1
-            if status == 0 { p.pointee.done += 1 } else { p.pointee.failed += 1 }
+        // The rest of a batch of short jobs: no shared state touched.
+        if let next = w.pointee.taken.popFirst() {
+            start(w, next, out)
+            return 1
         }
+        flushOutbox(w)
+        p.pointee.sync.lock()
+        p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed
+        p.pointee.done += w.pointee.finishedOK
+        p.pointee.failed += w.pointee.finishedFailed
+        w.pointee.finishedOK = 0
+        w.pointee.finishedFailed = 0
         if !w.pointee.started {
             w.pointee.started = true
             p.pointee.starting -= 1
@@ -411,19 +426,28 @@ enum Pool {
         var spun = false
         while true {
             if let job = take(w) {
-                p.pointee.running += 1
+                // Batch size from how long the last batch took per job.
+                let now = Clock.nanoseconds()
+                if w.pointee.lastTakeCount > 0 {
+                    let perJob = (now &- w.pointee.lastTakeNs) / UInt64(w.pointee.lastTakeCount)
+                    w.pointee.shortJobs = perJob < shortJobNs
+                }
+                var n = 1
+                if w.pointee.shortJobs {
+                    // Leave the others their share: at most half the queue per live worker.
+                    let share = p.pointee.queue.count / (2 * max(1, p.pointee.live))
+                    while n < min(maxBatch, share + 1), let more = take(w) {
+                        w.pointee.taken.push(more)
+                        n += 1
+                    }
+                }
+                w.pointee.lastTakeNs = now
+                w.pointee.lastTakeCount = n
+                w.pointee.warnNs = p.pointee.warnAfterNs
+                p.pointee.running += n
                 queueShrank()
-                let inits = PoolInits.count
-                let warnNs = p.pointee.warnAfterNs
                 p.pointee.sync.unlock()
-                w.pointee.current = job
-                let now = coarseNanoseconds()
-                let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
-                out.storeBytes(of: job.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
-                out.storeBytes(of: job.definition, toByteOffset: 8, as: Int32.self)
-                out.storeBytes(of: inits, toByteOffset: 12, as: Int32.self)
-                out.storeBytes(of: Double(waited) / 1e9, toByteOffset: 16, as: Double.self)
-                out.storeBytes(of: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0, toByteOffset: 24, as: Int32.self)
+                start(w, job, out)
                 return 1
             }
             if w.pointee.stopping {
@@ -431,6 +455,7 @@ enum Pool {
                 p.pointee.sync.unlock()
                 return 0
             }
+            w.pointee.lastTakeCount = 0  // idle time says nothing about job length
             if !spun && p.pointee.spinners == 0 {
                 // Jobs often come in streams: one worker at a time looks again for a few
                 // microseconds, yielding the CPU, before it sleeps. Submitters see it in
@@ -454,6 +479,31 @@ enum Pool {
                 p.pointee.sync.unlock()
                 return 0
             }
+        }
+    }
+
+    /// Makes `job` the worker's current job and describes it in `out`. Worker's thread.
+    @inline(__always) private static func start(_ w: WorkerRef, _ job: PoolJob, _ out: UnsafeMutableRawPointer) {
+        w.pointee.current = job
+        let now = coarseNanoseconds()
+        let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
+        let warnNs = w.pointee.warnNs
+        out.storeBytes(of: job.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
+        out.storeBytes(of: job.definition, toByteOffset: 8, as: Int32.self)
+        out.storeBytes(of: PoolInits.count, toByteOffset: 12, as: Int32.self)
+        out.storeBytes(of: Double(waited) / 1e9, toByteOffset: 16, as: Double.self)
+        out.storeBytes(of: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0, toByteOffset: 24, as: Int32.self)
+    }
+
+    /// Hands the batch's results to their inboxes, one lock per run of the same inbox.
+    /// Worker's thread, holding no lock.
+    private static func flushOutbox(_ w: WorkerRef) {
+        while !w.pointee.outbox.isEmpty {
+            let inbox = w.pointee.outboxInboxes.first!
+            var run = 0
+            while run < w.pointee.outboxInboxes.count && w.pointee.outboxInboxes[run] == inbox { run += 1 }
+            Inbox.push(inbox, from: &w.pointee.outbox, count: run)
+            for _ in 0..<run { _ = w.pointee.outboxInboxes.popFirst() }
         }
     }
 
@@ -498,6 +548,23 @@ enum Pool {
     /// worker that had started is replaced so the count stays what the user asked. Worker's thread.
     static func crashed(_ w: WorkerRef, reason: String) {
         let p = core
+        flushOutbox(w)
+        p.pointee.sync.withLock {
+            p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed + w.pointee.taken.count
+            p.pointee.done += w.pointee.finishedOK
+            p.pointee.failed += w.pointee.finishedFailed
+            w.pointee.finishedOK = 0
+            w.pointee.finishedFailed = 0
+            // Taken but not started: back to the front of the queue, in order, for another worker.
+            while let j = w.pointee.taken.popLast() {
+                p.pointee.queue.pushFront(j)
+                if let idle = p.pointee.idle.popLast() {
+                    idle.pointee.idle = false
+                    idle.pointee.woken = true
+                    pthread_cond_signal(idle.pointee.cond)
+                }
+            }
+        }
         if let job = w.pointee.current {
             w.pointee.current = nil
             if let m = job.message { Message.free(m) }

@@ -18,8 +18,9 @@ struct PoolJob {
 /// One worker thread. Allocated by the pool when the thread is started, freed by the thread
 /// itself once it has left every list of the pool.
 ///
-/// Thread-safety: every field is guarded by the pool's mutex, except `current` and `hasCurrent`,
-/// which only the worker's own thread touches. `cond` is waited on with the pool's mutex.
+/// Thread-safety: every field is guarded by the pool's mutex, except `current`, `taken`,
+/// `outbox`, the counters and `lastTakeNs`, which only the worker's own thread touches.
+/// `cond` is waited on with the pool's mutex.
 struct PoolWorker {
     let cond: UnsafeMutablePointer<pthread_cond_t>
     let serial: Int
@@ -29,7 +30,18 @@ struct PoolWorker {
     var woken = false
     var started = false
     var current: PoolJob? = nil
-    var lastInits: Int32 = 0
+    /// Jobs taken together with `current` (short jobs only, see `Pool.step`), not started yet.
+    var taken = Ring<PoolJob>(capacity: 16)
+    /// Results of the jobs of this batch, handed back together when the batch is done.
+    var outbox = Ring<PoolResult>(capacity: 16)
+    var outboxInboxes = Ring<InboxRef>(capacity: 16)
+    var finishedOK = 0
+    var finishedFailed = 0
+    /// When this worker last took jobs (precise clock): how long its batches take.
+    var lastTakeNs: UInt64 = 0
+    var lastTakeCount = 0
+    var shortJobs = false
+    var warnNs: UInt64 = 0      // the pool's warn_after, copied at each take
 
     init(serial: Int) {
         self.serial = serial
@@ -43,6 +55,9 @@ struct PoolWorker {
     }
 
     static func destroy(_ w: WorkerRef) {
+        w.pointee.taken.free()
+        w.pointee.outbox.free()
+        w.pointee.outboxInboxes.free()
         pthread_cond_destroy(w.pointee.cond)
         w.pointee.cond.deallocate()
         w.deinitialize(count: 1)

@@ -32,6 +32,14 @@ struct Ring<Element> {
         count += 1
     }
 
+    /// Puts an element back at the front (it becomes the oldest).
+    mutating func pushFront(_ e: Element) {
+        if count == capacity { grow() }
+        head = (head - 1) & (capacity - 1)
+        (storage + head).initialize(to: e)
+        count += 1
+    }
+
     mutating func popFirst() -> Element? {
         guard count > 0 else { return nil }
         let e = (storage + head).move()
