@@ -299,6 +299,32 @@ describe("Luanti's async API", function()
     assert.equal(1, async.getWorkerCount())
   end)
 
+  it("grows without making Lua states on the owner's thread (Luanti makes them on its main thread)", function()
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    -- Every state made from now on appends the id of the thread making it (while the file exists).
+    require("lj-async.core").add_init(([[
+      local f = io.open(%q, "r+")
+      if f then
+        local s = io.open("/proc/thread-self/stat")
+        f:seek("end"); f:write(s:read("*l"):match("^(%%d+)"), "\n")
+        s:close(); f:close()
+      end
+    ]]):format(path), "=spec: record the creating thread")
+    local me = io.open("/proc/thread-self/stat"):read("*l"):match("^(%d+)")
+    async.configure { autoscale = true, max_workers = 6 }
+    local jobs = {}
+    for i = 1, 6 do jobs[i] = blocker(i) end       -- six workers, more than the stock keeps ready
+    assert.equal(6, async.getWorkerCount())
+    assert.is_true(eventually(function() return async.stats().running == 6 end))
+    async.ipc_set("release", true)
+    for i = 1, 6 do async.await(jobs[i], 10) end
+    local makers = {}
+    for tid in io.open(path):read("*a"):gmatch("%d+") do makers[#makers + 1] = tid end
+    assert.is_true(#makers >= 6)
+    for _, tid in ipairs(makers) do assert.not_equal(me, tid) end
+  end)
+
   it("job handles: cancel() removes a job that has not started", function()
     local ran = false
     local job = async.handle_async(function()
