@@ -706,6 +706,34 @@ describe("several owners and volume", function()
     assert.equal(50 * 51 / 2, mine)
   end)
 
+  it("takes jobs from threads' states (lj-async.thread) while this state submits too", function()
+    local Thread = require "lj-async.thread"
+    local sums = ffi.new("double[3]")
+    local threads = {}
+    for t = 0, 2 do
+      threads[t + 1] = Thread.new(function(ud)
+        local ffi = require "ffi"
+        local pool = require "lj-async.pool"
+        local out = ffi.cast("double *", ud)
+        local sq = pool.define("sq", function(x) return x * x end)
+        local sum = 0
+        for i = 1, 300 do sq(function(v) sum = sum + v end, i) end
+        assert(pool.wait_all(30))
+        out[0] = sum
+        return 0
+      end, sums + t)
+    end
+    local mine = 0
+    for i = 1, 300 do async.handle_async(function(x) return -x end, function(v) mine = mine + v end, i) end
+    for t = 1, 3 do
+      assert.is_true(threads[t]:join(30))
+      threads[t]:destroy()
+    end
+    assert.is_true(async.wait_all(10))
+    for t = 0, 2 do assert.equal(300 * 301 * 601 / 6, sums[t]) end
+    assert.equal(-300 * 301 / 2, mine)
+  end)
+
   it("a state that goes away: its queued jobs are dropped, its running job finishes", function()
     async.ensure.exactly(1)
     local b = blocker("hold")
