@@ -1,0 +1,170 @@
+// What a pool worker does between jobs: hand back results, take the next job (short ones in batches), idle.
+import Glibc
+
+extension Pool {
+    // -- Working (worker threads) --
+
+    /// The job slot Lua reads (`ljasync_pool_job`): msg at 0, definition at 8, init count at 12,
+    /// seconds waited at 16, late flag at 24.
+    static let jobStride = 32
+
+    /// Short jobs are taken several at a time (up to this many), when a worker's last batch
+    /// took under `shortJobNs` per job: one trip through the queue's lock and one through the
+    /// inbox's per batch instead of per job. Long jobs are always taken one by one, so a worker
+    /// never sits on jobs another worker could start, and never holds results while it runs
+    /// a long job.
+    static let maxBatch = 16
+    static let shortJobNs: UInt64 = 20_000
+
+    /// Hands back the result of the worker's current job (if any; `status` 0 ok, 1 failed) and
+    /// puts the next job into `out`, sleeping while there is none. Returns 1 with a job, 0 when
+    /// the worker must leave (it has then left every list). Worker's thread.
+    static func step(_ w: WorkerRef, result: UnsafeMutablePointer<Message>?, status: Int32,
+                     out: UnsafeMutableRawPointer) -> Int32 {
+        let p = core
+        if let job = w.pointee.current {
+            w.pointee.current = nil
+            if let m = job.message { Message.free(m) }
+            w.pointee.outbox.push(PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
+            w.pointee.outboxInboxes.push(job.inbox)
+            if status == 0 { w.pointee.finishedOK += 1 } else { w.pointee.finishedFailed += 1 }
+        } else if let result {
+            Message.free(result)  // nothing to answer: a result without a job is dropped
+        }
+        // The rest of a batch of short jobs: no shared state touched.
+        if let next = w.pointee.taken.popFirst() {
+            start(w, next, out)
+            return 1
+        }
+        flushOutbox(w)
+        p.pointee.sync.lock()
+        p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed
+        p.pointee.done += w.pointee.finishedOK
+        p.pointee.failed += w.pointee.finishedFailed
+        w.pointee.finishedOK = 0
+        w.pointee.finishedFailed = 0
+        if !w.pointee.started {
+            w.pointee.started = true
+            p.pointee.starting -= 1
+        }
+        var spun = false
+        while true {
+            if let job = take(w) {
+                // Batch size from how long the last batch took per job.
+                let now = Clock.nanoseconds()
+                if w.pointee.lastTakeCount > 0 {
+                    let perJob = (now &- w.pointee.lastTakeNs) / UInt64(w.pointee.lastTakeCount)
+                    w.pointee.shortJobs = perJob < shortJobNs
+                }
+                var n = 1
+                if w.pointee.shortJobs {
+                    // Leave the others their share: at most half the queue per live worker.
+                    let share = p.pointee.queue.count / (2 * max(1, p.pointee.live))
+                    while n < min(maxBatch, share + 1), let more = take(w) {
+                        w.pointee.taken.push(more)
+                        n += 1
+                    }
+                }
+                w.pointee.lastTakeNs = now
+                w.pointee.lastTakeCount = n
+                w.pointee.warnNs = p.pointee.warnAfterNs
+                p.pointee.running += n
+                queueShrank()
+                p.pointee.sync.unlock()
+                start(w, job, out)
+                return 1
+            }
+            if w.pointee.stopping {
+                remove(w)
+                p.pointee.sync.unlock()
+                return 0
+            }
+            w.pointee.lastTakeCount = 0  // idle time says nothing about job length
+            if !spun && p.pointee.spinners == 0 {
+                // Jobs often come in streams: one worker at a time looks again for a few
+                // microseconds, yielding the CPU, before it sleeps. Submitters see it in
+                // `spinners` and skip the wake-up (a futex call per job otherwise).
+                spun = true
+                p.pointee.spinners += 1
+                p.pointee.queuedHint.pointee.store(0, ordering: .relaxed)  // kept current while anyone spins
+                p.pointee.sync.unlock()
+                let hint = p.pointee.queuedHint
+                for _ in 0..<Pool.spinRounds {
+                    if hint.pointee.load(ordering: .relaxed) > 0 { break }
+                    sched_yield()
+                }
+                p.pointee.sync.lock()
+                p.pointee.spinners -= 1
+                continue
+            }
+            spun = false
+            if !idleWait(w) {
+                remove(w)
+                p.pointee.sync.unlock()
+                return 0
+            }
+        }
+    }
+
+    /// Makes `job` the worker's current job and describes it in `out`. Worker's thread.
+    @inline(__always) private static func start(_ w: WorkerRef, _ job: PoolJob, _ out: UnsafeMutableRawPointer) {
+        w.pointee.current = job
+        let now = coarseNanoseconds()
+        let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
+        let warnNs = w.pointee.warnNs
+        out.storeBytes(of: job.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
+        out.storeBytes(of: job.definition, toByteOffset: 8, as: Int32.self)
+        out.storeBytes(of: PoolInits.count, toByteOffset: 12, as: Int32.self)
+        out.storeBytes(of: Double(waited) / 1e9, toByteOffset: 16, as: Double.self)
+        out.storeBytes(of: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0, toByteOffset: 24, as: Int32.self)
+    }
+
+    /// Hands the batch's results to their inboxes, one lock per run of the same inbox.
+    /// Worker's thread, holding no lock.
+    static func flushOutbox(_ w: WorkerRef) {
+        while !w.pointee.outbox.isEmpty {
+            let inbox = w.pointee.outboxInboxes.first!
+            var run = 0
+            while run < w.pointee.outboxInboxes.count && w.pointee.outboxInboxes[run] == inbox { run += 1 }
+            Inbox.push(inbox, from: &w.pointee.outbox, count: run)
+            for _ in 0..<run { _ = w.pointee.outboxInboxes.popFirst() }
+        }
+    }
+
+    /// With the lock held: the oldest job this worker may run, if any.
+    @inline(__always) private static func take(_ w: WorkerRef) -> PoolJob? {
+        let p = core
+        guard let head = p.pointee.queue.first else { return nil }
+        if w.pointee.stopping && head.seq >= w.pointee.stopSeq { return nil }
+        return p.pointee.queue.popFirst()
+    }
+
+    /// With the lock held: sleeps until woken for a job or told to stop. False when an
+    /// autoscaled worker has been idle long enough to leave.
+    fileprivate static func idleWait(_ w: WorkerRef) -> Bool {
+        let p = core
+        w.pointee.idle = true
+        w.pointee.woken = false
+        p.pointee.idle.push(w)
+        var deadline: timespec? = nil
+        while !w.pointee.woken && !w.pointee.stopping {
+            let scaling = p.pointee.settings.autoscale != 0
+            if scaling && deadline == nil { deadline = Clock.deadline(after: p.pointee.settings.idleTimeout) }
+            if !scaling { deadline = nil }
+            let rc: Int32
+            if var d = deadline {
+                rc = pthread_cond_timedwait(w.pointee.cond, p.pointee.sync.mutex, &d)
+            } else {
+                rc = pthread_cond_wait(w.pointee.cond, p.pointee.sync.mutex)
+            }
+            if rc == ETIMEDOUT && !w.pointee.woken && !w.pointee.stopping {
+                if p.pointee.settings.autoscale != 0 && p.pointee.live > Int(p.pointee.settings.minWorkers) {
+                    return false
+                }
+                deadline = nil
+            }
+        }
+        if w.pointee.idle { removeIdle(w) }
+        return true
+    }
+}

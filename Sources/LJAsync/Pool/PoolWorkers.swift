@@ -1,0 +1,184 @@
+// Worker threads of the pool: how many, adding, stopping gracefully, shutdown, replacing a crashed one.
+import Glibc
+
+extension Pool {
+    // -- Workers: counts (any thread) --
+
+    /// With the lock held: records `n` new workers (counted live at once); start them with
+    /// `startThreads` after unlocking.
+    static func makeWorkers(_ n: Int) -> [WorkerRef] {
+        let p = core
+        var made: [WorkerRef] = []
+        for _ in 0..<n {
+            p.pointee.serial += 1
+            let w = WorkerRef.allocate(capacity: 1)
+            w.initialize(to: PoolWorker(serial: p.pointee.serial))
+            p.pointee.all.append(w)
+            made.append(w)
+        }
+        p.pointee.live += n
+        p.pointee.starting += n
+        return made
+    }
+
+    /// Starts the threads of freshly made workers. Never creates a Lua state here: each
+    /// worker takes its own on its own thread.
+    static func startThreads(_ workers: [WorkerRef]) {
+        for w in workers {
+            var attr = pthread_attr_t()
+            pthread_attr_init(&attr)
+            pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+            var tid = pthread_t()
+            let rc = pthread_create(&tid, &attr, { arg in
+                PoolThread.main(arg!.assumingMemoryBound(to: PoolWorker.self))
+                return nil
+            }, UnsafeMutableRawPointer(w))
+            pthread_attr_destroy(&attr)
+            if rc != 0 {
+                reportToStderr("cannot start a pool worker thread: \(String(cString: strerror(rc)))")
+                core.pointee.sync.lock()
+                remove(w)
+                core.pointee.sync.unlock()
+                PoolWorker.destroy(w)
+            }
+        }
+    }
+
+    /// With the lock held: takes a worker out of every list and count. Idempotent per worker
+    /// (a worker is in `all` until removed).
+    static func remove(_ w: WorkerRef) {
+        let p = core
+        guard let i = p.pointee.all.firstIndex(of: w) else { return }
+        p.pointee.all.remove(at: i)
+        if w.pointee.idle { removeIdle(w) }
+        if w.pointee.stopping { p.pointee.stopping -= 1 } else { p.pointee.live -= 1 }
+        if !w.pointee.started { p.pointee.starting -= 1 }
+        if p.pointee.live + p.pointee.stopping == 0 {
+            for inbox in p.pointee.watchers { Inbox.noteWorkersGone(inbox) }
+        }
+    }
+
+    static func removeIdle(_ w: WorkerRef) {
+        let p = core
+        for i in 0..<p.pointee.idle.count where p.pointee.idle[i] == w {
+            p.pointee.idle.remove(at: i)
+            break
+        }
+        w.pointee.idle = false
+    }
+
+    /// With the lock held: tells up to `n` workers to stop, idle ones first, then the most
+    /// recently added. Each finishes its job and the jobs queued before now, then leaves.
+    static func stop(_ n: Int) {
+        let p = core
+        var left = n
+        func mark(_ w: WorkerRef) {
+            w.pointee.stopping = true
+            w.pointee.stopSeq = p.pointee.seq &+ 1
+            p.pointee.live -= 1
+            p.pointee.stopping += 1
+            if w.pointee.idle { removeIdle(w) }
+            pthread_cond_signal(w.pointee.cond)
+            left -= 1
+        }
+        while left > 0, let w = p.pointee.idle.popLast() {
+            w.pointee.idle = false
+            mark(w)
+        }
+        for w in p.pointee.all.reversed() where left > 0 && !w.pointee.stopping { mark(w) }
+    }
+
+    /// Adds or stops workers so that `lo <= live <= hi`, exactly. `manual` turns autoscaling
+    /// off (explicit counts are the user's). Returns the live count. Any thread.
+    @discardableResult
+    static func ensure(lo: Int, hi: Int, manual: Bool) -> Int {
+        let p = core
+        p.pointee.sync.lock()
+        if manual { p.pointee.settings.autoscale = 0 }
+        var made: [WorkerRef] = []
+        if p.pointee.live < lo { made = makeWorkers(lo - p.pointee.live) }
+        if p.pointee.live > hi { stop(p.pointee.live - hi) }
+        let live = p.pointee.live
+        p.pointee.sync.unlock()
+        startThreads(made)
+        return live
+    }
+
+    /// Adds `n` workers; returns the live count. Any thread.
+    static func add(_ n: Int) -> Int {
+        let p = core
+        p.pointee.sync.lock()
+        p.pointee.settings.autoscale = 0
+        let made = makeWorkers(n)
+        let live = p.pointee.live
+        p.pointee.sync.unlock()
+        startThreads(made)
+        return live
+    }
+
+    /// Stops `n` workers gracefully; returns the live count. Any thread.
+    static func stopWorkers(_ n: Int) -> Int {
+        let p = core
+        p.pointee.sync.lock()
+        p.pointee.settings.autoscale = 0
+        stop(n)
+        let live = p.pointee.live
+        p.pointee.sync.unlock()
+        return live
+    }
+
+    /// Turns autoscaling off and stops every worker gracefully. Returns the number of worker
+    /// threads still to leave. Any thread.
+    static func shutdown() -> Int {
+        let p = core
+        p.pointee.sync.lock()
+        p.pointee.settings.autoscale = 0
+        stop(p.pointee.live)
+        let left = p.pointee.stopping + p.pointee.live
+        p.pointee.sync.unlock()
+        return left
+    }
+
+    static var liveCount: Int {
+        core.pointee.sync.withLock { core.pointee.live }
+    }
+
+    /// A worker's Lua loop ended abnormally: its job (if any) fails, it leaves, and a live
+    /// worker that had started is replaced so the count stays what the user asked. Worker's thread.
+    static func crashed(_ w: WorkerRef, reason: String) {
+        let p = core
+        flushOutbox(w)
+        p.pointee.sync.withLock {
+            p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed + w.pointee.taken.count
+            p.pointee.done += w.pointee.finishedOK
+            p.pointee.failed += w.pointee.finishedFailed
+            w.pointee.finishedOK = 0
+            w.pointee.finishedFailed = 0
+            // Taken but not started: back to the front of the queue, in order, for another worker.
+            while let j = w.pointee.taken.popLast() {
+                p.pointee.queue.pushFront(j)
+                if let idle = p.pointee.idle.popLast() {
+                    idle.pointee.idle = false
+                    idle.pointee.woken = true
+                    pthread_cond_signal(idle.pointee.cond)
+                }
+            }
+        }
+        if let job = w.pointee.current {
+            w.pointee.current = nil
+            if let m = job.message { Message.free(m) }
+            let text = "the worker running this job failed: " + reason
+            Inbox.push(job.inbox, PoolResult(message: failureMessage(text), id: job.id, status: .failed))
+            p.pointee.sync.withLock {
+                p.pointee.running -= 1
+                p.pointee.failed += 1
+            }
+        }
+        p.pointee.sync.lock()
+        let replace = w.pointee.started && !w.pointee.stopping && p.pointee.all.contains(w)
+        remove(w)
+        let made = replace ? makeWorkers(1) : []
+        p.pointee.sync.unlock()
+        startThreads(made)
+    }
+}
