@@ -304,10 +304,13 @@ describe("Luanti's async API", function()
     finally(function() os.remove(path) end)
     -- Every state made from now on appends the id of the thread making it (while the file exists).
     require("lj-async.core").add_init(([[
-      local f = io.open(%q, "r+")
-      if f then
+      local path = %q
+      local exists = io.open(path, "r")
+      if exists then
+        exists:close()
         local s = io.open("/proc/thread-self/stat")
-        f:seek("end"); f:write(s:read("*l"):match("^(%%d+)"), "\n")
+        local f = io.open(path, "a")  -- O_APPEND: states made at once on several threads
+        f:write(s:read("*l"):match("^(%%d+)") .. "\n")
         s:close(); f:close()
       end
     ]]):format(path), "=spec: record the creating thread")
