@@ -26,7 +26,9 @@ local K = { void = 0, int8 = 1, uint8 = 2, int16 = 3, uint16 = 4, int32 = 5, uin
             int64 = 7, uint64 = 8, float = 9, double = 10, pointer = 11, bool = 12 }
 
 local u64x2 = ffi_typeof("uint64_t[2]")
-local parts_t, lens_t = ffi_typeof("const char *[?]"), ffi_typeof("size_t[?]")
+-- The builder's arguments, passed to the core (which copies them); reused by every creation.
+local scratch_parts = {}
+local scratch_ptrs, scratch_lens = ffi.new("const char *[7]"), ffi.new("size_t[7]")
 
 -- Pointer types to store a value of each kind (the default result).
 local kind_pointer = {
@@ -267,18 +269,7 @@ function Type:new(f, opts)
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
 
   local sig = self._sig
-  local spellings = { sig.ret_spelling or false }
-  local needs_cdef
-  for i = 1, #sig.params do
-    local sp, needs = portable_spelling(sig.params[i], sig.originals[i], opts.cdef ~= nil, sig.kinds[i + 1])
-    spellings[i + 1] = sp
-    if needs then needs_cdef = needs_cdef or sig.originals[i] end
-  end
-  if needs_cdef then
-    error(("bad ctype '%s': type '%s' is an anonymous struct or enum; pass its declaration with the 'cdef' option")
-      :format(self.ctype, needs_cdef), 2)
-  end
-
+  local layout = opts.cdef and self:_layout(true) or self._plain_layout or self:_layout(false)
   local default = u64x2()
   if opts.default ~= nil then
     if not sig.ret then error("bad option 'default': the callback returns void", 2) end
@@ -294,28 +285,18 @@ function Type:new(f, opts)
   local limit = opts.memory_limit or 0
   if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
 
-  -- Tags named in the spellings exist there at least as incomplete types (enough for pointers).
-  local tags = {}
-  for _, d in ipairs(sig.tags) do tags[#tags + 1] = d end
-  for i = 1, #spellings do
-    if spellings[i] then
-      for kw, tag in spellings[i]:gmatch("(%a+)%s+([%a_][%w_]*)") do
-        if (kw == "struct" or kw == "union") and not tag:match("^%d") then tags[#tags + 1] = kw .. " " .. tag end
-      end
-    end
-  end
-
   local name = opts.name and tostring(opts.name) or self.ctype
-  for i = 1, #spellings do spellings[i] = spellings[i] or "-" end
-  local parts = { code, "=" .. name, wrapper_source(#sig.params, sig.ret ~= nil),
-                  table.concat(spellings, "\n"), table.concat(tags, "\n"), opts.cdef, on_error }
-  local nparts = 7
-  local ptrs, lens = parts_t(nparts), lens_t(nparts)
-  for i = 1, nparts do
-    if parts[i] then ptrs[i - 1] = parts[i]; lens[i - 1] = #parts[i] end
+  local parts = scratch_parts
+  parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7] =
+    code, "=" .. name, layout.wrapper, layout.types, layout.tags, opts.cdef, on_error
+  local ptrs, lens = scratch_ptrs, scratch_lens
+  for i = 1, 7 do
+    local part = parts[i]
+    if part then ptrs[i - 1] = part; lens[i - 1] = #part else ptrs[i - 1] = nil; lens[i - 1] = 0 end
   end
-  local h = C.ljasync_callback_new(name, builder_code, #builder_code, nparts, ptrs, lens,
+  local h = C.ljasync_callback_new(name, builder_code, #builder_code, 7, ptrs, lens,
     #sig.params, sig.kinds_c, sig.offsets_c, sig.frame_size, default, states, limit, errbuf, errbuf_size)
+  for i = 1, 7 do parts[i] = nil end  -- the core copied them
   if h == nil then
     error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)
   end
@@ -323,6 +304,38 @@ function Type:new(f, opts)
   return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
 end
 Type.__call = Type.new
+
+-- What the builder needs about the signature: the spellings of the types in the callback's
+-- state, the struct tags to declare there, the wrapper. Computed once per type (and again for
+-- callbacks with their own cdef, whose spellings may differ).
+function Type:_layout(has_cdef)
+  local sig = self._sig
+  local spellings = { sig.ret_spelling or "-" }
+  local needs_cdef
+  for i = 1, #sig.params do
+    local sp, needs = portable_spelling(sig.params[i], sig.originals[i], has_cdef, sig.kinds[i + 1])
+    spellings[i + 1] = sp
+    if needs then needs_cdef = needs_cdef or sig.originals[i] end
+  end
+  if needs_cdef then
+    error(("bad ctype '%s': type '%s' is an anonymous struct or enum; pass its declaration with the 'cdef' option")
+      :format(self.ctype, needs_cdef), 3)
+  end
+  -- Tags named in the spellings exist there at least as incomplete types (enough for pointers).
+  local tags = {}
+  for _, d in ipairs(sig.tags) do tags[#tags + 1] = d end
+  for i = 1, #spellings do
+    for kw, tag in spellings[i]:gmatch("(%a+)%s+([%a_][%w_]*)") do
+      if (kw == "struct" or kw == "union") and not tag:match("^%d") then tags[#tags + 1] = kw .. " " .. tag end
+    end
+  end
+  local layout = {
+    types = table.concat(spellings, "\n"), tags = table.concat(tags, "\n"),
+    wrapper = wrapper_source(#sig.params, sig.ret ~= nil),
+  }
+  if not has_cdef then self._plain_layout = layout end
+  return layout
+end
 
 function Type:__tostring() return ("lj-async.callback type<%s>"):format(self.ctype) end
 

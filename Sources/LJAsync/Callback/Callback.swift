@@ -110,7 +110,6 @@ enum Callback {
             }
             argOffsets[i] = s.argOffsets[i]
             argSizes[i] = UInt32(s.argKinds[i].size)
-            argTypes[i] = s.argKinds[i].ffiType
         }
         let defaults = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
         defaults[0] = s.defaultReturn.0
@@ -138,6 +137,8 @@ enum Callback {
             live.add(1, ordering: .relaxed)
             return .success(core)
         }
+        // libffi's descriptors are only needed here (dlsym lookups: not on the stub's path).
+        for i in 0..<n { argTypes[i] = s.argKinds[i].ffiType }
         let status = ffi_prep_cif(cif, FFI_DEFAULT_ABI, UInt32(n), s.retKind.ffiType, argTypes)
         guard status == FFI_OK else {
             release(core)
