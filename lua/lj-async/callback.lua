@@ -170,34 +170,6 @@ end
 
 -- -- Code of the callback --
 
---- Turns a function, source text or bytecode into a string for another state.
---- Errors name the upvalues a function would silently lose.
-local function portable_code(f, what, level)
-  if type(f) == "string" then
-    if f:byte(1) ~= 27 then  -- source text: report syntax errors here (bytecode: in the new state)
-      local ok, err = loadstring(f, "=" .. what)
-      if not ok then error(("bad %s: %s"):format(what, err), level + 1) end
-    end
-    return f
-  end
-  if type(f) ~= "function" then
-    error(("bad %s: expected a function, Lua source or bytecode, got %s"):format(what, type(f)), level + 1)
-  end
-  local names = {}
-  for i = 1, 255 do
-    local n = debug.getupvalue(f, i)
-    if not n then break end
-    names[#names + 1] = n
-  end
-  if #names > 0 then
-    error(("bad %s: it has upvalues (%s), which would be nil in its new Lua state; "
-      .. "require modules and define values inside the function"):format(what, table.concat(names, ", ")), level + 1)
-  end
-  local ok, code = pcall(string.dump, f)
-  if not ok then error(("bad %s: %s"):format(what, code), level + 1) end
-  return code
-end
-
 -- -- Callback objects --
 
 local Callback = {}
@@ -264,8 +236,8 @@ end
 function Type:new(f, opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
-  local code = portable_code(f, "callback function", 2)
-  local on_error = opts.on_error and portable_code(opts.on_error, "on_error handler", 2)
+  local code = core.portable_code(f, "callback function", 2, "its new Lua state")
+  local on_error = opts.on_error and core.portable_code(opts.on_error, "on_error handler", 2, "its new Lua state")
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
 
   local sig = self._sig

@@ -88,6 +88,47 @@ end
 M.errbuf_size = 4096
 M.errbuf = ffi.new("char[?]", M.errbuf_size)
 
+-- Bytecode per function, so a function started many times is dumped once; sources checked
+-- once (boundedly: strings are never collected from weak tables).
+local code_cache = setmetatable({}, { __mode = "k" })
+local source_ok, source_count = {}, 0
+
+--- Turns a function, Lua source or bytecode into a string that can enter another state.
+--- `what` names it in errors ("callback function"), `where` is the state it goes to. A
+--- function's upvalues would silently be nil there: it is refused with an error naming them.
+--- Source is compiled here to report syntax errors at the call; bytecode is checked where it
+--- loads. Errors are raised at `level` (as for error()) above the caller.
+function M.portable_code(f, what, level, where, chunkname)
+  if type(f) == "string" then
+    if f:byte(1) == 27 or source_ok[f] then return f end
+    local ok, err = loadstring(f, chunkname or ("=" .. what))
+    if not ok then error(("bad %s: %s"):format(what, tostring(err)), level + 1) end
+    if source_count >= 256 then source_ok, source_count = {}, 0 end
+    source_ok[f], source_count = true, source_count + 1
+    return f
+  end
+  if type(f) ~= "function" then
+    error(("bad %s: expected a function, Lua source or bytecode, got %s"):format(what, type(f)), level + 1)
+  end
+  local code = code_cache[f]
+  if code then return code end
+  local names = {}
+  for i = 1, 255 do
+    local n = debug.getupvalue(f, i)
+    if not n then break end
+    names[#names + 1] = n
+  end
+  if #names > 0 then
+    error(("bad %s: it has upvalues (%s), which would be nil in %s; "
+      .. "require modules and define values inside the function"):format(what, table.concat(names, ", "), where),
+      level + 1)
+  end
+  local ok, dumped = pcall(string.dump, f)
+  if not ok then error(("bad %s: %s"):format(what, tostring(dumped)), level + 1) end
+  code_cache[f] = dumped
+  return dumped
+end
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
 --- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
 function M.add_init(code, name)

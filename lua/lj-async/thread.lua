@@ -93,42 +93,10 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 
 -- -- Code for the new state (creator's state) --
 
--- Bytecode per function, so a function started many times is dumped once.
-local code_cache = setmetatable({}, { __mode = "k" })
-local source_ok, source_count = {}, 0
-
---- Turns a function, source text or bytecode into a string for another state.
---- Errors name the upvalues a function would silently lose.
+--- Code for the thread's state (see core.portable_code); errors at the caller's `level`.
 local function portable_code(f, level, name)
-  local code = code_cache[f]
-  if code then return code end
-  if type(f) == "string" then
-    -- Compiled here once to report syntax errors at the call; remembered (boundedly: strings
-    -- are never collected from weak tables) so a source started in a loop compiles once.
-    if source_ok[f] then return f end
-    local ok, err = loadstring(f, "=" .. name)  -- the chunk name the thread will use
-    if not ok then error("bad thread function: " .. tostring(err), level + 1) end
-    if source_count >= 256 then source_ok, source_count = {}, 0 end
-    source_ok[f], source_count = true, source_count + 1
-    return f
-  end
-  if type(f) ~= "function" then
-    error("bad thread function: expected a function, Lua source or bytecode, got " .. type(f), level + 1)
-  end
-  local names = {}
-  for i = 1, 255 do
-    local n = debug.getupvalue(f, i)
-    if not n then break end
-    names[#names + 1] = n
-  end
-  if #names > 0 then
-    error(("bad thread function: it has upvalues (%s), which would be nil in the thread's "
-      .. "Lua state; require modules and define values inside the function"):format(table.concat(names, ", ")), level + 1)
-  end
-  local ok, dumped = pcall(string_dump, f)
-  if not ok then error("bad thread function: " .. tostring(dumped), level + 1) end
-  code_cache[f] = dumped
-  return dumped
+  local code = core.portable_code(f, "thread function", level + 1, "the thread's Lua state", "=" .. name)
+  return code  -- not a tail call: error levels count this frame
 end
 
 --- The address `ud` stands for: a pointer cdata, lightuserdata, number or nil.
