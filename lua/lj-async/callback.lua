@@ -150,7 +150,8 @@ return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
 -- Prepared states get the builder ready-made, so creating a callback does not load it.
-core.add_init(("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code),
+core.add_init(string.dump(assert(loadstring(  -- as bytecode: its string constant loads without lexing
+  ("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code)))),
   "=lj-async builder")
 
 -- Source of the wrapper for a given arity: reads the frame, calls, stores the result.

@@ -49,7 +49,8 @@ final class Environment: @unchecked Sendable {
 
     /// Makes a fresh state following `snap`: standard libraries, ffi, paths, init code.
     /// Init-code errors do not fail the state; they are returned for reporting.
-    static func makeState(_ snap: Snapshot, allocator: MemoryLimit? = nil) -> (LuaState?, [String]) {
+    /// `collect`: run a full collection at the end (worth it off the caller's thread only).
+    static func makeState(_ snap: Snapshot, allocator: MemoryLimit? = nil, collect: Bool = false) -> (LuaState?, [String]) {
         let L: LuaState?
         if let allocator {
             L = lua_newstate(MemoryLimit.allocate, allocator.context)
@@ -78,7 +79,7 @@ final class Environment: @unchecked Sendable {
         }
         lua_settop(L, 0)
         // The prelude's garbage would otherwise stay until the state's first collection cycle.
-        lua_gc(L, LUA_GCCOLLECT, 0)
+        if collect { lua_gc(L, LUA_GCCOLLECT, 0) }
         return (L, errors)
     }
 }

@@ -101,7 +101,7 @@ final class StateStock: @unchecked Sendable {
             if ready.count < target {
                 let snap = Environment.shared.snapshot()
                 sync.unlock()
-                let (L, errors) = Environment.makeState(snap)
+                let (L, errors) = Environment.makeState(snap, collect: true)
                 for e in errors { reportToStderr(e) }
                 sync.lock()
                 if let L {
