@@ -315,6 +315,7 @@ describe("Luanti's async API", function()
       end
     ]]):format(path), "=spec: record the creating thread")
     local me = io.open("/proc/thread-self/stat"):read("*l"):match("^(%d+)")
+    local before = async.getWorkerCount()            -- workers left by earlier tests keep their states
     async.configure { autoscale = true, max_workers = 6 }
     local jobs = {}
     for i = 1, 6 do jobs[i] = blocker(i) end       -- six workers, more than the stock keeps ready
@@ -324,7 +325,7 @@ describe("Luanti's async API", function()
     for i = 1, 6 do async.await(jobs[i], 10) end
     local makers = {}
     for tid in io.open(path):read("*a"):gmatch("%d+") do makers[#makers + 1] = tid end
-    assert.is_true(#makers >= 6)
+    assert.is_true(#makers >= 6 - before and #makers > 0)
     for _, tid in ipairs(makers) do assert.not_equal(me, tid) end
   end)
 
