@@ -56,6 +56,13 @@ extension Pool {
         if p.pointee.live + p.pointee.stopping == 0 {
             for inbox in p.pointee.watchers { Inbox.noteWorkersGone(inbox) }
         }
+        // Submitters skip the wake-up while a worker spins looking for work; a spinner told to
+        // stop leaves without the jobs queued after its stop, so it hands them to a sleeper.
+        if !p.pointee.queue.isEmpty, let idle = p.pointee.idle.popLast() {
+            idle.pointee.idle = false
+            idle.pointee.woken = true
+            pthread_cond_signal(idle.pointee.cond)
+        }
     }
 
     static func removeIdle(_ w: WorkerRef) {
