@@ -45,13 +45,7 @@ struct PoolWorker {
 
     init(serial: Int) {
         self.serial = serial
-        cond = .allocate(capacity: 1)
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        let rc = pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
-        precondition(rc == 0, "pthread_cond_init failed: \(rc)")
+        cond = Condvar().raw  // monotonic clock; freed with the worker
     }
 
     static func destroy(_ w: WorkerRef) {

@@ -11,16 +11,10 @@ struct MutexCond {
 
     init() {
         mutex = .allocate(capacity: 1)
-        cond = .allocate(capacity: 1)
-        var rc = pthread_mutex_init(mutex, nil)
+        let rc = pthread_mutex_init(mutex, nil)
         precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
         // Timed waits measure against the monotonic clock, immune to wall-clock jumps.
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        rc = pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
-        precondition(rc == 0, "pthread_cond_init failed: \(rc)")
+        cond = Condvar().raw
     }
 
     func destroy() {
