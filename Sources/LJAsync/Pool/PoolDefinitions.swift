@@ -14,6 +14,12 @@ final class PoolDefinitions: @unchecked Sendable {
     private var table: [Int32: (name: String, message: UnsafeMutablePointer<Message>)] = [:]
     private var nextId: Int32 = 0
 
+    /// Only instances made by tests are ever freed (`shared` lives as long as the process).
+    deinit {
+        for entry in table.values { Message.free(entry.message) }
+        sync.destroy()
+    }
+
     /// Stores a definition; takes the message. Returns the new id (> 0).
     func define(name: String, message: UnsafeMutablePointer<Message>) -> Int32 {
         sync.withLock {

@@ -26,6 +26,12 @@ final class PoolIPC: @unchecked Sendable {
     private var values: [[UInt8]: UnsafeMutablePointer<Message>] = [:]
     private var pollers = 0
 
+    /// Only instances made by tests are ever freed (`shared` lives as long as the process).
+    deinit {
+        for m in values.values { Message.free(m) }
+        sync.destroy()
+    }
+
     /// Stores `value` (taken) under `key`; nil deletes.
     func set(_ key: [UInt8], _ value: UnsafeMutablePointer<Message>?) {
         let old: UnsafeMutablePointer<Message>? = sync.withLock {
