@@ -217,14 +217,9 @@ end
 local Type = {}
 Type.__index = Type
 
-local nproc
+-- CPUs this process may run on (its affinity mask), for states = "parallel".
 local function cpu_count()
-  if not nproc then
-    local f = io.popen("nproc 2>/dev/null")
-    nproc = f and tonumber(f:read("*l")) or 2
-    if f then f:close() end
-  end
-  return nproc
+  return require("lj-async.thread").cpus()
 end
 
 --- Creates a callback running `f` (function, source or bytecode). Options:
