@@ -418,6 +418,25 @@ describe("lifetime", function()
     assert.equal(77, T.ljt_call_later_join(h))
   end)
 
+  it("frees itself from inside a call: destruction waits until that call returns", function()
+    local before = CallbackFactory.live()
+    local cb = CallbackFactory("int(*)(double)")(function(addr)
+      local ffi = require "ffi"
+      require "lj-async.callback"  -- declares the core's callback functions here
+      local C = require("lj-async.core").C
+      C.ljasync_callback_free(ffi.cast("ljasync_callback *", addr))
+      return tonumber(C.ljasync_callback_live())  -- still alive: this call is running in it
+    end, { default = -1 })
+    assert.equal(before + 1, CallbackFactory.live())
+    local fp = cb:funcptr()
+    assert.equal(before + 1, fp(tonumber(ffi.cast("intptr_t", cb._h))))
+    assert.equal(before, CallbackFactory.live())  -- destroyed once the call returned
+    local err = H.capture_stderr(function() assert.equal(-1, fp(0)) end)
+    assert.matches("called after free()", err, 1, true)
+    cb:free()                                     -- the owner's free is then a no-op
+    assert.equal(before, CallbackFactory.live())
+  end)
+
   it("survives a call after free(): reports it and returns the default", function()
     local cb = CallbackFactory("int(*)(int)")(function(x) return x end, { default = 9 })
     local fp = cb:funcptr()
