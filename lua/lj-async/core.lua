@@ -80,8 +80,21 @@ do
   end
   local loaders = package.loaders
   for i = 1, #loaders do if loaders[i] == package.ljasync_searcher then table.remove(loaders, i) break end end
-  table.insert(loaders, 2, search)  -- after package.preload, before the file searchers
+  -- After package.preload and, in states the core prepared, after its own C searcher (which
+  -- loads cached bytecode without a copy); before the file searchers.
+  local at = 2
+  if package.ljasync_cached_searcher and loaders[2] == package.ljasync_cached_searcher then at = 3 end
+  table.insert(loaders, at, search)
   package.ljasync_searcher = search
+  -- This module was itself loaded from source: cache it for the states made from now on.
+  local src = debug.getinfo(1, "S").source
+  if src:sub(1, 1) == "@" and M.C.ljasync_module_get("lj-async.core", len, chunk, 1024) == nil then
+    local fn = loadfile(src:sub(2))
+    if fn then
+      local code = string.dump(fn)
+      M.C.ljasync_module_put("lj-async.core", src, code, #code)
+    end
+  end
 end
 
 --- Scratch buffer for error text written by the core; reused (one Lua thread per state).

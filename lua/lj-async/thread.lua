@@ -11,7 +11,7 @@ local setmetatable, tonumber, string_dump = setmetatable, tonumber, string.dump
 core.cdef_once("ljasync_thread", [[
 typedef struct ljasync_thread ljasync_thread;
 ljasync_thread *ljasync_thread_new(const char *code, size_t code_len, const char *chunkname,
-    const char *runner, size_t runner_len, const char *preload, size_t preload_len,
+    const char *runner, size_t runner_len,
     void *ud, ljasync_message *args, const char *name, char *err, size_t errlen);
 int32_t ljasync_thread_join(ljasync_thread *t, double timeout);
 int32_t ljasync_thread_status(ljasync_thread *t);
@@ -201,9 +201,9 @@ function Handle:__tostring()
   return ("lj-async.thread<%s> (%s)"):format(self._name, h and STATUS[C_status(h)] or "destroyed")
 end
 
-local function start(code, ud, name, runner, preload, args, level)
+local function start(code, ud, name, runner, args, level)
   local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
-    preload, preload and #preload or 0, ud, args, name, errbuf, errbuf_size)
+    ud, args, name, errbuf, errbuf_size)
   if h == nil then
     error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
   end
@@ -216,57 +216,24 @@ end
 function Thread.new(func, ud, opts)
   local name = check_name(opts, 2)
   local code = portable_code(func, 2, name)
-  local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
+  local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
   return h
 end
 
 -- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
--- `preload` (address, length) is an encoded table of module bytecode (see preload_blob), read
--- only when the encoder is needed. Kept as source so it captures no upvalue of this module.
+-- The encoder is required only when values move; lj-async's modules load there from the
+-- process-wide bytecode cache (core's ModuleCache), not from source. Kept as source so it
+-- captures no upvalue of this module.
 local runner_code = string_dump(assert(loadstring([==[
-local f, args, preload, preload_len = ...
+local f, args = ...
 local ffi = require "ffi"
-local function encoder()
-  local loaded, pre = package.loaded, package.preload
-  if not loaded["lj-async.encoder"] and preload_len > 0 then
-    local blob = ffi.string(ffi.cast("const char *", preload), preload_len)
-    for name, code in pairs(require("string.buffer").decode(blob)) do
-      if not loaded[name] and not pre[name] then
-        pre[name] = function(...) return assert(loadstring(code))(...) end
-      end
-    end
-    preload_len = 0
-  end
-  return require "lj-async.encoder"
-end
 local function finish(...)
   if select("#", ...) == 0 then return 0 end
-  return tonumber(ffi.cast("uintptr_t", encoder().encode_message(...)))
+  return tonumber(ffi.cast("uintptr_t", require("lj-async.encoder").encode_message(...)))
 end
 if args == 0 then return finish(f()) end
-return finish(f(encoder().decode_message(ffi.cast("ljasync_message *", args))))
+return finish(f(require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
-
--- Bytecode of the modules a spawned thread needs (the encoder's private modules included),
--- found as this state finds them: loading
--- bytecode takes ~30 us where parsing the encoder's source takes ~1 ms, in every thread.
-local preload
-local function preload_blob()
-  if preload then return preload end
-  require "lj-async.encoder"  -- so that its private modules are known
-  local names = { "lj-async.core", "lj-async.encoder", "lj-async.thread" }
-  for name in pairs(package.loaded) do
-    if type(name) == "string" and name:find("^lj%-async%.encoder%.") then names[#names + 1] = name end
-  end
-  local codes = {}
-  for _, name in ipairs(names) do
-    local path = package.searchpath(name, package.path)
-    local chunk = path and loadfile(path)
-    if chunk then codes[name] = string_dump(chunk) end
-  end
-  preload = require("string.buffer").encode(codes)
-  return preload
-end
 
 local function spawn(name, func, ...)
   local code = portable_code(func, 3, name)
@@ -277,7 +244,8 @@ local function spawn(name, func, ...)
     args, err = require("lj-async.encoder").try_encode_message(...)
     if not args then error("bad argument to spawn: " .. tostring(err), 3) end
   end
-  local h = start(code, nil, name, runner_code, preload_blob(), args, 3)
+  require "lj-async.encoder"  -- loaded here first, so new states find it in the module cache
+  local h = start(code, nil, name, runner_code, args, 3)
   return h  -- not a tail call: error levels count this frame
 end
 
@@ -303,6 +271,6 @@ Thread.Handle = Handle
 return setmetatable(Thread, { __call = function(_, func, ud, opts)
   local name = check_name(opts, 2)
   local code = portable_code(func, 2, name)
-  local h = start(code, ud_pointer(ud, 2), name, nil, nil, nil, 2)
+  local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
   return h
 end })

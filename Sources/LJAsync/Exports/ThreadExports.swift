@@ -13,14 +13,14 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 
 /// Creates and starts a thread running `code` (source or bytecode) in a fresh state.
 /// Without `runner` it calls f(ud) with `ud` as a void* cdata; with one (Thread.spawn) it
-/// calls runner(f, args address or 0, preload address, preload length) and keeps the message address the
+/// calls runner(f, args address or 0) and keeps the message address the
 /// runner returns as the results. The thread takes ownership of `args` whether or not
 /// creation succeeds.
 /// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
 @_cdecl("ljasync_thread_new")
 public func ljasync_thread_new(
     _ code: UnsafePointer<CChar>?, _ codeLen: Int, _ chunkName: UnsafePointer<CChar>?,
-    _ runner: UnsafePointer<CChar>?, _ runnerLen: Int, _ preload: UnsafePointer<CChar>?, _ preloadLen: Int,
+    _ runner: UnsafePointer<CChar>?, _ runnerLen: Int,
     _ ud: UnsafeMutableRawPointer?, _ args: OpaquePointer?, _ name: UnsafePointer<CChar>?,
     _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
 ) -> OpaquePointer? {
@@ -34,11 +34,6 @@ public func ljasync_thread_new(
     job.ud = UInt(bitPattern: ud)
     if let runner {
         job.runner = bytes(runner, runnerLen)
-        if let preload, preloadLen > 0, let copy = malloc(preloadLen) {
-            memcpy(copy, preload, preloadLen)
-            job.preload = copy
-            job.preloadLength = preloadLen
-        }
     }
     job.args = argsMessage
     switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread") {

@@ -63,12 +63,19 @@ final class Environment: @unchecked Sendable {
         guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
         luaL_openlibs(L)
         var errors: [String] = []
-        let prelude = "local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)"
+        // lj-async's own modules load from the process-wide bytecode cache (ModuleCache), found
+        // by a searcher placed right after package.preload.
+        let prelude = """
+            local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)
+            package.ljasync_cached_searcher = select(3, ...)
+            table.insert(package.loaders, 2, package.ljasync_cached_searcher)
+            """
         prelude.withCString { p in
             if luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 {
                 lua_pushstring(L, snap.path)
                 lua_pushstring(L, snap.cpath)
-                if lua_pcall(L, 2, 0, 0) != 0 {
+                lua_pushcclosure(L, ModuleCache.searcher, 0)
+                if lua_pcall(L, 3, 0, 0) != 0 {
                     errors.append(Lua.string(L, -1))
                     Lua.pop(L, 1)
                 }

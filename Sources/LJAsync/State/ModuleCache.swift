@@ -1,4 +1,5 @@
 // Bytecode of lj-async's Lua modules, compiled once per process and shared by every new state.
+import CLuaJIT
 import Glibc
 
 /// Module name -> (chunk name, bytecode). Entries are immutable and never removed, so the
@@ -29,6 +30,21 @@ final class ModuleCache: @unchecked Sendable {
     }
 
     func get(_ name: String) -> Entry? { lock.withLock { entries[name] } }
+
+    /// A package.loaders searcher for prepared states: the cached bytecode of `lj-async.*`
+    /// modules, loaded without copying it into a Lua string first. Runs on the state's thread.
+    static let searcher: @convention(c) (OpaquePointer?) -> Int32 = { L in
+        guard let L, let name = lua_tolstring(L, 1, nil) else { return 0 }
+        let module = String(cString: name)
+        guard module.hasPrefix("lj-async."), let e = ModuleCache.shared.get(module) else {
+            lua_pushstring(L, "\n\tno cached bytecode for '\(module)'")
+            return 1
+        }
+        if luaL_loadbuffer(L, e.bytes.assumingMemoryBound(to: CChar.self), e.count, e.chunkName) != 0 {
+            return lua_error(L)
+        }
+        return 1
+    }
 }
 
 /// Small process-wide facts that every state would otherwise work out again (e.g. whether the

@@ -51,7 +51,6 @@ final class LuaThread: @unchecked Sendable {
     deinit {
         if let args = job.args { Message.free(args) }
         if let results { Message.free(results) }
-        Glibc.free(job.preload)
         cancelFlag.deinitialize(count: 1)
         cancelFlag.deallocate()
         sync.destroy()
@@ -101,22 +100,18 @@ final class LuaThread: @unchecked Sendable {
         failure = load(L, job.code, job.chunkName)
         if failure == nil {
             if let runner = job.runner {
-                // Spawn: runner(f, args, preload, length) decodes the arguments, calls f and
-                // encodes the results; preload holds bytecode of lj-async's modules, read only
-                // if the runner needs them (it stays valid while this object lives).
+                // Spawn: runner(f, args) decodes the arguments, calls f and encodes the results.
                 failure = load(L, runner, "=lj-async spawn")
                 if failure == nil {
                     lua_insert(L, 2)
                     lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
-                    lua_pushnumber(L, Double(UInt(bitPattern: job.preload)))
-                    lua_pushnumber(L, Double(job.preloadLength))
                 }
             } else {
                 failure = pushPointer(L, job.ud)
             }
         }
         if failure == nil {
-            if lua_pcall(L, job.runner == nil ? 1 : 4, 1, 1) != 0 {
+            if lua_pcall(L, job.runner == nil ? 1 : 2, 1, 1) != 0 {
                 cancelled = isCancelMarker(L, -1)
                 if !cancelled { failure = Lua.string(L, -1) }
             } else if job.runner != nil {
@@ -258,8 +253,6 @@ struct ThreadJob {
     var ud: UInt = 0                         // Thread.new: the void* argument
     var runner: [UInt8]?                     // Thread.spawn: the runner chunk (see thread.lua)
     var args: UnsafeMutablePointer<Message>? // Thread.spawn: encoded arguments, owned
-    var preload: UnsafeMutableRawPointer?    // Thread.spawn: bytecode blob for the runner, owned
-    var preloadLength = 0
 }
 
 struct ThreadError: Error { let message: String }
