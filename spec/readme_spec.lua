@@ -8,8 +8,10 @@
 -- - `<!-- fragment -->` (or `<!-- fragment: why -->`) on the line right before the fence marks a
 --   block that is not a program (a declaration shown for its shape); it is listed, not run.
 --   Fragments should be few: MAX_FRAGMENTS caps them.
--- - `--> text` in a block: the block prints `text` (stdout, whitespace runs compared as one
---   space; every such line must appear, in any order). Explanations go on their own lines.
+-- - `--> text` in a block (at the end of a line, or alone on one): the block prints the line
+--   `text` on stdout (a whole line; runs of whitespace compare as one space, so print's tabs
+--   match spaces). Every such line must be printed, in any order. The text runs to the end of
+--   the line: explanations go on lines of their own.
 -- - `--2> text`: the same for stderr. A block without `--2>` lines must write nothing on stderr
 --   (an error report or a warning there means the example shows something broken).
 -- - Other fences (```sh, plain ```) are not run.
@@ -116,12 +118,12 @@ local function check(code, timeout)
     problems[#problems + 1] = status == 124 and ("timed out after " .. (timeout or TIMEOUT) .. " s")
       or status > 128 and ("killed by signal " .. (status - 128)) or ("exit status " .. status)
   end
-  local got_out, got_err = normalize(out), normalize(err)
-  for _, w in ipairs(want_out) do
-    if not got_out:find(w, 1, true) then problems[#problems + 1] = "stdout lacks '" .. w .. "'" end
-  end
-  for _, w in ipairs(want_err) do
-    if not got_err:find(w, 1, true) then problems[#problems + 1] = "stderr lacks '" .. w .. "'" end
+  for _, want in ipairs { { "stdout", want_out, out }, { "stderr", want_err, err } } do
+    local got = {}
+    for l in want[3]:gmatch("[^\n]+") do got[normalize(l)] = true end
+    for _, w in ipairs(want[2]) do
+      if not got[w] then problems[#problems + 1] = want[1] .. " lacks the line '" .. w .. "'" end
+    end
   end
   if #want_err == 0 and err ~= "" then problems[#problems + 1] = "wrote on stderr" end
   if #problems == 0 then return nil end
@@ -171,7 +173,8 @@ describe("the block checker", function()
     assert.matches("exit status 1", check('error("boom")\n'))
     assert.matches("killed by signal", check('local ffi = require "ffi"; ffi.cast("int *", 0)[0] = 1\n'))
     assert.matches("timed out", check("while true do end\n", 1))
-    assert.matches("stdout lacks '7'", check("print(6)  --> 7\n"))
+    assert.matches("stdout lacks the line '7'", check("print(6)  --> 7\n"))
+    assert.matches("stdout lacks the line '1'", check("print(12)  --> 1\n"))
     assert.matches("wrote on stderr", check('io.stderr:write("warning\\n")\n'))
     assert.is_nil(check('io.stderr:write("a warning\\n")  --2> a warning\n'))
     assert.is_nil(check('assert(require("lj-async.callback"))\n'))
