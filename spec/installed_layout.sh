@@ -2,6 +2,7 @@
 # Installs into a scratch prefix and loads lj-async from there, with the build tree out of reach.
 set -euo pipefail
 build=$1; luajit=${2:-luajit}
+src=$(cd "$(dirname "$0")/.." && pwd)
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
@@ -20,3 +21,14 @@ env -u LJASYNC_CORE -u LJASYNC_TESTC \
     assert(cb:funcptr()(14) == 42)
     cb:free()
     print("installed layout: ok (" .. core.path .. ")")'
+# examples/ run against the installed prefix alone: libc is their only C code.
+for example in "$src"/examples/*.lua; do
+  out=$(mktemp)
+  if ! env -u LJASYNC_CORE -u LJASYNC_TESTC \
+      LUA_PATH="$prefix/share/lua/5.1/?.lua;;" LUA_CPATH="$prefix/lib/lua/5.1/?.so;;" \
+      timeout -k 5 120 "$luajit" "$example" >"$out" 2>&1; then
+    echo "FAIL: $example from the installed prefix:"; cat "$out"; rm -f "$out"; exit 1
+  fi
+  rm -f "$out"
+  echo "installed layout: ${example#"$src"/} ok"
+done
