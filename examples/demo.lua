@@ -85,7 +85,8 @@ print(("lj-async demo: libc's qsort, on %d pthreads at once, calls one Lua compa
 -- 1. What happens without lj-async: LuaJIT's own callbacks, entered by foreign threads.
 print("1. LuaJIT's own ffi.cast callbacks, called by those threads (in a child process):")
 local luajit = arg and arg[-1] or "luajit"
-local child = ([[%s -e '
+-- A child process (ulimit: no core file from the crash we expect), sorting as the threads below do.
+local child = ([[ulimit -c 0; %s -e '
   local ffi = require "ffi"
   ffi.cdef [=[%s]=]
   local compare = ffi.cast("int (*)(const int *, const int *)", function(a, b) return a[0] - b[0] end)
