@@ -16,7 +16,7 @@ if not ie then
 end
 
 local package, setfenv, getinfo = ie.package, ie.setfenv, ie.debug.getinfo
-local type, error, pcall, ipairs, tostring, format = type, error, pcall, ipairs, tostring, string.format
+local type, error, pcall, pairs, ipairs, tostring, format = type, error, pcall, pairs, ipairs, tostring, string.format
 
 -- Workers are new Lua states: they find lj-async's modules and the core through these paths
 -- (the core passes package.path/cpath on to the states it makes).
@@ -88,14 +88,78 @@ local function calling_mod(level)
   error("lj_async: cannot tell which mod is calling (call it from code in a mod's folder)", level + 1)
 end
 
+-- -- What mods may touch --
+--
+-- Mods have getfenv and debug.getinfo: no function or table of lj-async's (whose globals are
+-- the insecure environment) may reach them, neither as a value (the API, job handles) nor as a
+-- frame above their code. So the API and job handles are this file's own (its globals are the
+-- mods' ones), and callbacks run in a coroutine of their own, where the frames of pool.update
+-- below them cannot be reached.
+
+local co_create, co_resume, traceback = coroutine.create, coroutine.resume, debug.traceback
+
+local function run_callback(f, ...) return f(...) end
+
+local function isolated(f)
+  return function(...)
+    local co = co_create(run_callback)
+    local ok, err = co_resume(co, f, ...)
+    if not ok then error(traceback(co, tostring(err)), 0) end
+  end
+end
+
+local function isolate_callback(cb)
+  if cb == nil then return nil end
+  if type(cb) == "table" and ie.getmetatable(cb) == nil then
+    for k in pairs(cb) do
+      if k ~= "success" and k ~= "error" then error(format("bad callback: unknown field '%s'", tostring(k)), 3) end
+    end
+    if cb.success ~= nil and type(cb.success) ~= "function" then error("bad callback: field 'success' must be a function", 3) end
+    if cb.error ~= nil and type(cb.error) ~= "function" then error("bad callback: field 'error' must be a function", 3) end
+    return { success = cb.success and isolated(cb.success), error = cb.error and isolated(cb.error) }
+  end
+  if type(cb) ~= "function" and type(cb) ~= "table" then
+    error(format("bad callback: expected a function, a table {success = f, error = g} or nil, got %s", type(cb)), 3)
+  end
+  return isolated(cb)
+end
+
+local Handle = {}
+Handle.__index = Handle
+Handle.__metatable = "lj_async job"
+local job_of = ie.setmetatable({}, { __mode = "k" })
+
+--- Removes the job if no worker has started it: true when removed (its callback never runs).
+function Handle:cancel()
+  local job = job_of[self]
+  if not job then error("bad job: expected a job handle (use job:cancel())", 2) end
+  return job:cancel()
+end
+
+--- "pending", "done", "failed" or "cancelled".
+function Handle:status()
+  local job = job_of[self]
+  if not job then error("bad job: expected a job handle (use job:status())", 2) end
+  return job:status()
+end
+
+local function handle(job, why)
+  if not job then return nil, why end
+  local h = ie.setmetatable({}, Handle)
+  job_of[h] = job
+  return h
+end
+
 -- -- The API every mod sees --
 
 local api = {}
 
 --- Queues func(...) in a worker, in the calling mod's restricted environment; callback (a
 --- function, or {success = f, error = g}) gets the results in the normal environment.
+--- Returns a job handle (cancel(), status()), or nil, "full".
 function api.handle_async(func, callback, ...)
-  return sandbox.submit(pool, calling_mod(2), 2, func, callback, ...)
+  local mod = calling_mod(2)
+  return handle(sandbox.submit(pool, mod, 2, func, isolate_callback(callback), ...))
 end
 
 --- Runs the Lua file at `path` (inside the calling mod's folder) in the mod's environment of
@@ -117,7 +181,16 @@ function api.register_portable_metatable(name, mt)
   return sandbox.add_metatable(calling_mod(2), name, mt, 2)
 end
 
-api.ipc_get, api.ipc_set, api.ipc_cas, api.ipc_poll = pool.ipc_get, pool.ipc_set, pool.ipc_cas, pool.ipc_poll
+-- IPC: shared by all states of the process (the server and every worker). Errors are raised
+-- at the mod's call (the wrappers pass their own level on).
+local function relay(ok, ...)
+  if not ok then error((tostring((...)):gsub("^[^\n]-:%d+: ", "")), 3) end
+  return ...
+end
+function api.ipc_get(key) return relay(pcall(pool.ipc_get, key)) end
+function api.ipc_set(key, value) return relay(pcall(pool.ipc_set, key, value)) end
+function api.ipc_cas(key, old, new) return relay(pcall(pool.ipc_cas, key, old, new)) end
+function api.ipc_poll(key, timeout) return relay(pcall(pool.ipc_poll, key, timeout)) end
 
 local function check_trusted(proof, what)
   if proof ~= ie then

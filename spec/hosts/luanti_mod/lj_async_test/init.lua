@@ -113,7 +113,39 @@ must_succeed("metatable", function(v) return v + v end, function(r)
   check("metatable", getmetatable(r) == Vec and r.x == 6, "got " .. tostring(r and r.x))
 end, setmetatable({ x = 3 }, Vec))
 
--- 7. What a mod that is not trusted may not do.
+-- 7. What a mod that is not trusted may not do, or reach: no function it can get (the API,
+-- job handles, the frames above its callbacks) has globals that hold the real io or a working
+-- require.
+local function insecure(e)
+  return type(e) == "table" and ((type(e.io) == "table" and e.io.popen ~= nil)
+    or (type(e.require) == "function" and pcall(e.require, "ffi")))
+end
+local function leaks_in(where)
+  local found = {}
+  for k, f in pairs(lj_async) do
+    if type(f) == "function" and insecure(getfenv(f)) then found[#found + 1] = "lj_async." .. k end
+  end
+  for l = 2, 30 do
+    local info = debug.getinfo(l, "fS")
+    if not info then break end
+    if insecure(getfenv(info.func)) then found[#found + 1] = where .. " frame " .. l .. " (" .. info.short_src .. ")" end
+  end
+  return found
+end
+expect("no insecure environment reachable")
+do
+  local job = lj_async.handle_async(function() return 1 end, function()
+    local found = leaks_in("callback")
+    check("no insecure environment reachable", #found == 0, table.concat(found, ", "))
+  end)
+  local from_job = {}
+  for _, k in ipairs { "cancel", "status" } do
+    if insecure(getfenv(job[k])) then from_job[#from_job + 1] = "job:" .. k end
+  end
+  if type(getmetatable(job)) == "table" then from_job[#from_job + 1] = "the job handle's metatable" end
+  if #from_job > 0 then log("FAIL job handle leaks: " .. table.concat(from_job, ", ")); failed = failed + 1 end
+end
+
 expect("unrestricted refused")
 local ok, err = pcall(lj_async.unrestricted, {})
 check("unrestricted refused", not ok and err:find("insecure environment") ~= nil, err)
