@@ -152,33 +152,50 @@ end
 
 -- -- The API every mod sees --
 
-local api = {}
+-- The functions that act for one mod; mod_of(level) names it (level: the caller's, as for error).
+local function make_api(mod_of)
+  local t = {}
 
---- Queues func(...) in a worker, in the calling mod's restricted environment; callback (a
---- function, or {success = f, error = g}) gets the results in the normal environment.
---- Returns a job handle (cancel(), status()), or nil, "full".
-function api.handle_async(func, callback, ...)
-  local mod = calling_mod(2)
-  return handle(sandbox.submit(pool, mod, 2, func, isolate_callback(callback), ...))
-end
-
---- Runs the Lua file at `path` (inside the calling mod's folder) in the mod's environment of
---- every worker, present and future: its globals are visible to the mod's jobs.
-function api.register_async_dofile(path)
-  local mod = calling_mod(2)
-  if type(path) ~= "string" then error(format("bad path: expected a string, got %s", type(path)), 2) end
-  local dir = core.get_modpath(mod):gsub("/*$", "/")
-  if path:sub(1, #dir) ~= dir or ("/" .. path .. "/"):find("/%.%./") then
-    error(format("bad path: %s is not inside mod %s's folder (%s)", path, mod, dir), 2)
+  --- Queues func(...) in a worker, in the mod's restricted environment; callback (a function,
+  --- or {success = f, error = g}) gets the results in the normal environment.
+  --- Returns a job handle (cancel(), status()), or nil, "full".
+  function t.handle_async(func, callback, ...)
+    local mod = mod_of(2)
+    return handle(sandbox.submit(pool, mod, 2, func, isolate_callback(callback), ...))
   end
-  return sandbox.add_file(mod, path, 2)
+
+  --- Runs the Lua file at `path` (inside the mod's folder) in the mod's environment of every
+  --- worker, present and future: its globals are visible to the mod's jobs.
+  function t.register_async_dofile(path)
+    local mod = mod_of(2)
+    if type(path) ~= "string" then error(format("bad path: expected a string, got %s", type(path)), 2) end
+    local dir = core.get_modpath(mod):gsub("/*$", "/")
+    if path:sub(1, #dir) ~= dir or ("/" .. path .. "/"):find("/%.%./") then
+      error(format("bad path: %s is not inside mod %s's folder (%s)", path, mod, dir), 2)
+    end
+    return sandbox.add_file(mod, path, 2)
+  end
+
+  --- Tables with metatable `mt` keep it when they cross (as `name`: names are shared by all
+  --- mods, so prefix them: "mymod:Point"). In workers its functions run in the mod's
+  --- environment. Returns true, or false and why mt cannot cross.
+  function t.register_portable_metatable(name, mt)
+    return sandbox.add_metatable(mod_of(2), name, mt, 2)
+  end
+
+  return t
 end
 
---- Tables with metatable `mt` keep it when they cross (as `name`: names are shared by all
---- mods, so prefix them: "mymod:Point"). In workers its functions run in the calling mod's
---- environment. Returns true, or false and why mt cannot cross.
-function api.register_portable_metatable(name, mt)
-  return sandbox.add_metatable(calling_mod(2), name, mt, 2)
+local api = make_api(calling_mod)
+
+--- The same functions bound, now, to the mod that is loading: for calls at run time, where
+--- the global ones tell the mod from the calling file's path.
+function api.bind()
+  local mod = core.get_current_modname()
+  if not mod then error("lj_async.bind() works only while a mod loads (call it in the mod's main scope)", 2) end
+  local bound = make_api(function() return mod end)
+  bound.ipc_get, bound.ipc_set, bound.ipc_cas, bound.ipc_poll = api.ipc_get, api.ipc_set, api.ipc_cas, api.ipc_poll
+  return bound
 end
 
 -- IPC: shared by all states of the process (the server and every worker). Errors are raised

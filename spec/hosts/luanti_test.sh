@@ -70,10 +70,11 @@ fail() {
 grep -q "listening on 127.0.0.1:$port" "$log" || fail "the server did not listen on 127.0.0.1:$port"
 for name in success failure dofile cycle io.open ffi os.execute getfenv bytecode upvalue ipc metatable \
             "unrestricted refused" "dofile outside the mod refused" "runtime call" \
-            "trusted mod: unrestricted job" "trusted mod: restricted by default" "no insecure environment reachable"; do
+            "trusted mod: unrestricted job" "trusted mod: restricted by default" "no insecure environment reachable" \
+            "bound runtime call" "bind refused at run time"; do
   grep -qF "lj_async_test: ok $name" "$log" || fail "check '$name' did not pass"
 done
 if grep -q "lj_async_test: FAIL" "$log"; then fail "a check failed"; fi
-grep -q "lj_async_test: done: 18 passed, 0 failed" "$log" || fail "no summary with 18 checks passed"
+grep -q "lj_async_test: done: 20 passed, 0 failed" "$log" || fail "no summary with 20 checks passed"
 if grep -E "ERROR\[|\[lj_async\]" "$log" | grep -v "lj_async_test" ; then fail "errors in the log"; fi
 echo "luanti: ok ($(grep -c 'lj_async_test: ok' "$log") checks passed in minetestserver on 127.0.0.1:$port)"

@@ -156,6 +156,9 @@ check("dofile outside the mod refused", not ok and err:find("not inside mod lj_a
 -- 8. At run time (in a globalstep, where get_current_modname() is nil), calls are still this
 -- mod's: the job sees the globals of this mod's async file.
 expect("runtime call")
+expect("bound runtime call")
+local bound = lj_async.bind()
+expect("bind refused at run time")
 
 -- 9. A trusted mod (lj_async_trusted_test) gets unrestricted jobs only when it asks, with its
 -- insecure environment.
@@ -178,6 +181,12 @@ core.register_globalstep(function(dtime)
       success = function(r) check("runtime call", r == 9, "got " .. tostring(r)) end,
       error = function(msg) check("runtime call", false, msg) end,
     }, 3)
+    bound.handle_async(function(x) return lj_async_test_square(x) end, {
+      success = function(r) check("bound runtime call", r == 16, "got " .. tostring(r)) end,
+      error = function(msg) check("bound runtime call", false, msg) end,
+    }, 4)
+    local ok, err = pcall(lj_async.bind)
+    check("bind refused at run time", not ok and tostring(err):find("only while a mod loads") ~= nil, err)
   end
   if elapsed > 30 and not finished then finish("no result within 30 s") end
 end)
