@@ -61,6 +61,9 @@ must_fail("failure", "^job 'lj_async_test' failed: .-init%.lua:%d+: boom from th
   error("boom from the test")
 end)
 
+-- A failure no callback takes is written to the log (the shell test looks for it).
+lj_async.handle_async(function() error("nobody takes this failure") end, function() end)
+
 -- 3. A file registered with register_async_dofile: its globals are visible to this mod's jobs.
 lj_async.register_async_dofile(modpath .. "/async_file.lua")
 must_succeed("dofile", function(x) return lj_async_test_square(x), lj_async_test_file_io end, function(sq, io_type)
