@@ -88,6 +88,13 @@ describe("restricted jobs", function()
     end)
     assert.is_true(ok, a)
     assert.same({ true, true, true }, { a, b, c })
+    -- The job's own functions may get other globals.
+    local ok2, v = run("spec_a", function()
+      local function f() return marker end
+      setfenv(f, { marker = "own env" })
+      return f()
+    end)
+    assert.same({ true, "own env" }, { ok2, v })
     fails_with("setfenv%(0%) is not allowed", "spec_a", function() setfenv(0, {}) end)
     fails_with("does not belong to the restricted job", "spec_a", function() setfenv(print, {}) end)
     fails_with("does not belong to the restricted job", "spec_a", function() setfenv(3, {}) end)
@@ -107,6 +114,17 @@ describe("restricted jobs", function()
     assert.is_true(ok, a)
     assert.equal("nil", a)
     assert.matches("bytecode is not allowed", b)
+    local ok2, c, d = run("spec_a", function(bc)
+      local parts = { "return type(", "io)" }
+      local i = 0
+      local f = assert(load(function() i = i + 1; return parts[i] end))
+      local once = false
+      local g, err = load(function() if once then return nil end once = true; return bc end)
+      return f(), g == nil and err
+    end, code)
+    assert.is_true(ok2, c)
+    assert.equal("nil", c)
+    assert.matches("bytecode is not allowed", d)
   end)
 
   it("refuse cdata other than 64-bit integers and complex numbers", function()
