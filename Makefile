@@ -4,7 +4,7 @@ BUILD ?= build
 export PATH := $(PATH):/opt/swift/usr/bin
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test demo bench install clean
+.PHONY: all deps build test demo bench install clean luanti-mod
 
 all: build
 
@@ -27,6 +27,10 @@ demo: build
 
 bench: build
 	@for f in bench/*_bench.lua; do echo; $(RUN_ENV) luajit $$f || exit 1; done
+
+# The Luanti mod, ready to drop in a server's mods/: lj-async's modules and the core copied into it.
+luanti-mod: build
+	@bash luanti/pack.sh $(BUILD)/ljasync_core.so luanti/lj_async
 
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
