@@ -68,11 +68,9 @@ M.modules = {
   "lj-async.encoder.scan",
 }
 
-M.searcher = nil  -- the cache's searcher in this state's package.loaders, once installed
-
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as
--- require does, without running the module), or nil and why not. The cache's searcher is
--- skipped: it would only hand back what the cache holds.
+-- require does, without running the module), or nil and why not. The cache's searcher
+-- (M.searcher, once installed) is skipped: it would only hand back what the cache holds.
 local function find_loader(name)
   local loaders, notes = package.loaders, {}
   for i = 1, #loaders do
@@ -128,8 +126,12 @@ if M.C.ljasync_memo_get("lj-async modules") < 0 then
 end
 
 -- This state loads lj-async's modules from the cache too: the same code as everywhere, and
--- found even if package.path changes. Hosts without package.loadlib keep their own loaders.
-if package.loadlib then
+-- found even if package.path changes. States the core made have the searcher already (their
+-- prelude installed it and keeps it in the registry), so they skip package.loadlib's dlopen.
+-- Hosts without package.loadlib keep their own loaders.
+local registry = debug and debug.getregistry and debug.getregistry()
+M.searcher = registry and registry.ljasync_searcher
+if not M.searcher and package.loadlib then
   local install = package.loadlib(path, "ljasync_module_install")
   if install then
     local searcher, err = install()
