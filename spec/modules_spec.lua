@@ -41,6 +41,7 @@ local function say(...) io.write(table.concat({ ... }, " "), "\n"); io.flush() e
 local CF = require "lj-async.callback"
 local Thread = require "lj-async.thread"
 say("creator has sync:", tostring(package.loaded["lj-async.sync"] ~= nil))
+say("module runs:", tostring(LJ_RUNS))
 
 -- The chunk names of a module's functions: tracebacks in new states must name its files.
 local probe = [[
@@ -110,8 +111,14 @@ table.insert(package.loaders, 2, function(name)
   if not f then return "\n\tno game file '" .. rel .. "'" end
   local src = f:read("*a")
   f:close()
-  return assert(loadstring(src, "@" .. rel))
+  -- Counts module runs (on the first line: line numbers stay), to see the fill runs none.
+  return assert(loadstring("LJ_RUNS = (LJ_RUNS or 0) + 1; " .. src, "@" .. rel))
 end)
+-- Found the core; from now on neither a variable nor a path leads to it (as in LÖVE).
+require "lj-async.core"
+local ffi = require "ffi"
+ffi.cdef "int unsetenv(const char *name);"
+ffi.C.unsetenv("LJASYNC_CORE")
 ]==]):format(LUA)
 
 -- Scenario 2: lj-async loads through package.path, which is emptied right after.
@@ -133,6 +140,8 @@ describe("modules in new states", function()
   it("come from the creating state's own searcher when it is the only way to lj-async", function()
     local out, ok = run_child(LOVE_LIKE .. CHECKS)
     check_all(out)
+    -- Filling the cache ran no module: only core, callback and thread ran in the creator.
+    assert.matches("module runs: 3", out, 1, true)
     assert.is_true(ok, out)
     -- The searcher's chunk names survive into the new states' code (tracebacks name the files).
     local sources = assert(out:match("sources: ([^\n]*)"), out)
@@ -179,8 +188,7 @@ describe("the module cache", function()
 
   it("names a loader that cannot be saved when a new state requires that module", function()
     -- lj-async.pool_worker comes from a C function (package.preload) in the creating state.
-    local out, ok = run_child(LOVE_LIKE .. [==[
-package.preload["lj-async.pool_worker"] = print
+    local out, ok = run_child('package.preload["lj-async.pool_worker"] = print\n' .. LOVE_LIKE .. [==[
 local Thread = require "lj-async.thread"
 local t = Thread.new(function() require "lj-async.pool_worker" end)
 assert(t:join(20))

@@ -12,6 +12,7 @@ end
 M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len);
 void ljasync_env_set_stock(int32_t n);
 int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
@@ -48,7 +49,11 @@ local function locate()
   return nil
 end
 
-local path = locate()
+-- A state the core made uses the core already loaded in this process, whatever its paths:
+-- its prelude left the path in the registry (see ModuleCache.install).
+local registry = debug.getregistry()
+local made_by_core = registry.ljasync_core
+local path = made_by_core or locate()
 if not path then
   error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
 end
@@ -57,6 +62,9 @@ M.C = ffi.load(path)
 
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
+
+-- States made from now on load this same core, even where no path or variable leads to it.
+if not made_by_core then M.C.ljasync_env_set_core(path) end
 
 -- Every lj-async module, private ones included (spec/modules_spec.lua checks this list against
 -- the files). States the core makes load them from the process-wide bytecode cache
@@ -129,8 +137,7 @@ end
 -- found even if package.path changes. States the core made have the searcher already (their
 -- prelude installed it and keeps it in the registry), so they skip package.loadlib's dlopen.
 -- Hosts without package.loadlib keep their own loaders.
-local registry = debug and debug.getregistry and debug.getregistry()
-M.searcher = registry and registry.ljasync_searcher
+M.searcher = registry.ljasync_searcher
 if not M.searcher and package.loadlib then
   local install = package.loadlib(path, "ljasync_module_install")
   if install then

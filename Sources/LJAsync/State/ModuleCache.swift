@@ -58,13 +58,14 @@ final class ModuleCache: Sendable {
 
     /// Puts `searcher` into `L`'s package.loaders right after package.preload, unless this
     /// state has it already (the registry keeps it under `ljasync_searcher`), and pushes it.
-    /// With `paths` (the prelude of a state the core makes) it first loads `ffi` and sets
-    /// package.path and package.cpath: one chunk, since parsing it is most of its cost.
+    /// With `paths` (the prelude of a state the core makes) it first loads `ffi`, sets
+    /// package.path and package.cpath, and leaves the core's path in the registry
+    /// (`ljasync_core`, read by `core.lua`): one chunk, since parsing it is most of its cost.
     /// `core.lua` calls it in the creating state through `ljasync_module_install`. It uses the
     /// tables `require` reads (registered in _LOADED), so a host that replaced the global
     /// `package` or `table` still gets it. Returns nil, or the error (nothing pushed then).
     /// Runs on the state's thread.
-    static func install(_ L: LuaState, paths: (path: String, cpath: String)? = nil) -> String? {
+    static func install(_ L: LuaState, paths: (path: String, cpath: String, core: String)? = nil) -> String? {
         var failure: String?
         installCode.withCString { p in
             guard luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 else {
@@ -77,8 +78,9 @@ final class ModuleCache: Sendable {
             if let paths {
                 lua_pushstring(L, paths.path)
                 lua_pushstring(L, paths.cpath)
+                lua_pushstring(L, paths.core)
             }
-            if lua_pcall(L, paths == nil ? 2 : 4, 1, 0) != 0 {
+            if lua_pcall(L, paths == nil ? 2 : 5, 1, 0) != 0 {
                 failure = Lua.string(L, -1)
                 Lua.pop(L, 1)
             }
@@ -87,9 +89,13 @@ final class ModuleCache: Sendable {
     }
 
     private static let installCode = """
-        local reg, searcher, path, cpath = ...
+        local reg, searcher, path, cpath, core = ...
         local loaded = reg._LOADED
-        if path then loaded.package.path, loaded.package.cpath = path, cpath; require "ffi" end
+        if path then
+          loaded.package.path, loaded.package.cpath = path, cpath
+          if core ~= "" then reg.ljasync_core = core end
+          require "ffi"
+        end
         if not reg.ljasync_searcher then
           loaded.table.insert(loaded.package.loaders, 2, searcher)
           reg.ljasync_searcher = searcher
