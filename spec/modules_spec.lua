@@ -246,10 +246,17 @@ describe("core.provide", function()
     assert.same({ "found", "@game/found.lua" }, { in_thread("modules_spec.found") })
   end)
 
+  it("takes bytecode, which keeps its chunk name", function()
+    local code = string.dump(loadstring("return { value = 'bc', where = function() end }", "@game/bc.lua"))
+    assert.is_true(core.provide("modules_spec.bc", code))
+    assert.same({ "bc", "@game/bc.lua" }, { in_thread("modules_spec.bc") })
+  end)
+
   it("keeps the first module provided under a name", function()
     assert.is_true(core.provide("modules_spec.once", "return { value = 1, where = function() end }"))
     assert.is_false(core.provide("modules_spec.once", "return { value = 2, where = function() end }"))
     assert.equal(1, (in_thread("modules_spec.once")))
+    assert.is_false(core.provide("lj-async.sync", "return {}"))  -- lj-async's own are taken
   end)
 
   it("refuses what cannot become a module, naming why", function()
@@ -262,6 +269,8 @@ describe("core.provide", function()
       "cannot provide module 'modules_spec.bad': its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)")
     assert.has_error(function() core.provide("modules_spec.bad", function() return up end) end,
       "cannot provide module 'modules_spec.bad': its loader has upvalues (up), which would be nil in other states")
+    assert.has_error(function() core.provide("modules_spec.bad", function() end, "@x.lua") end,
+      "bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)")
     local ok, err = pcall(core.provide, "modules_spec.bad", "return {")
     assert.is_false(ok)
     assert.matches("bad argument #2 to 'provide' (module 'modules_spec.bad'): ", err, 1, true)

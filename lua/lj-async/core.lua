@@ -93,8 +93,9 @@ local function find_loader(name)
   return nil, "not found:" .. table.concat(notes)
 end
 
--- Bytecode and chunk name of a module's main function, or nil and why it cannot move.
-local function dump_loader(fn, chunkname)
+-- Bytecode and chunk name of a module's main function, or nil and why it cannot move. The
+-- bytecode keeps the chunk name (string.dump without stripping), so tracebacks name the file.
+local function dump_loader(fn)
   local info = debug.getinfo(fn, "Su")
   if info.what == "C" then
     return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
@@ -107,7 +108,7 @@ local function dump_loader(fn, chunkname)
   end
   local ok, code = pcall(string.dump, fn)
   if not ok then return nil, tostring(code) end
-  return code, chunkname or info.source
+  return code, info.source
 end
 
 local function put(name, chunkname, code)
@@ -150,15 +151,17 @@ end
 --- Makes module `name` available to every state created from now on (and to those running:
 --- `require` there finds it), as the process-wide cache's bytecode: for modules other states
 --- cannot find themselves, such as a LÖVE game's files inside its `.love` zip. `loader` is
---- the module's main function (a Lua function without upvalues), its Lua source or bytecode,
---- or nil to find it through this state's package.loaders. The first module provided under
---- a name stays: returns true when stored, false when the name was taken.
+--- the module's main function (a Lua function without upvalues), its Lua source (named
+--- `chunkname`, default "=name") or bytecode, or nil to find it through this state's
+--- package.loaders. In other states `require(name)` runs it as this state's require would.
+--- The first module provided under a name stays: returns true when stored, false when the
+--- name was taken (by lj-async's own modules too).
 function M.provide(name, loader, chunkname)
   if type(name) ~= "string" or name == "" then
     error(("bad argument #1 to 'provide': expected a module name, got %s"):format(type(name)), 2)
   end
-  if chunkname ~= nil and type(chunkname) ~= "string" then
-    error(("bad argument #3 to 'provide': expected a chunk name string, got %s"):format(type(chunkname)), 2)
+  if chunkname ~= nil and (type(chunkname) ~= "string" or type(loader) ~= "string" or loader:byte(1) == 27) then
+    error("bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)", 2)
   end
   local why
   if loader == nil then
@@ -171,7 +174,7 @@ function M.provide(name, loader, chunkname)
   elseif type(loader) ~= "function" then
     error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
   end
-  local code, chunk = dump_loader(loader, chunkname)
+  local code, chunk = dump_loader(loader)
   if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
   return put(name, chunk, code)
 end
