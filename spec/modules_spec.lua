@@ -186,6 +186,18 @@ describe("the module cache", function()
     end
   end)
 
+  it("says so, without raising through the core, when cached bytecode does not load", function()
+    local bad = "\27LJ\2\255garbage"
+    assert.equal(1, core.C.ljasync_module_put("modules_spec.corrupt", "=corrupt", bad, #bad))
+    local Thread = require "lj-async.thread"
+    local t = Thread.new(function() require "modules_spec.corrupt" end)
+    assert.is_true(t:join(20))
+    assert.equal("failed", t:status())
+    assert.matches("module 'modules_spec.corrupt' not found:", t:error(), 1, true)
+    assert.matches("lj-async's cached bytecode for 'modules_spec.corrupt' does not load here: ", t:error(), 1, true)
+    t:destroy()
+  end)
+
   it("names a loader that cannot be saved when a new state requires that module", function()
     -- lj-async.pool_worker comes from a C function (package.preload) in the creating state.
     local out, ok = run_child('package.preload["lj-async.pool_worker"] = print\n' .. LOVE_LIKE .. [==[
