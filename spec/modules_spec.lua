@@ -71,9 +71,8 @@ local n, msg = cb:errors()
 say("callback:", r, n == 0 and "ok" or tostring(msg))
 cb:free()
 
-local t = Thread.new(function()
-  require "lj-async.sync"
-  require "lj-async.pool_abi"
+local t = Thread.new(function()  -- every lj-async module, private ones too
+  for _, name in ipairs(require("lj-async.core").modules) do require(name) end
 end)
 local joined = t:join(20)
 say("thread:", tostring(joined), t:status(), tostring(t:error()))
