@@ -12,6 +12,7 @@ end
 M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len);
 void ljasync_env_set_stock(int32_t n);
 int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
@@ -21,8 +22,10 @@ void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
-void ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
+int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
+void ljasync_module_note(const char *name, const char *why);
+int ljasync_module_install(void *L);  /* a lua_CFunction: reached through package.loadlib */
 int32_t ljasync_memo_get(const char *key);
 void ljasync_memo_set(const char *key, int32_t value);
 ]])
@@ -46,7 +49,11 @@ local function locate()
   return nil
 end
 
-local path = locate()
+-- A state the core made uses the core already loaded in this process, whatever its paths:
+-- its prelude left the path in the registry (see ModuleCache.install).
+local registry = debug.getregistry()
+local made_by_core = registry.ljasync_core
+local path = made_by_core or locate()
 if not path then
   error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
 end
@@ -56,45 +63,120 @@ M.C = ffi.load(path)
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
 
--- lj-async's own modules load as bytecode compiled once per process (see ModuleCache.swift):
--- new states (threads, workers, callbacks) then skip parsing them. Tracebacks keep file names.
-do
-  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1024]")
-  local function search(name)
-    if not name:match("^lj%-async%.") then return nil end
-    local p = M.C.ljasync_module_get(name, len, chunk, 1024)
-    if p ~= nil then
-      return assert(loadstring(ffi.string(p, len[0]), ffi.string(chunk)))
-    end
-    local path = package.searchpath(name, package.path)
-    if not path then return nil end
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local src = f:read("*a")
-    f:close()
-    local fn, err = loadstring(src, "@" .. path)
-    if not fn then error(err, 0) end
-    local code = string.dump(fn)
-    M.C.ljasync_module_put(name, "@" .. path, code, #code)
-    return fn
-  end
-  local loaders = package.loaders
-  for i = 1, #loaders do if loaders[i] == package.ljasync_searcher then table.remove(loaders, i) break end end
-  -- After package.preload and, in states the core prepared, after its own C searcher (which
-  -- loads cached bytecode without a copy); before the file searchers.
-  local at = 2
-  if package.ljasync_cached_searcher and loaders[2] == package.ljasync_cached_searcher then at = 3 end
-  table.insert(loaders, at, search)
-  package.ljasync_searcher = search
-  -- This module was itself loaded from source: cache it for the states made from now on.
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" and M.C.ljasync_module_get("lj-async.core", len, chunk, 1024) == nil then
-    local fn = loadfile(src:sub(2))
-    if fn then
-      local code = string.dump(fn)
-      M.C.ljasync_module_put("lj-async.core", src, code, #code)
+-- States made from now on load this same core, even where no path or variable leads to it.
+if not made_by_core then M.C.ljasync_env_set_core(path) end
+
+-- Every lj-async module, private ones included (spec/modules_spec.lua checks this list against
+-- the files). States the core makes load them from the process-wide bytecode cache
+-- (State/ModuleCache.swift) through its one searcher, whatever their paths and loaders.
+M.modules = {
+  "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
+  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
+  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
+  "lj-async.encoder.scan",
+}
+
+-- The loader this state's own package.loaders give for `name` (each searcher in order, as
+-- require does, without running the module), or nil and why not. The cache's searcher
+-- (M.searcher, once installed) is skipped: it would only hand back what the cache holds.
+local function find_loader(name)
+  local loaders, notes = package.loaders, {}
+  for i = 1, #loaders do
+    local searcher = loaders[i]
+    if searcher ~= M.searcher then
+      local ok, loader = pcall(searcher, name)
+      if not ok then return nil, ("package.loaders[%d] failed: %s"):format(i, tostring(loader)) end
+      if type(loader) == "function" then return loader, i end
+      if type(loader) == "string" then notes[#notes + 1] = loader end
     end
   end
+  return nil, "not found:" .. table.concat(notes)
+end
+
+-- Bytecode and chunk name of a module's main function, or nil and why it cannot move. The
+-- bytecode keeps the chunk name (string.dump without stripping), so tracebacks name the file.
+local function dump_loader(fn)
+  local info = debug.getinfo(fn, "Su")
+  if info.what == "C" then
+    return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
+  end
+  if info.nups > 0 then
+    local names = {}
+    for i = 1, info.nups do names[i] = debug.getupvalue(fn, i) end
+    return nil, ("its loader has upvalues (%s), which would be nil in other states"):format(
+      table.concat(names, ", "))
+  end
+  local ok, code = pcall(string.dump, fn)
+  if not ok then return nil, tostring(code) end
+  return code, info.source
+end
+
+local function put(name, chunkname, code)
+  return M.C.ljasync_module_put(name, chunkname, code, #code) == 1
+end
+
+-- Fills the cache with every lj-async module, once per process (the first state that loads
+-- this module does it; the cache keeps the first entry per name). A module this state cannot
+-- find or dump is noted: states requiring it then say why, and their other searchers go on.
+if M.C.ljasync_memo_get("lj-async modules") < 0 then
+  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1]")
+  for _, name in ipairs(M.modules) do
+    if M.C.ljasync_module_get(name, len, chunk, 1) == nil then
+      local code, chunkname = find_loader(name)  -- the loader, or nil and why not
+      if code then code, chunkname = dump_loader(code) end
+      if code then
+        put(name, chunkname, code)
+      else
+        M.C.ljasync_module_note(name, "not cached when lj-async loaded: " .. tostring(chunkname))
+      end
+    end
+  end
+  M.C.ljasync_memo_set("lj-async modules", 1)
+end
+
+-- This state loads lj-async's modules from the cache too: the same code as everywhere, and
+-- found even if package.path changes. States the core made have the searcher already (their
+-- prelude installed it and keeps it in the registry), so they skip package.loadlib's dlopen.
+-- Hosts without package.loadlib keep their own loaders.
+M.searcher = registry.ljasync_searcher
+if not M.searcher and package.loadlib then
+  local install = package.loadlib(path, "ljasync_module_install")
+  if install then
+    local searcher, err = install()
+    if not searcher then error("lj-async: cannot install the module searcher: " .. tostring(err), 2) end
+    M.searcher = searcher
+  end
+end
+
+--- Makes module `name` available to every state created from now on (and to those running:
+--- `require` there finds it), as the process-wide cache's bytecode: for modules other states
+--- cannot find themselves, such as a LÖVE game's files inside its `.love` zip. `loader` is
+--- the module's main function (a Lua function without upvalues), its Lua source (named
+--- `chunkname`, default "=name") or bytecode, or nil to find it through this state's
+--- package.loaders. In other states `require(name)` runs it as this state's require would.
+--- The first module provided under a name stays: returns true when stored, false when the
+--- name was taken (by lj-async's own modules too).
+function M.provide(name, loader, chunkname)
+  if type(name) ~= "string" or name == "" then
+    error(("bad argument #1 to 'provide': expected a module name, got %s"):format(type(name)), 2)
+  end
+  if chunkname ~= nil and (type(chunkname) ~= "string" or type(loader) ~= "string" or loader:byte(1) == 27) then
+    error("bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)", 2)
+  end
+  local why
+  if loader == nil then
+    loader, why = find_loader(name)
+    if not loader then error(("cannot provide module '%s': %s"):format(name, why), 2) end
+  elseif type(loader) == "string" then
+    local fn, err = loadstring(loader, chunkname or ("=" .. name))
+    if not fn then error(("bad argument #2 to 'provide' (module '%s'): %s"):format(name, tostring(err)), 2) end
+    loader = fn
+  elseif type(loader) ~= "function" then
+    error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
+  end
+  local code, chunk = dump_loader(loader)
+  if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
+  return put(name, chunk, code)
 end
 
 --- Scratch buffer for error text written by the core; reused (one Lua thread per state).
