@@ -133,7 +133,11 @@ local function spell(id, inner, decls, strip)
   local rid, t, q = raw(id)
   local info = t.info
   local k = kind_of(info)
-  q = strip and 0 or bor(q, band(info, CTF_QUAL))
+  -- Top level: a result loses its qualifiers (the frame field is written); a parameter keeps
+  -- those of a pointer itself, as LuaJIT delivers it (`char *const`), and loses the others.
+  if strip == "result" then q = 0
+  elseif strip == "param" then q = band(info, CTF_QUAL)
+  else q = bor(q, band(info, CTF_QUAL)) end
   local function leaf(name) return quals_text(q) .. name .. (inner ~= "" and " " .. inner or "") end
   if k == CT_NUM then return leaf(num_name(info, t.size))
   elseif k == CT_VOID then return leaf("void")
@@ -253,7 +257,7 @@ function M.read(s)
     if not kind then return why and what .. ": " .. why end
     sig.kinds[#sig.kinds + 1] = kind
     if kind ~= K.void then
-      local ok, text = pcall(spell, id, field, decls, true)
+      local ok, text = pcall(spell, id, field, decls, field == "r" and "result" or "param")
       if not ok then return what .. ": " .. text end
       sig.fields[#sig.fields + 1] = text
     end
