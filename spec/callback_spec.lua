@@ -220,6 +220,72 @@ describe("ctype strings", function()
   end)
 end)
 
+describe("many parameters", function()
+  ffi.cdef [[
+  int ljt_ffi_call(void *fp, int ret_kind, int nargs, const uint8_t *kinds, uint64_t *args,
+                   int on_thread, int64_t *iret, double *dret);
+  ]]
+  -- Calls fp from a C thread through libffi with args[i] of kinds[i] (lj-async's value kinds).
+  local function call(fp, ret_kind, kinds, values)
+    local n = #kinds
+    local k, args = ffi.new("uint8_t[?]", n), ffi.new("uint64_t[?]", n)
+    for i = 1, n do
+      k[i - 1] = kinds[i]
+      if kinds[i] == 10 then ffi.cast("double *", args + i - 1)[0] = values[i]
+      else ffi.cast("int64_t *", args + i - 1)[0] = values[i] end
+    end
+    local iret, dret = ffi.new("int64_t[1]"), ffi.new("double[1]")
+    assert.equal(0, T.ljt_ffi_call(ffi.cast("void *", fp), ret_kind, n, k, args, 1, iret, dret))
+    return ret_kind == 10 and dret[0] or iret[0]
+  end
+
+  it("takes up to 1000 (past the registers, each keeps its type), refuses more by name", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 1000 do types[i], kinds[i], values[i] = "int64_t", 7, 2 ^ 40 + i end
+    local ct = "int64_t(*)(" .. table.concat(types, ", ") .. ")"
+    local cb = CallbackFactory(ct)(function(...)
+      local n, a512, a1000 = select("#", ...), select(512, ...), select(1000, ...)
+      return n == 1000 and a512 == 2 ^ 40 + 512 and a1000 or -1
+    end)
+    assert.equal(2 ^ 40 + 1000, tonumber(call(cb:funcptr(), 7, kinds, values)))
+    assert.equal(0, (cb:errors()))
+    cb:free()
+    types[1001] = "int"
+    local long = "int64_t(*)(" .. table.concat(types, ", ") .. ")"
+    assert.has_error(function() CallbackFactory(long) end,
+      ("bad ctype '%s... (%d characters)': more than 1000 parameters (lj-async's maximum)"):format(long:sub(1, 100), #long))
+  end)
+
+  it("reads an int64_t at position 40 among ints and doubles as 64 bits", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 50 do
+      local d = i % 3 == 0
+      types[i], kinds[i], values[i] = d and "double" or "int", d and 10 or 5, d and i + 0.5 or -i
+    end
+    types[40], kinds[40], values[40] = "int64_t", 7, -(2 ^ 40) - 40
+    local cb = CallbackFactory("double(*)(" .. table.concat(types, ",") .. ")")(function(...)
+      local ffi = require "ffi"
+      local a = { ... }
+      assert(ffi.istype("int64_t", a[40]) and a[40] == -(2 ^ 40) - 40, "parameter 40: " .. tostring(a[40]))
+      assert(a[39] == 39.5 and a[41] == -41 and a[50] == -50, "neighbours")
+      return a[48]
+    end)
+    assert.equal(48.5, call(cb:funcptr(), 10, kinds, values))
+    assert.equal(0, (cb:errors()))
+    cb:free()
+  end)
+
+  it("takes a ctype string of any length (216 unsigned long long: 4,300 characters)", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 216 do types[i], kinds[i], values[i] = "unsigned long long", 8, i end
+    local cb = CallbackFactory("unsigned long long(*)(" .. table.concat(types, ", ") .. ")")(function(...)
+      return select(216, ...) + select("#", ...)
+    end)
+    assert.equal(432, tonumber(call(cb:funcptr(), 8, kinds, values)))
+    cb:free()
+  end)
+end)
+
 describe("values", function()
   it("arrive as LuaJIT's own ffi callbacks deliver them", function()
     local cb = CallbackFactory("int(*)(int, int64_t, void *, bool, float, uint32_t)")(function(i, l, p, b, f, u)

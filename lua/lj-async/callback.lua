@@ -41,6 +41,7 @@ local kind_pointer = {
 }
 
 local function bad(ct, msg, level)
+  if #ct > 120 then ct = ("%s... (%d characters)"):format(ct:sub(1, 100), #ct) end
   error(("bad ctype '%s': %s"):format(ct, msg), level + 1)
 end
 
