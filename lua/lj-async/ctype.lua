@@ -96,9 +96,15 @@ local function enum_body(t)
 end
 
 -- The name of a struct, union or enum in the callback's state, recording its declarations.
-local function tag_name(id, t, decls, byvalue)
+local function tag_name(id, t, decls)
   local is_enum = kind_of(t.info) == CT_ENUM
   local kw = is_enum and "enum" or band(t.info, CTF_UNION) ~= 0 and "union" or "struct"
+  if decls.bodies[id] then
+    -- An array element must be complete: unless a cdef declares it, it gets opaque bytes of
+    -- its size (indexing strides stay right; its fields need the cdef).
+    decls.post[#decls.post + 1] = ("%s %s { uint8_t ljasync_opaque[%d]; };"):format(kw,
+      t.name or ("ljasync_anon_%d"):format(id), decls.bodies[id])
+  end
   if t.name then
     local name = kw .. " " .. t.name
     decls.pre[name .. ";"] = true
@@ -152,6 +158,8 @@ local function spell(id, inner, decls, strip)
     if band(info, CTF_COMPLEX) ~= 0 then return leaf("complex " .. (t.size == 8 and "float" or "double")) end
     if band(info, CTF_VECTOR) ~= 0 then error("vector types are not supported", 0) end
     local n = ""
+    local erid, et = raw(cid(info))
+    if kind_of(et.info) == CT_STRUCT and et.size then decls.bodies[erid] = et.size end
     if band(info, CTF_VLA) ~= 0 then n = "?"
     else
       local esize = select(2, raw(cid(info))).size
@@ -174,7 +182,7 @@ end
 
 --- The C spelling of a ctype object, parameters included (tostring of a function type drops them).
 function M.spelling(ct)
-  local ok, text = pcall(spell, tonumber(ct), "", { pre = {}, post = {} })
+  local ok, text = pcall(spell, tonumber(ct), "", { pre = {}, post = {}, bodies = {} })
   return ok and text or tostring(ct):sub(7, -2)
 end
 
@@ -250,7 +258,7 @@ function M.read(s)
   if kind_of(ft.info) ~= CT_FUNC then return nil, "not a function pointer type" end
   if band(ft.info, CTF_VARARG) ~= 0 then return nil, "variadic callbacks are not supported" end
 
-  local decls = { pre = {}, post = {} }
+  local decls = { pre = {}, post = {}, bodies = {} }
   local sig = { kinds = {}, fields = {}, nparams = 0 }
   local function add(id, what, field)
     local kind, why = classify(id)
@@ -273,7 +281,7 @@ function M.read(s)
         return nil, ("more than %d parameters (lj-async's maximum)"):format(M.MAX_PARAMS)
       end
       local pid = cid(fi.info)
-      local okn, pname = pcall(spell, pid, "", { pre = {}, post = {} })
+      local okn, pname = pcall(spell, pid, "", { pre = {}, post = {}, bodies = {} })
       if not okn then pname = "?" end
       e = add(pid, ("parameter %d ('%s')"):format(i, pname), "a" .. i)
       if e then return nil, e end
