@@ -6,7 +6,8 @@ io.stdout:setvbuf("no")
 local ffi = require "ffi"
 local G = dofile("spec/fuzz/ctype_gen.lua")
 local CallbackFactory = require "lj-async.callback"
-local MAX = require("lj-async.ctype").MAX_PARAMS
+local has_ctype, ctype = pcall(require, "lj-async.ctype")
+local MAX = has_ctype and ctype.MAX_PARAMS or 16
 ffi.cdef [[
 int ljt_ffi_call(void *fp, int ret_kind, int nargs, const uint8_t *kinds, uint64_t *args,
                  int on_thread, int64_t *iret, double *dret);
