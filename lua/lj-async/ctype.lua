@@ -16,6 +16,7 @@ local ffi = require "ffi"
 local bit = require "bit"
 
 local typeinfo = ffi.typeinfo
+if not typeinfo then error("lj-async needs LuaJIT 2.1 (its ffi.typeinfo reads callback types)", 2) end
 local band, bor, rshift = bit.band, bit.bor, bit.rshift
 local tostring, tonumber, pcall, error, concat = tostring, tonumber, pcall, error, table.concat
 
