@@ -15,7 +15,6 @@ void ljasync_env_set_paths(const char *path, const char *cpath);
 void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len);
 void ljasync_env_set_stock(int32_t n);
-int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
 typedef struct ljasync_message ljasync_message;
 void ljasync_object_retain(void *p);
 void ljasync_object_release(void *p);

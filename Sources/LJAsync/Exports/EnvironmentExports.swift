@@ -27,20 +27,6 @@ public func ljasync_env_set_stock(_ n: Int32) {
     StateStock.shared.target = max(0, Int(n))
 }
 
-/// Parses a function pointer type: writes "RET\nPARAM1\nPARAM2..." into `out`.
-/// Returns the parameter count, or -1 with the reason in `out`.
-@_cdecl("ljasync_ctype_parse")
-public func ljasync_ctype_parse(_ text: UnsafePointer<CChar>, _ out: UnsafeMutablePointer<CChar>, _ len: Int) -> Int32 {
-    do {
-        let sig = try CTypeSignature.parse(String(cString: text))
-        writeError(([sig.returnType] + sig.parameters).joined(separator: "\n"), out, len)
-        return Int32(sig.parameters.count)
-    } catch {
-        writeError("\(error)", out, len)
-        return -1
-    }
-}
-
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
 /// Returns 1 when stored, 0 when the name already had an entry.
 @_cdecl("ljasync_module_put")
