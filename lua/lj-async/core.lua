@@ -72,7 +72,7 @@ M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
-  "lj-async.encoder.scan", "lj-async.sandbox",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype",
 }
 
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as
