@@ -114,7 +114,9 @@ static void attempt(void) {
   char obj[512], why[512], notes[1024] = "";
   const char *env = getenv("LJASYNC_LUAJIT");
   if (env && env[0]) {
-    void *h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_DEEPBIND: when the program exports another LuaJIT, the library's calls into itself
+     * (luaL_newstate -> luaL_findtable) must not land in the program's copy. */
+    void *h = dlopen(env, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     if (!h) {
       snprintf(report, sizeof report, "lj-async: LJASYNC_LUAJIT=%s cannot be loaded: %s", env, dlerror());
       return;

@@ -61,7 +61,7 @@ int32_t ljasync_luajit_status(char *out, size_t len);
 int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *out, size_t out_len);
 ]])
 do
-  local buf = ffi.new("char[2048]")
+  local buf = ffi.new("char[1024]")
   local function refuse()
     -- Drop require's "being loaded" mark (what package.loaded holds for this module now) from
     -- lj-async's modules, so that requiring them again raises this error again instead of
@@ -74,10 +74,10 @@ do
     end
     error(ffi.string(buf), 3)
   end
-  if M.C.ljasync_luajit_status(buf, 2048) == 0 then refuse() end
+  if M.C.ljasync_luajit_status(buf, 1024) == 0 then refuse() end
   M.luajit = ffi.string(buf)  -- where the API came from, for diagnostics and tests
   local probe = string.dump(function() return 42 end, true)
-  if M.C.ljasync_luajit_check(probe, #probe, jit.version, buf, 2048) == 0 then refuse() end
+  if M.C.ljasync_luajit_check(probe, #probe, jit.version, buf, 1024) == 0 then refuse() end
 end
 
 -- States made from now on get this state's module paths, so `require` works the same there.
