@@ -1,4 +1,5 @@
-/* Finds LuaJIT's C API in whatever process loaded the core and fills ljasync_lua_api, once.
+/* Finds LuaJIT's C API in whatever process loaded the core and fills the forwarders' pointers
+ * (api.h), once.
  *
  * Order: $LJASYNC_LUAJIT (a library path: an explicit choice, never second-guessed by the other
  * two); the process's global symbols (a program linked with libluajit, or a static LuaJIT
@@ -23,10 +24,9 @@ static const char *const api_names[] = {
 #undef LJ_FN
 };
 enum { API_COUNT = sizeof api_names / sizeof api_names[0] };
-_Static_assert(sizeof(struct ljasync_lua_api) == API_COUNT * sizeof(void *), "one pointer per name");
 
 static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
-static int bound;          /* 1 once ljasync_lua_api is filled; never goes back to 0 */
+static int bound;          /* 1 once the pointers are filled; never goes back to 0 */
 static char report[2048];  /* where the API came from, or why none was found (under bind_lock) */
 
 enum verdict { FOUND, ABSENT, REFUSED };
@@ -85,10 +85,10 @@ static enum verdict try_handle(void *handle, void **ptrs, char *obj, size_t objl
   return FOUND;
 }
 
-/* Appends one skipped candidate's reason to the notes of a failure message. */
+/* Appends one skipped candidate's reason to the notes of the report, once. */
 static void note(char *notes, size_t len, const char *why) {
   size_t n = strlen(notes);
-  if (n + 4 < len) snprintf(notes + n, len - n, "; %s", why);
+  if (!strstr(notes, why) && n + 4 < len) snprintf(notes + n, len - n, "; %s", why);
 }
 
 struct names { char **v; size_t n, cap; };
@@ -150,7 +150,7 @@ static void attempt(void) {
         enum verdict v = try_handle(h, ptrs, obj, sizeof obj, why, sizeof why);
         if (v == FOUND) {
           snprintf(report, sizeof report, "%s (loaded privately by the program%s%s)", obj,
-                   notes[0] ? "; skipped" : "", notes[0] ? notes + 1 : "");
+                   notes[0] ? "; skipped:" : "", notes[0] ? notes + 1 : "");
           done = 1;  /* h stays open: it is the API in use */
         } else {
           if (v == REFUSED) note(notes, sizeof notes, why);
@@ -167,10 +167,13 @@ static void attempt(void) {
            "exported by the program nor in a loaded LuaJIT library): the program embeds LuaJIT "
            "without exporting its symbols. Link the program with -Wl,-E (or -rdynamic), or set "
            "LJASYNC_LUAJIT=/path/to/libluajit-5.1.so.2 (the LuaJIT the program runs); see "
-           "docs/embedding.md%s%s", notes[0] ? ". Skipped" : "", notes[0] ? notes + 1 : "");
+           "docs/embedding.md%s%s", notes[0] ? ". Skipped:" : "", notes[0] ? notes + 1 : "");
   return;
-found:
-  memcpy(&ljasync_lua_api, ptrs, sizeof ptrs);
+found:;
+  int i = 0;
+#define LJ_FN(ret, name, params, args) ljasync_lua_ptr_##name = (ret (*) params)ptrs[i++];
+#include "api_list.h"
+#undef LJ_FN
   bound = 1;
 }
 

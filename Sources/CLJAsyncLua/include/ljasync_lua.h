@@ -1,5 +1,5 @@
 /* The core's own binding of LuaJIT's C API (see bind.c): the Swift code calls lua_* as usual and
- * links to hidden forwarders (forward.c) that jump through one table filled at load time. */
+ * links to hidden forwarders (forward.c) that jump through pointers filled at load time. */
 #ifndef LJASYNC_LUA_H
 #define LJASYNC_LUA_H
 #include <stddef.h>
