@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing lj-async needs on Debian 12, only what is missing.
 set -euo pipefail
-pkgs=(luajit libluajit-5.1-dev libffi-dev cmake make gcc pkg-config lua-busted lua-luv luarocks valgrind)
+pkgs=(luajit libluajit-5.1-dev libffi-dev cmake make gcc pkg-config lua-busted lua-luv luarocks valgrind
+      liblua5.1-0)  # PUC Lua: the host test that lj-async refuses a Lua that is not LuaJIT
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

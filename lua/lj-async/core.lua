@@ -59,6 +59,33 @@ end
 M.path = path
 M.C = ffi.load(path)
 
+-- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):
+-- refuse here, with its reason, when it found none, or one that cannot load this state's bytecode.
+M.cdef_once("ljasync_luajit_marker", [[
+typedef struct ljasync_luajit_marker ljasync_luajit_marker;
+int32_t ljasync_luajit_status(char *out, size_t len);
+int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *out, size_t out_len);
+]])
+do
+  local buf = ffi.new("char[1024]")
+  local function refuse()
+    -- Drop require's "being loaded" mark (what package.loaded holds for this module now) from
+    -- lj-async's modules, so that requiring them again raises this error again instead of
+    -- Lua 5.1's "loop or previous error loading module".
+    local mark = package.loaded["lj-async.core"]
+    for name, v in pairs(package.loaded) do
+      if mark ~= nil and v == mark and type(name) == "string" and name:match("^lj%-async%.") then
+        package.loaded[name] = nil
+      end
+    end
+    error(ffi.string(buf), 3)
+  end
+  if M.C.ljasync_luajit_status(buf, 1024) == 0 then refuse() end
+  M.luajit = ffi.string(buf)  -- where the API came from, for diagnostics and tests
+  local probe = string.dump(function() return 42 end, true)
+  if M.C.ljasync_luajit_check(probe, #probe, jit.version, buf, 1024) == 0 then refuse() end
+end
+
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
 
