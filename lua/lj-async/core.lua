@@ -21,8 +21,10 @@ void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
-void ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
+int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
+void ljasync_module_note(const char *name, const char *why);
+int ljasync_module_install(void *L);  /* a lua_CFunction: reached through package.loadlib */
 int32_t ljasync_memo_get(const char *key);
 void ljasync_memo_set(const char *key, int32_t value);
 ]])
@@ -56,45 +58,113 @@ M.C = ffi.load(path)
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
 
--- lj-async's own modules load as bytecode compiled once per process (see ModuleCache.swift):
--- new states (threads, workers, callbacks) then skip parsing them. Tracebacks keep file names.
-do
-  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1024]")
-  local function search(name)
-    if not name:match("^lj%-async%.") then return nil end
-    local p = M.C.ljasync_module_get(name, len, chunk, 1024)
-    if p ~= nil then
-      return assert(loadstring(ffi.string(p, len[0]), ffi.string(chunk)))
-    end
-    local path = package.searchpath(name, package.path)
-    if not path then return nil end
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local src = f:read("*a")
-    f:close()
-    local fn, err = loadstring(src, "@" .. path)
-    if not fn then error(err, 0) end
-    local code = string.dump(fn)
-    M.C.ljasync_module_put(name, "@" .. path, code, #code)
-    return fn
-  end
-  local loaders = package.loaders
-  for i = 1, #loaders do if loaders[i] == package.ljasync_searcher then table.remove(loaders, i) break end end
-  -- After package.preload and, in states the core prepared, after its own C searcher (which
-  -- loads cached bytecode without a copy); before the file searchers.
-  local at = 2
-  if package.ljasync_cached_searcher and loaders[2] == package.ljasync_cached_searcher then at = 3 end
-  table.insert(loaders, at, search)
-  package.ljasync_searcher = search
-  -- This module was itself loaded from source: cache it for the states made from now on.
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" and M.C.ljasync_module_get("lj-async.core", len, chunk, 1024) == nil then
-    local fn = loadfile(src:sub(2))
-    if fn then
-      local code = string.dump(fn)
-      M.C.ljasync_module_put("lj-async.core", src, code, #code)
+-- Every lj-async module, private ones included (spec/modules_spec.lua checks this list against
+-- the files). States the core makes load them from the process-wide bytecode cache
+-- (State/ModuleCache.swift) through its one searcher, whatever their paths and loaders.
+M.modules = {
+  "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
+  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
+  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
+  "lj-async.encoder.scan",
+}
+
+M.searcher = nil  -- the cache's searcher in this state's package.loaders, once installed
+
+-- The loader this state's own package.loaders give for `name` (each searcher in order, as
+-- require does, without running the module), or nil and why not. The cache's searcher is
+-- skipped: it would only hand back what the cache holds.
+local function find_loader(name)
+  local loaders, notes = package.loaders, {}
+  for i = 1, #loaders do
+    local searcher = loaders[i]
+    if searcher ~= M.searcher then
+      local ok, loader = pcall(searcher, name)
+      if not ok then return nil, ("package.loaders[%d] failed: %s"):format(i, tostring(loader)) end
+      if type(loader) == "function" then return loader, i end
+      if type(loader) == "string" then notes[#notes + 1] = loader end
     end
   end
+  return nil, "not found:" .. table.concat(notes)
+end
+
+-- Bytecode and chunk name of a module's main function, or nil and why it cannot move.
+local function dump_loader(fn, chunkname)
+  local info = debug.getinfo(fn, "Su")
+  if info.what == "C" then
+    return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
+  end
+  if info.nups > 0 then
+    local names = {}
+    for i = 1, info.nups do names[i] = debug.getupvalue(fn, i) end
+    return nil, ("its loader has upvalues (%s), which would be nil in other states"):format(
+      table.concat(names, ", "))
+  end
+  local ok, code = pcall(string.dump, fn)
+  if not ok then return nil, tostring(code) end
+  return code, chunkname or info.source
+end
+
+local function put(name, chunkname, code)
+  return M.C.ljasync_module_put(name, chunkname, code, #code) == 1
+end
+
+-- Fills the cache with every lj-async module, once per process (the first state that loads
+-- this module does it; the cache keeps the first entry per name). A module this state cannot
+-- find or dump is noted: states requiring it then say why, and their other searchers go on.
+if M.C.ljasync_memo_get("lj-async modules") < 0 then
+  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1]")
+  for _, name in ipairs(M.modules) do
+    if M.C.ljasync_module_get(name, len, chunk, 1) == nil then
+      local code, chunkname = find_loader(name)  -- the loader, or nil and why not
+      if code then code, chunkname = dump_loader(code) end
+      if code then
+        put(name, chunkname, code)
+      else
+        M.C.ljasync_module_note(name, "not cached when lj-async loaded: " .. tostring(chunkname))
+      end
+    end
+  end
+  M.C.ljasync_memo_set("lj-async modules", 1)
+end
+
+-- This state loads lj-async's modules from the cache too: the same code as everywhere, and
+-- found even if package.path changes. Hosts without package.loadlib keep their own loaders.
+if package.loadlib then
+  local install = package.loadlib(path, "ljasync_module_install")
+  if install then
+    local searcher, err = install()
+    if not searcher then error("lj-async: cannot install the module searcher: " .. tostring(err), 2) end
+    M.searcher = searcher
+  end
+end
+
+--- Makes module `name` available to every state created from now on (and to those running:
+--- `require` there finds it), as the process-wide cache's bytecode: for modules other states
+--- cannot find themselves, such as a LÖVE game's files inside its `.love` zip. `loader` is
+--- the module's main function (a Lua function without upvalues), its Lua source or bytecode,
+--- or nil to find it through this state's package.loaders. The first module provided under
+--- a name stays: returns true when stored, false when the name was taken.
+function M.provide(name, loader, chunkname)
+  if type(name) ~= "string" or name == "" then
+    error(("bad argument #1 to 'provide': expected a module name, got %s"):format(type(name)), 2)
+  end
+  if chunkname ~= nil and type(chunkname) ~= "string" then
+    error(("bad argument #3 to 'provide': expected a chunk name string, got %s"):format(type(chunkname)), 2)
+  end
+  local why
+  if loader == nil then
+    loader, why = find_loader(name)
+    if not loader then error(("cannot provide module '%s': %s"):format(name, why), 2) end
+  elseif type(loader) == "string" then
+    local fn, err = loadstring(loader, chunkname or ("=" .. name))
+    if not fn then error(("bad argument #2 to 'provide' (module '%s'): %s"):format(name, tostring(err)), 2) end
+    loader = fn
+  elseif type(loader) ~= "function" then
+    error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
+  end
+  local code, chunk = dump_loader(loader, chunkname)
+  if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
+  return put(name, chunk, code)
 end
 
 --- Scratch buffer for error text written by the core; reused (one Lua thread per state).

@@ -244,7 +244,6 @@ local function spawn(name, func, ...)
     args, err = require("lj-async.encoder").try_encode_message(...)
     if not args then error("bad argument to spawn: " .. tostring(err), 3) end
   end
-  require "lj-async.encoder"  -- loaded here first, so new states find it in the module cache
   local h = start(code, nil, name, runner_code, args, 3)
   return h  -- not a tail call: error levels count this frame
 end

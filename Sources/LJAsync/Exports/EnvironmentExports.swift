@@ -1,4 +1,5 @@
 // The C ABI of the environment new states start from, declared in lua/lj-async/core.lua.
+import CLuaJIT
 import Glibc
 
 /// Sets package.path and package.cpath for states created from now on.
@@ -35,10 +36,29 @@ public func ljasync_ctype_parse(_ text: UnsafePointer<CChar>, _ out: UnsafeMutab
 }
 
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
+/// Returns 1 when stored, 0 when the name already had an entry.
 @_cdecl("ljasync_module_put")
 public func ljasync_module_put(_ name: UnsafePointer<CChar>, _ chunk: UnsafePointer<CChar>,
-                               _ code: UnsafeRawPointer, _ len: Int) {
-    ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len)
+                               _ code: UnsafeRawPointer, _ len: Int) -> Int32 {
+    ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len) ? 1 : 0
+}
+
+/// Records why a module has no cached bytecode (shown when a state requires it).
+@_cdecl("ljasync_module_note")
+public func ljasync_module_note(_ name: UnsafePointer<CChar>, _ why: UnsafePointer<CChar>) {
+    ModuleCache.shared.note(String(cString: name), String(cString: why))
+}
+
+/// A lua_CFunction (called through `package.loadlib`, never through ffi): puts the module
+/// cache's searcher into the calling state's package.loaders, once per state. Returns the
+/// searcher, or nil and the reason.
+@_cdecl("ljasync_module_install")
+public func ljasync_module_install(_ L: OpaquePointer?) -> Int32 {
+    guard let L else { return 0 }
+    guard let failure = ModuleCache.install(L) else { return 1 }
+    lua_pushnil(L)
+    lua_pushstring(L, failure)
+    return 2
 }
 
 /// A cached module's bytecode (valid for the life of the process) and its chunk name, or NULL.

@@ -63,24 +63,20 @@ final class Environment: @unchecked Sendable {
         guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
         luaL_openlibs(L)
         var errors: [String] = []
-        // lj-async's own modules load from the process-wide bytecode cache (ModuleCache), found
-        // by a searcher placed right after package.preload.
-        let prelude = """
-            local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)
-            package.ljasync_cached_searcher = select(3, ...)
-            table.insert(package.loaders, 2, package.ljasync_cached_searcher)
-            """
+        let prelude = "local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)"
         prelude.withCString { p in
             if luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 {
                 lua_pushstring(L, snap.path)
                 lua_pushstring(L, snap.cpath)
-                lua_pushcclosure(L, ModuleCache.searcher, 0)
-                if lua_pcall(L, 3, 0, 0) != 0 {
+                if lua_pcall(L, 2, 0, 0) != 0 {
                     errors.append(Lua.string(L, -1))
                     Lua.pop(L, 1)
                 }
             }
         }
+        // lj-async's modules (and those the creator provided) load from the process-wide
+        // bytecode cache, whatever the paths: its searcher comes right after package.preload.
+        if let e = ModuleCache.install(L) { errors.append(e) } else { Lua.pop(L, 1) }
         for (name, code) in snap.inits {
             if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
         }

@@ -1,43 +1,110 @@
-// Bytecode of lj-async's Lua modules, compiled once per process and shared by every new state.
+// Bytecode of Lua modules (all of lj-async's, and any the creating side provides), shared by
+// every state of the process, and the one package.loaders searcher that loads it.
 import CLuaJIT
 import Glibc
+import Synchronization
 
-/// Module name -> (chunk name, bytecode). Entries are immutable and never removed, so the
-/// pointers handed out stay valid for the life of the process.
+/// Module name -> (chunk name, bytecode).
 ///
-/// Why: a fresh state that requires lj-async.encoder parsed ~2,000 lines of Lua (1.5 ms);
-/// loading the same bytecode is several times cheaper. Thread-safety: internally locked.
-final class ModuleCache: @unchecked Sendable {
+/// Filled by `core.lua` the first time it loads in the process: the bytecode of every lj-async
+/// module, found through that state's own `package.loaders` (so a host with its own loader,
+/// such as LÖVE's, works), and later by `core.provide` for other modules.
+/// Invariants: the first entry for a name wins; entries are immutable and never removed, so the
+/// pointers handed out stay valid for the life of the process (the bytes are never freed).
+/// Notes say why a name has no entry (the creating state could not find or dump it); they are
+/// informational only and never block a later `put`.
+/// Thread-safety: internally locked (nobody waits on the lock: a `Synchronization.Mutex`).
+final class ModuleCache: Sendable {
     static let shared = ModuleCache()
 
-    struct Entry {
+    struct Entry: @unchecked Sendable {
         let bytes: UnsafeMutableRawPointer
         let count: Int
         let chunkName: String
     }
 
-    private let lock = MutexCond()
-    private var entries: [String: Entry] = [:]
+    private struct Contents {
+        var entries: [String: Entry] = [:]
+        var notes: [String: String] = [:]
+    }
+
+    private let contents = Mutex(Contents())
 
     /// Stores `count` bytes under `name` unless an entry exists (the first one wins).
-    func put(_ name: String, chunkName: String, _ src: UnsafeRawPointer, _ count: Int) {
-        lock.withLock {
-            if entries[name] != nil { return }
+    /// Returns whether it stored them.
+    @discardableResult
+    func put(_ name: String, chunkName: String, _ src: UnsafeRawPointer, _ count: Int) -> Bool {
+        contents.withLock { c in
+            if c.entries[name] != nil { return false }
             let bytes = malloc(max(count, 1))!
             memcpy(bytes, src, count)
-            entries[name] = Entry(bytes: bytes, count: count, chunkName: chunkName)
+            c.entries[name] = Entry(bytes: bytes, count: count, chunkName: chunkName)
+            c.notes[name] = nil
+            return true
         }
     }
 
-    func get(_ name: String) -> Entry? { lock.withLock { entries[name] } }
+    func get(_ name: String) -> Entry? { contents.withLock { $0.entries[name] } }
 
-    /// A package.loaders searcher for prepared states: the cached bytecode of `lj-async.*`
-    /// modules, loaded without copying it into a Lua string first. Runs on the state's thread.
-    static let searcher: @convention(c) (OpaquePointer?) -> Int32 = { L in
+    /// Records why `name` has no entry, for the error a state requiring it then sees.
+    func note(_ name: String, _ why: String) {
+        contents.withLock { c in
+            if c.entries[name] == nil { c.notes[name] = why }
+        }
+    }
+
+    /// Registry key marking a state whose package.loaders holds `searcher`.
+    static let installedKey = "lj-async module searcher"
+
+    /// Puts `searcher` into `L`'s package.loaders right after package.preload, unless this
+    /// state has it already (the registry keeps it under `lj-async module searcher`). Called
+    /// by the prelude of every state the core makes and, through `ljasync_module_install`, by
+    /// `core.lua` in the creating state. Uses the loaders table `require` reads (package as
+    /// registered in _LOADED), so a host that replaced the global `package` still gets it.
+    /// On success pushes the installed searcher and returns nil; else returns the error.
+    /// Runs on the state's thread.
+    static func install(_ L: LuaState) -> String? {
+        var failure: String?
+        installCode.withCString { p in
+            guard luaL_loadbuffer(L, p, strlen(p), "=lj-async module searcher") == 0 else {
+                failure = Lua.string(L, -1)
+                Lua.pop(L, 1)
+                return
+            }
+            lua_pushvalue(L, Lua.registryIndex)
+            lua_pushcclosure(L, searcher, 0)
+            if lua_pcall(L, 2, 1, 0) != 0 {
+                failure = Lua.string(L, -1)
+                Lua.pop(L, 1)
+            }
+        }
+        return failure
+    }
+
+    private static let installCode = """
+        local reg, searcher = ...
+        local key = "lj-async module searcher"
+        if reg[key] then return reg[key] end
+        local loaders = reg._LOADED.package.loaders
+        local n = #loaders
+        for i = n, 2, -1 do loaders[i + 1] = loaders[i] end
+        loaders[n >= 1 and 2 or 1] = searcher
+        reg[key] = searcher
+        return searcher
+        """
+
+    /// The package.loaders searcher of every state lj-async is used in: a cached module loads
+    /// from its bytecode without a copy into a Lua string. For other names it returns nothing,
+    /// so the state's other searchers carry on; for an lj-async name it returns why the cache
+    /// lacks it. Runs on the state's thread.
+    static let searcher: lua_CFunction = { L in
         guard let L, let name = lua_tolstring(L, 1, nil) else { return 0 }
         let module = String(cString: name)
-        guard module.hasPrefix("lj-async."), let e = ModuleCache.shared.get(module) else {
-            lua_pushstring(L, "\n\tno cached bytecode for '\(module)'")
+        let (entry, note): (Entry?, String?) = shared.contents.withLock { ($0.entries[module], $0.notes[module]) }
+        guard let e = entry else {
+            guard module.hasPrefix("lj-async.") else { return 0 }
+            lua_pushstring(L, "\n\tno bytecode for '\(module)' in lj-async's module cache"
+                + (note.map { " (\($0))" } ?? ""))
             return 1
         }
         if luaL_loadbuffer(L, e.bytes.assumingMemoryBound(to: CChar.self), e.count, e.chunkName) != 0 {
