@@ -2,8 +2,9 @@
 # lj-async in a real LÖVE 11 game, laid out as LÖVE users do: lj-async/ in the game folder or in
 # the .love zip, the core beside main.lua, beside the .love or in the save directory, `love`
 # run from another directory with no LJASYNC_* or LUA_* variables. The headless test game
-# (spec/hosts/love_game) goes through seed 001's API and prints one line per check; then
-# examples/love runs under xvfb-run for 120 frames. Usage: love_test.sh path/to/ljasync_core.so
+# (spec/hosts/love_game) goes through seed 001's API and prints one line per check; it runs
+# again as a fused executable; then examples/love runs under xvfb-run for 120 frames.
+# Usage: love_test.sh path/to/ljasync_core.so
 set -euo pipefail
 core=${1:?usage: love_test.sh path/to/ljasync_core.so}
 core=$(cd "$(dirname "$core")" && pwd)/$(basename "$core")
@@ -45,16 +46,17 @@ fail() {
   echo "FAIL: $1"; echo "--- stdout"; cat "$tmp/out"; echo "--- stderr"; cat "$tmp/err"; exit 1
 }
 
-# $1 label, $2 what love runs, $3 where the core must have been found.
+# $1 label, $2 the game (a folder, a .love, or a fused executable), $3 where the core must
+# have been found.
 check_game() {
-  run_love timeout -k 5 120 love "$2"
+  if [ -x "$2" ] && [ -f "$2" ]; then run_love timeout -k 5 120 "$2"; else run_love timeout -k 5 120 love "$2"; fi
   [ "$status" = 0 ] || fail "$1: love exited with $status"
   grep -q '^FAIL' "$tmp/out" && fail "$1: a check failed"
   grep -qx "core $3" "$tmp/out" || fail "$1: the core was not loaded from $3"
   local done
   done=$(grep '^done: ' "$tmp/out") || fail "$1: the game did not finish"
-  [[ $done =~ ^done:\ ([0-9]+)\ ok,\ 0\ failed$ ]] && (( BASH_REMATCH[1] >= 29 )) ||
-    fail "$1: expected at least 29 checks and none failed, got '$done'"
+  [[ $done =~ ^done:\ ([0-9]+)\ ok,\ 0\ failed$ ]] && (( BASH_REMATCH[1] >= 30 )) ||
+    fail "$1: expected at least 30 checks and none failed, got '$done'"
   grep -q 'lj-async' "$tmp/err" && fail "$1: lj-async wrote to stderr"
   echo "love $1: $done"
 }
@@ -75,13 +77,21 @@ cp "$core" "$savedir/ljasync_core.so"
 check_game ".love, core in the save directory" "$tmp/dist/g.love" "$savedir/ljasync_core.so"
 rm "$savedir/ljasync_core.so"
 
-# 4. No core anywhere: the error names the places to put it, and the game does not start.
+# 4. A fused game (the .love appended to LÖVE's executable), the core beside the executable.
+mkdir -p "$tmp/fused"
+cat "$(readlink -f "$(command -v love)")" "$tmp/dist/g.love" >"$tmp/fused/mygame"
+chmod +x "$tmp/fused/mygame"
+cp "$core" "$tmp/fused/ljasync_core.so"
+check_game "fused, core beside the executable" "$tmp/fused/mygame" "$tmp/fused/ljasync_core.so"
+rm "$tmp/fused/ljasync_core.so"
+
+# 5. No core anywhere: the error names the places to put it, and the game does not start.
 run_love timeout -k 5 60 love "$tmp/dist/g.love"
 [ "$status" != 0 ] || fail "no core: love exited with 0"
 cat "$tmp/out" "$tmp/err" | grep -q "lj-async: cannot find ljasync_core.so" || fail "no core: no clear error"
 echo "love no core: fails with 'cannot find ljasync_core.so'"
 
-# 5. examples/love under a virtual display, for 120 frames.
+# 6. examples/love under a virtual display, for 120 frames.
 cp -r "$src/examples/love" "$tmp/example"
 cp -r "$src/lua/lj-async" "$tmp/example/"
 cp "$core" "$tmp/example/ljasync_core.so"

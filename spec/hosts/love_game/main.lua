@@ -100,11 +100,14 @@ function love.load()
   ok, err = pcall(async.call, nil, "square", 1)
   check("call after undefine", not ok and tostring(err):find("no function 'square'", 1, true), err)
 
-  -- A thread requiring a game module.
-  thread_out = ffi.new("int[1]")
+  -- A thread requiring a game module, and seeing the init file given by its LÖVE path.
+  require("lj-async.callback").add_init_file("thread_init.lua")
+  thread_out = ffi.new("int[2]")
   thread = Thread.new(function(ud)
     local ffi = require "ffi"
-    ffi.cast("int *", ud)[0] = require("gamelib.mymod").triple(14)
+    local out = ffi.cast("int *", ud)
+    out[0] = require("gamelib.mymod").triple(14)
+    out[1] = THREAD_INIT or -1
   end, thread_out)
 end
 
@@ -112,6 +115,7 @@ local finished = false
 local function finish()
   finished = true
   check("a thread requires a game module", thread:join(5) and thread_out[0] == 42, thread_out[0])
+  check("add_init_file ran in the thread", thread_out[1] == 5, thread_out[1])
   thread:destroy()
   check("failure with a function callback is reported",
     #reported == 1 and reported[1]:find("broken quietly", 1, true), table.concat(reported, " | "))
