@@ -18,7 +18,7 @@ end
 
 --- The colour a chunk's mean height is drawn in.
 function M.color(mean)
-  local t = math.max(0, math.min(1, (mean + 1) / 2))
+  local t = math.max(0, math.min(1, mean * 12))  -- means lie around 0..0.08
   return 0.2 + 0.5 * t, 0.6 - 0.3 * t, 0.2
 end
 

@@ -8,7 +8,7 @@
 -- thread of the state that requires it; outside LÖVE only read() and provide() do anything.
 local core = require "lj-async.core"
 
-local type, pcall, error, tostring, ipairs, pairs = type, pcall, error, tostring, ipairs, pairs
+local type, pcall, error, tostring, pairs = type, pcall, error, tostring, pairs
 
 local M = {}
 local busy = false  -- while this state's searchers run for provide(): the LÖVE searcher stands aside
