@@ -41,6 +41,7 @@ local function say(...) io.write(table.concat({ ... }, " "), "\n"); io.flush() e
 local CF = require "lj-async.callback"
 local Thread = require "lj-async.thread"
 say("creator has sync:", tostring(package.loaded["lj-async.sync"] ~= nil))
+say("module runs:", tostring(LJ_RUNS))
 
 -- The chunk names of a module's functions: tracebacks in new states must name its files.
 local probe = [[
@@ -110,8 +111,14 @@ table.insert(package.loaders, 2, function(name)
   if not f then return "\n\tno game file '" .. rel .. "'" end
   local src = f:read("*a")
   f:close()
-  return assert(loadstring(src, "@" .. rel))
+  -- Counts module runs (on the first line: line numbers stay), to see the fill runs none.
+  return assert(loadstring("LJ_RUNS = (LJ_RUNS or 0) + 1; " .. src, "@" .. rel))
 end)
+-- Found the core; from now on neither a variable nor a path leads to it (as in LÖVE).
+require "lj-async.core"
+local ffi = require "ffi"
+ffi.cdef "int unsetenv(const char *name);"
+ffi.C.unsetenv("LJASYNC_CORE")
 ]==]):format(LUA)
 
 -- Scenario 2: lj-async loads through package.path, which is emptied right after.
@@ -133,6 +140,8 @@ describe("modules in new states", function()
   it("come from the creating state's own searcher when it is the only way to lj-async", function()
     local out, ok = run_child(LOVE_LIKE .. CHECKS)
     check_all(out)
+    -- Filling the cache ran no module: only core, callback and thread ran in the creator.
+    assert.matches("module runs: 3", out, 1, true)
     assert.is_true(ok, out)
     -- The searcher's chunk names survive into the new states' code (tracebacks name the files).
     local sources = assert(out:match("sources: ([^\n]*)"), out)
@@ -179,8 +188,7 @@ describe("the module cache", function()
 
   it("names a loader that cannot be saved when a new state requires that module", function()
     -- lj-async.pool_worker comes from a C function (package.preload) in the creating state.
-    local out, ok = run_child(LOVE_LIKE .. [==[
-package.preload["lj-async.pool_worker"] = print
+    local out, ok = run_child('package.preload["lj-async.pool_worker"] = print\n' .. LOVE_LIKE .. [==[
 local Thread = require "lj-async.thread"
 local t = Thread.new(function() require "lj-async.pool_worker" end)
 assert(t:join(20))
@@ -238,10 +246,17 @@ describe("core.provide", function()
     assert.same({ "found", "@game/found.lua" }, { in_thread("modules_spec.found") })
   end)
 
+  it("takes bytecode, which keeps its chunk name", function()
+    local code = string.dump(loadstring("return { value = 'bc', where = function() end }", "@game/bc.lua"))
+    assert.is_true(core.provide("modules_spec.bc", code))
+    assert.same({ "bc", "@game/bc.lua" }, { in_thread("modules_spec.bc") })
+  end)
+
   it("keeps the first module provided under a name", function()
     assert.is_true(core.provide("modules_spec.once", "return { value = 1, where = function() end }"))
     assert.is_false(core.provide("modules_spec.once", "return { value = 2, where = function() end }"))
     assert.equal(1, (in_thread("modules_spec.once")))
+    assert.is_false(core.provide("lj-async.sync", "return {}"))  -- lj-async's own are taken
   end)
 
   it("refuses what cannot become a module, naming why", function()
@@ -254,6 +269,8 @@ describe("core.provide", function()
       "cannot provide module 'modules_spec.bad': its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)")
     assert.has_error(function() core.provide("modules_spec.bad", function() return up end) end,
       "cannot provide module 'modules_spec.bad': its loader has upvalues (up), which would be nil in other states")
+    assert.has_error(function() core.provide("modules_spec.bad", function() end, "@x.lua") end,
+      "bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)")
     local ok, err = pcall(core.provide, "modules_spec.bad", "return {")
     assert.is_false(ok)
     assert.matches("bad argument #2 to 'provide' (module 'modules_spec.bad'): ", err, 1, true)

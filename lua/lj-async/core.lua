@@ -12,6 +12,7 @@ end
 M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len);
 void ljasync_env_set_stock(int32_t n);
 int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
@@ -96,7 +97,11 @@ local function locate()
   return nil
 end
 
-local path = locate()
+-- A state the core made uses the core already loaded in this process, whatever its paths:
+-- its prelude left the path in the registry (see ModuleCache.install).
+local registry = debug.getregistry()
+local made_by_core = registry.ljasync_core
+local path = made_by_core or locate()
 if not path then
   error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, "
     .. "build with 'make', or in LÖVE put it in the game's folder, beside the .love or in the save directory)", 2)
@@ -106,6 +111,9 @@ M.C = ffi.load(path)
 
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
+
+-- States made from now on load this same core, even where no path or variable leads to it.
+if not made_by_core then M.C.ljasync_env_set_core(path) end
 
 -- Every lj-async module, private ones included (spec/modules_spec.lua checks this list against
 -- the files). States the core makes load them from the process-wide bytecode cache
@@ -117,11 +125,9 @@ M.modules = {
   "lj-async.encoder.scan", "lj-async.love",
 }
 
-M.searcher = nil  -- the cache's searcher in this state's package.loaders, once installed
-
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as
--- require does, without running the module), or nil and why not. The cache's searcher is
--- skipped: it would only hand back what the cache holds.
+-- require does, without running the module), or nil and why not. The cache's searcher
+-- (M.searcher, once installed) is skipped: it would only hand back what the cache holds.
 local function find_loader(name)
   local loaders, notes = package.loaders, {}
   for i = 1, #loaders do
@@ -136,8 +142,9 @@ local function find_loader(name)
   return nil, "not found:" .. table.concat(notes)
 end
 
--- Bytecode and chunk name of a module's main function, or nil and why it cannot move.
-local function dump_loader(fn, chunkname)
+-- Bytecode and chunk name of a module's main function, or nil and why it cannot move. The
+-- bytecode keeps the chunk name (string.dump without stripping), so tracebacks name the file.
+local function dump_loader(fn)
   local info = debug.getinfo(fn, "Su")
   if info.what == "C" then
     return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
@@ -150,7 +157,7 @@ local function dump_loader(fn, chunkname)
   end
   local ok, code = pcall(string.dump, fn)
   if not ok then return nil, tostring(code) end
-  return code, chunkname or info.source
+  return code, info.source
 end
 
 local function put(name, chunkname, code)
@@ -177,8 +184,11 @@ if M.C.ljasync_memo_get("lj-async modules") < 0 then
 end
 
 -- This state loads lj-async's modules from the cache too: the same code as everywhere, and
--- found even if package.path changes. Hosts without package.loadlib keep their own loaders.
-if package.loadlib then
+-- found even if package.path changes. States the core made have the searcher already (their
+-- prelude installed it and keeps it in the registry), so they skip package.loadlib's dlopen.
+-- Hosts without package.loadlib keep their own loaders.
+M.searcher = registry.ljasync_searcher
+if not M.searcher and package.loadlib then
   local install = package.loadlib(path, "ljasync_module_install")
   if install then
     local searcher, err = install()
@@ -190,15 +200,17 @@ end
 --- Makes module `name` available to every state created from now on (and to those running:
 --- `require` there finds it), as the process-wide cache's bytecode: for modules other states
 --- cannot find themselves, such as a LÖVE game's files inside its `.love` zip. `loader` is
---- the module's main function (a Lua function without upvalues), its Lua source or bytecode,
---- or nil to find it through this state's package.loaders. The first module provided under
---- a name stays: returns true when stored, false when the name was taken.
+--- the module's main function (a Lua function without upvalues), its Lua source (named
+--- `chunkname`, default "=name") or bytecode, or nil to find it through this state's
+--- package.loaders. In other states `require(name)` runs it as this state's require would.
+--- The first module provided under a name stays: returns true when stored, false when the
+--- name was taken (by lj-async's own modules too).
 function M.provide(name, loader, chunkname)
   if type(name) ~= "string" or name == "" then
     error(("bad argument #1 to 'provide': expected a module name, got %s"):format(type(name)), 2)
   end
-  if chunkname ~= nil and type(chunkname) ~= "string" then
-    error(("bad argument #3 to 'provide': expected a chunk name string, got %s"):format(type(chunkname)), 2)
+  if chunkname ~= nil and (type(chunkname) ~= "string" or type(loader) ~= "string" or loader:byte(1) == 27) then
+    error("bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)", 2)
   end
   local why
   if loader == nil then
@@ -211,7 +223,7 @@ function M.provide(name, loader, chunkname)
   elseif type(loader) ~= "function" then
     error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
   end
-  local code, chunk = dump_loader(loader, chunkname)
+  local code, chunk = dump_loader(loader)
   if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
   return put(name, chunk, code)
 end

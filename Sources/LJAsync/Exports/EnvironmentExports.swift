@@ -8,6 +8,12 @@ public func ljasync_env_set_paths(_ path: UnsafePointer<CChar>, _ cpath: UnsafeP
     Environment.shared.setPaths(path: String(cString: path), cpath: String(cString: cpath))
 }
 
+/// Records the path the core was loaded from, for `core.lua` in states created from now on.
+@_cdecl("ljasync_env_set_core")
+public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
+    Environment.shared.setCore(String(cString: path))
+}
+
 /// Registers code (Lua source or bytecode) run by every state created from now on.
 @_cdecl("ljasync_env_add_init")
 public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int) {

@@ -57,23 +57,30 @@ final class ModuleCache: Sendable {
     static let installedKey = "lj-async module searcher"
 
     /// Puts `searcher` into `L`'s package.loaders right after package.preload, unless this
-    /// state has it already (the registry keeps it under `lj-async module searcher`). Called
-    /// by the prelude of every state the core makes and, through `ljasync_module_install`, by
-    /// `core.lua` in the creating state. Uses the loaders table `require` reads (package as
-    /// registered in _LOADED), so a host that replaced the global `package` still gets it.
-    /// On success pushes the installed searcher and returns nil; else returns the error.
+    /// state has it already (the registry keeps it under `ljasync_searcher`), and pushes it.
+    /// With `paths` (the prelude of a state the core makes) it first loads `ffi`, sets
+    /// package.path and package.cpath, and leaves the core's path in the registry
+    /// (`ljasync_core`, read by `core.lua`): one chunk, since parsing it is most of its cost.
+    /// `core.lua` calls it in the creating state through `ljasync_module_install`. It uses the
+    /// tables `require` reads (registered in _LOADED), so a host that replaced the global
+    /// `package` or `table` still gets it. Returns nil, or the error (nothing pushed then).
     /// Runs on the state's thread.
-    static func install(_ L: LuaState) -> String? {
+    static func install(_ L: LuaState, paths: (path: String, cpath: String, core: String)? = nil) -> String? {
         var failure: String?
         installCode.withCString { p in
-            guard luaL_loadbuffer(L, p, strlen(p), "=lj-async module searcher") == 0 else {
+            guard luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 else {
                 failure = Lua.string(L, -1)
                 Lua.pop(L, 1)
                 return
             }
             lua_pushvalue(L, Lua.registryIndex)
             lua_pushcclosure(L, searcher, 0)
-            if lua_pcall(L, 2, 1, 0) != 0 {
+            if let paths {
+                lua_pushstring(L, paths.path)
+                lua_pushstring(L, paths.cpath)
+                lua_pushstring(L, paths.core)
+            }
+            if lua_pcall(L, paths == nil ? 2 : 5, 1, 0) != 0 {
                 failure = Lua.string(L, -1)
                 Lua.pop(L, 1)
             }
@@ -82,15 +89,18 @@ final class ModuleCache: Sendable {
     }
 
     private static let installCode = """
-        local reg, searcher = ...
-        local key = "lj-async module searcher"
-        if reg[key] then return reg[key] end
-        local loaders = reg._LOADED.package.loaders
-        local n = #loaders
-        for i = n, 2, -1 do loaders[i + 1] = loaders[i] end
-        loaders[n >= 1 and 2 or 1] = searcher
-        reg[key] = searcher
-        return searcher
+        local reg, searcher, path, cpath, core = ...
+        local loaded = reg._LOADED
+        if path then
+          loaded.package.path, loaded.package.cpath = path, cpath
+          if core ~= "" then reg.ljasync_core = core end
+          require "ffi"
+        end
+        if not reg.ljasync_searcher then
+          loaded.table.insert(loaded.package.loaders, 2, searcher)
+          reg.ljasync_searcher = searcher
+        end
+        return reg.ljasync_searcher
         """
 
     /// The package.loaders searcher of every state lj-async is used in: a cached module loads
