@@ -1,7 +1,7 @@
 -- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
 local ffi = require "ffi"
 local core = require "lj-async.core"
-require "lj-async.love"  -- LÖVE: the game's modules reach new states (docs/love.md)
+if package.loaded["love.filesystem"] then require "lj-async.love" end  -- LÖVE: game modules for new states (docs/love.md)
 
 local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size

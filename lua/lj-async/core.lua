@@ -31,11 +31,11 @@ void ljasync_memo_set(const char *key, int32_t value);
 ]])
 
 -- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
--- LÖVE, the game's folder, the folder holding the .love (or the fused executable) and the save
--- directory (LÖVE's own C loader never looks beside a .love, and package.cpath knows none of
--- them); the core this process has loaded already (how states lj-async makes find it when the
--- creator found it by a LÖVE rule: they have no `love`); the build trees next to this file
--- (lua/lj-async/ -> ../../.build/...), so tests need no install.
+-- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
+-- the folder holding the .love (or the fused executable) and the save directory (LÖVE's own C
+-- loader never looks beside a .love, and package.cpath knows none of them); the build trees
+-- next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install. States the
+-- core makes skip this: they load the creator's core (below).
 local CORE_NAMES = { "ljasync_core.so", "libljasync_core.so" }
 
 local function readable(file)
@@ -65,26 +65,10 @@ local function in_love()
   return nil
 end
 
--- The core's file among this process's mappings (Linux; elsewhere there is no such file).
-local function loaded_already()
-  local f = io.open("/proc/self/maps", "r")
-  if not f then return nil end
-  local found
-  for line in f:lines() do
-    local file = line:match("%s(/.*)$")
-    if file and (file:match("/ljasync_core%.so$") or file:match("/libljasync_core%.so$")) then
-      found = file
-      break
-    end
-  end
-  f:close()
-  return found
-end
-
 local function locate()
   local env = os.getenv("LJASYNC_CORE")
   if env and env ~= "" then return env end
-  local found = package.searchpath("ljasync_core", package.cpath) or in_love() or loaded_already()
+  local found = package.searchpath("ljasync_core", package.cpath) or in_love()
   if found then return found end
   local src = debug.getinfo(1, "S").source
   local dir = src:sub(1, 1) == "@" and src:match("^@(.*)/lj%-async/core%.lua$")

@@ -31,7 +31,7 @@ local function came(name) arrived[name] = (arrived[name] or 0) + 1 end
 local reported = {}
 async.configure { on_error = function(msg) reported[#reported + 1] = msg end }
 
-local thread, thread_out
+local thread, thread_out, lthread
 local started
 
 function love.load()
@@ -109,6 +109,10 @@ function love.load()
     out[0] = require("gamelib.mymod").triple(14)
     out[1] = THREAD_INIT or -1
   end, thread_out)
+
+  -- A love.thread that uses lj-async itself.
+  lthread = love.thread.newThread("lovethread.lua")
+  lthread:start()
 end
 
 local finished = false
@@ -117,6 +121,10 @@ local function finish()
   check("a thread requires a game module", thread:join(5) and thread_out[0] == 42, thread_out[0])
   check("add_init_file ran in the thread", thread_out[1] == 5, thread_out[1])
   thread:destroy()
+  lthread:wait()
+  local msg = love.thread.getChannel("ljasync"):pop()
+  check("a love.thread runs jobs with the same core",
+    msg == "27 " .. require("lj-async.core").path, tostring(msg) .. " " .. tostring(lthread:getError()))
   check("failure with a function callback is reported",
     #reported == 1 and reported[1]:find("broken quietly", 1, true), table.concat(reported, " | "))
   came("fail fn")
