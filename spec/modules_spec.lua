@@ -71,9 +71,8 @@ local n, msg = cb:errors()
 say("callback:", r, n == 0 and "ok" or tostring(msg))
 cb:free()
 
-local t = Thread.new(function()
-  require "lj-async.sync"
-  require "lj-async.pool_abi"
+local t = Thread.new(function()  -- every lj-async module, private ones too
+  for _, name in ipairs(require("lj-async.core").modules) do require(name) end
 end)
 local joined = t:join(20)
 say("thread:", tostring(joined), t:status(), tostring(t:error()))
@@ -184,6 +183,18 @@ describe("the module cache", function()
       assert.equal(27, ffi.cast("const uint8_t *", p)[0])  -- bytecode, not source
       assert.matches("lj%-async/.*%.lua$", ffi.string(chunk))
     end
+  end)
+
+  it("says so, without raising through the core, when cached bytecode does not load", function()
+    local bad = "\27LJ\2\255garbage"
+    assert.equal(1, core.C.ljasync_module_put("modules_spec.corrupt", "=corrupt", bad, #bad))
+    local Thread = require "lj-async.thread"
+    local t = Thread.new(function() require "modules_spec.corrupt" end)
+    assert.is_true(t:join(20))
+    assert.equal("failed", t:status())
+    assert.matches("module 'modules_spec.corrupt' not found:", t:error(), 1, true)
+    assert.matches("lj-async's cached bytecode for 'modules_spec.corrupt' does not load here: ", t:error(), 1, true)
+    t:destroy()
   end)
 
   it("names a loader that cannot be saved when a new state requires that module", function()

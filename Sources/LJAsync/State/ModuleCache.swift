@@ -53,9 +53,6 @@ final class ModuleCache: Sendable {
         }
     }
 
-    /// Registry key marking a state whose package.loaders holds `searcher`.
-    static let installedKey = "lj-async module searcher"
-
     /// Puts `searcher` into `L`'s package.loaders right after package.preload, unless this
     /// state has it already (the registry keeps it under `ljasync_searcher`), and pushes it.
     /// With `paths` (the prelude of a state the core makes) it first loads `ffi`, sets
@@ -105,8 +102,8 @@ final class ModuleCache: Sendable {
 
     /// The package.loaders searcher of every state lj-async is used in: a cached module loads
     /// from its bytecode without a copy into a Lua string. For other names it returns nothing,
-    /// so the state's other searchers carry on; for an lj-async name it returns why the cache
-    /// lacks it. Runs on the state's thread.
+    /// so the state's other searchers carry on; for an lj-async name, or bytecode that does not
+    /// load, it returns why. Never raises. Runs on the state's thread.
     static let searcher: lua_CFunction = { L in
         guard let L, let name = lua_tolstring(L, 1, nil) else { return 0 }
         let module = String(cString: name)
@@ -118,7 +115,10 @@ final class ModuleCache: Sendable {
             return 1
         }
         if luaL_loadbuffer(L, e.bytes.assumingMemoryBound(to: CChar.self), e.count, e.chunkName) != 0 {
-            return lua_error(L)
+            // Returned, not raised (no longjmp through Swift frames): require names it.
+            let why = Lua.string(L, -1)
+            Lua.pop(L, 1)
+            lua_pushstring(L, "\n\tlj-async's cached bytecode for '\(module)' does not load here: \(why)")
         }
         return 1
     }
