@@ -29,20 +29,52 @@ int32_t ljasync_memo_get(const char *key);
 void ljasync_memo_set(const char *key, int32_t value);
 ]])
 
--- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the
--- build trees next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install.
+-- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
+-- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
+-- the folder holding the .love (or the fused executable) and the save directory (LÖVE's own C
+-- loader never looks beside a .love, and package.cpath knows none of them); the build trees
+-- next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install. States the
+-- core makes skip this: they load the creator's core (below).
+local CORE_NAMES = { "ljasync_core.so", "libljasync_core.so" }
+
+local function readable(file)
+  local f = io.open(file, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function in_love()
+  local lfs = package.loaded["love.filesystem"]
+  if type(lfs) ~= "table" then
+    local love = rawget(_G, "love")
+    lfs = type(love) == "table" and love.filesystem or nil
+  end
+  if not lfs then return nil end
+  local dirs = {}
+  for _, get in ipairs { "getSource", "getSourceBaseDirectory", "getSaveDirectory" } do
+    local ok, dir = pcall(lfs[get])
+    -- A .love's getSource is the zip itself: opening "x.love/ljasync_core.so" then fails.
+    if ok and type(dir) == "string" and dir ~= "" then dirs[#dirs + 1] = dir end
+  end
+  for _, dir in ipairs(dirs) do
+    for _, name in ipairs(CORE_NAMES) do
+      if readable(dir .. "/" .. name) then return dir .. "/" .. name end
+    end
+  end
+  return nil
+end
+
 local function locate()
   local env = os.getenv("LJASYNC_CORE")
   if env and env ~= "" then return env end
-  local found = package.searchpath("ljasync_core", package.cpath)
+  local found = package.searchpath("ljasync_core", package.cpath) or in_love()
   if found then return found end
   local src = debug.getinfo(1, "S").source
   local dir = src:sub(1, 1) == "@" and src:match("^@(.*)/lj%-async/core%.lua$")
   if dir then
     for _, rel in ipairs { "/../.build/release/libljasync_core.so", "/../build/ljasync_core.so",
                            "/../.build/debug/libljasync_core.so" } do
-      local f = io.open(dir .. rel, "rb")
-      if f then f:close(); return dir .. rel end
+      if readable(dir .. rel) then return dir .. rel end
     end
   end
   return nil
@@ -54,7 +86,8 @@ local registry = debug.getregistry()
 local made_by_core = registry.ljasync_core
 local path = made_by_core or locate()
 if not path then
-  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
+  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, "
+    .. "build with 'make', or in LÖVE put it in the game's folder, beside the .love or in the save directory)", 2)
 end
 M.path = path
 M.C = ffi.load(path)
@@ -99,7 +132,7 @@ M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
-  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love",
 }
 
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as
