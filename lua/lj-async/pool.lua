@@ -371,6 +371,35 @@ M.ensure = ensure
 
 -- -- Results --
 
+-- Fails the parent's jobs (see check_fork), at most `limit`; returns how many. Failures
+-- nobody handles are summed up in one line instead of one per job.
+local function deliver_orphans(limit)
+  local count, unhandled = 0, 0
+  while orphans and count < limit do
+    local job = table.remove(orphans, 1)
+    if #orphans == 0 then orphans = nil end
+    if not job.state then
+      settle(job)
+      count = count + 1
+      local text = ("%s was submitted before this process forked: it runs in the parent process, "
+        .. "and its result goes there"):format(label(job))
+      local cb = job.cb
+      if job.keep or on_error or (type(cb) == "table" and cb.error) then
+        fail(job, text)
+      else
+        job.state, job.error = "failed", text
+        unhandled = unhandled + 1
+        if job.waiters then wake(job) end
+      end
+    end
+  end
+  if unhandled > 0 then
+    report(("pool: %d job%s submitted before this process forked run%s in the parent process; here %s failed")
+      :format(unhandled, unhandled == 1 and "" or "s", unhandled == 1 and "s" or "", unhandled == 1 and "it" or "they"))
+  end
+  return count
+end
+
 --- Runs the callbacks of finished jobs of this state: all waiting, or at most `max`.
 --- Returns how many results were delivered.
 function M.update(max)
@@ -380,16 +409,7 @@ function M.update(max)
   local limit = max or huge
   local count = 0
   check_fork()
-  while orphans and count < limit do
-    local job = table.remove(orphans, 1)
-    if #orphans == 0 then orphans = nil end
-    if not job.state then
-      settle(job)
-      count = count + 1
-      fail(job, ("%s was submitted before this process forked: it runs in the parent process, "
-        .. "and its result goes there"):format(label(job)))
-    end
-  end
+  if orphans then count = deliver_orphans(limit) end
   while count < limit do
     if bpos >= bn then
       bpos, bn = 0, drain_c(inbox, batch, min(BATCH, limit - count))
