@@ -167,8 +167,9 @@ local fork_generation = C.ljasync_fork_generation
 local generation = fork_generation()
 local orphans = nil          -- jobs of the parent, to fail in this child
 
-local function check_fork()
-  if fork_generation() == generation then return end
+local function by_id(a, b) return a.id < b.id end
+
+local function after_fork()
   generation = fork_generation()
   for i = bpos, bn - 1 do  -- drained before the fork, not yet delivered: their jobs fail too
     if batch[i].msg ~= nil then message_free(batch[i].msg) end
@@ -178,8 +179,13 @@ local function check_fork()
   for _, job in pairs(pending) do
     if not job.orphan then job.orphan = true; list[#list + 1] = job end
   end
-  table.sort(list, function(a, b) return a.id < b.id end)
+  table.sort(list, by_id)
   orphans = #list > 0 and list or nil
+end
+
+-- On every entry that touches the inbox or submits: one C call (kept tiny so it compiles).
+local function check_fork()
+  if fork_generation() ~= generation then after_fork() end
 end
 
 local function label(job)

@@ -195,4 +195,4 @@ public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }
 /// child of a fork sees one more than its parent). pool.lua compares it to fail, in a child,
 /// its handles of jobs that run in the parent.
 @_cdecl("ljasync_fork_generation")
-public func ljasync_fork_generation() -> Int { Fork.generation }
+public func ljasync_fork_generation() -> Int32 { Int32(truncatingIfNeeded: Fork.generation) }
