@@ -144,6 +144,7 @@ extension Pool {
         let p = core
         p.pointee.sync.lock()
         p.pointee.settings.autoscale = 0
+        p.pointee.owed = 0  // nothing is owed after a shutdown: the pool is as at start
         stop(p.pointee.live)
         let left = p.pointee.stopping + p.pointee.live
         p.pointee.sync.unlock()
