@@ -238,7 +238,7 @@ describe("fork()", function()
     local jobs = {}
     for i = 1, 3000 do jobs[i] = async.handle_async(work, nil, i) end
     local forked_busy = 0
-    for round = 1, 20 do
+    for round = 1, 40 do
       if async.stats().running > 0 then forked_busy = forked_busy + 1 end
       expect_child(30, function(say)
         assert.same({ true, "c" }, { async.await(async.handle_async(function() return "c" end), 10) })
