@@ -217,6 +217,10 @@ end
 local Type = {}
 Type.__index = Type
 
+-- memory_limit needs lua_newstate with an allocator: 64-bit LuaJIT without GC64 only has its own
+-- (lua_newstate there fails, lib_aux.c).
+local custom_allocators = ffi.abi("gc64") or not ffi.abi("64bit")
+
 -- CPUs this process may run on (its affinity mask), for states = "parallel".
 local function cpu_count()
   return require("lj-async.thread").cpus()
@@ -252,6 +256,9 @@ function Type:new(f, opts)
   end
   local limit = opts.memory_limit or 0
   if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
+  if limit > 0 and not custom_allocators then
+    error("bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)", 2)
+  end
 
   local name = opts.name and tostring(opts.name) or self.ctype
   local parts = scratch_parts
