@@ -18,7 +18,7 @@ void ljasync_callback_free(ljasync_callback *cb);
 intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
 int32_t ljasync_callback_states(ljasync_callback *cb);
 intptr_t ljasync_callback_live(void);
-void ljasync_callback_force_libffi(int32_t on);
+int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
 ]])
 
 -- Value kinds, as Sources/LJAsync/Callback/ValueKind.swift numbers them.
@@ -394,7 +394,8 @@ return setmetatable({
   end,
   --- How many callbacks exist (created, not yet freed or collected).
   live = function() return tonumber(C.ljasync_callback_live()) end,
-  _force_libffi = function(on) C.ljasync_callback_force_libffi(on and 1 or 0) end,
+  --- "libffi" or "stub": the entry a callback's function pointer is (for tests).
+  _entry = function(cb) return C.ljasync_callback_uses_libffi(cb._h) == 1 and "libffi" or "stub" end,
   Callback = Callback,
   Type = Type,
 }, { __call = function(_, ct) return factory(ct) end })
