@@ -76,7 +76,8 @@ build_upstream() {
   touch "$dir/.built"
 }
 
-# Sets leg_luajit, leg_path (Lua's path, or empty for the binary's own) and leg_libs for LEG.
+# Sets leg_luajit, leg_path (Lua's path, or empty for the binary's own) and leg_libs (where its
+# libluajit-5.1.so.2 is, for whatever loads the library; both Debian binaries are static) for LEG.
 setup_leg() {
   leg_luajit=luajit leg_path="" leg_libs=""
   # Debian's Lua modules (busted and its dependencies); busted adds ./lua/?.lua itself.
@@ -117,7 +118,8 @@ run_leg() {
   [ -n "$leg_libs" ] && env+=(LD_LIBRARY_PATH="$leg_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   [ "$leg" = libffi ] && env+=(LJASYNC_ENTRY=libffi)
   local version
-  version=$(env "${env[@]}" "$leg_luajit" -e 'io.write(jit.version, require("ffi").abi("gc64") and " GC64" or " non-GC64")')
+  version=$(env "${env[@]}" "$leg_luajit" -e 'io.write(jit.version, pcall(require, "thread.exdata") and " (OpenResty)" or "",
+    require("ffi").abi("gc64") and " GC64" or " non-GC64")')
   echo "== matrix leg '$leg': $version ($leg_luajit)"
   # busted's C modules (Debian's, built for Lua 5.1's API) must load into this LuaJIT.
   if ! env "${env[@]}" "$leg_luajit" -e 'require "lfs"; require "system.core"; require "term.core"'; then
