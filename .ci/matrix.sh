@@ -108,7 +108,7 @@ setup_leg() {
 # Runs the spec files under LEG's LuaJIT (setup_leg first), each in its own busted process as
 # ctest does.
 run_leg() {
-  local leg=$1 start=$2 failed=() spec specs
+  local leg=$1 start=$2 setup=$(($SECONDS - $2)) failed=() spec specs
   if [ "$leg" = libffi ]; then specs=("$root"/spec/callback*_spec.lua); else specs=("$root"/spec/*_spec.lua); fi
   # Specs that start `luajit` themselves get this leg's.
   local bin=$cache/bin-$leg
@@ -130,8 +130,9 @@ run_leg() {
     (cd "$root" && env "${env[@]}" timeout 600 "$leg_luajit" "$busted" -o utfTerminal "$spec") ||
       failed+=("$(basename "$spec")")
   done
-  echo "== matrix leg '$leg': ${#specs[@]} spec files, ${#failed[@]} failed ${failed[*]:-} ($((SECONDS - start)) s)"
-  summary+=("$leg: ${#failed[@]}/${#specs[@]} spec files failed${failed[*]:+ (${failed[*]})}, $((SECONDS - start)) s")
+  local took="$((SECONDS - start)) s, setup $setup s"
+  echo "== matrix leg '$leg': ${#specs[@]} spec files, ${#failed[@]} failed ${failed[*]:-} ($took)"
+  summary+=("$leg: ${#failed[@]}/${#specs[@]} spec files failed${failed[*]:+ (${failed[*]})}, $took")
   [ ${#failed[@]} -eq 0 ]
 }
 
