@@ -73,6 +73,8 @@ build_upstream() {
   if ! make -C "$dir" -j"$(nproc)" XCFLAGS="$xcflags" >"$dir.log" 2>&1; then
     tail -30 "$dir.log" >&2; echo "matrix: building $name failed (log: $dir.log)" >&2; exit 1
   fi
+  # `make install` would name the library so; hosts that load LuaJIT look for this name.
+  ln -sf libluajit.so "$dir/src/libluajit-5.1.so.2"
   touch "$dir/.built"
 }
 
