@@ -245,7 +245,8 @@ local function build()
       end
     else
       error(format("ctype '%s' is %s in this state, but the value is %s", name,
-        c.what == "value" and "of fixed size" or "variable-length", nelem == FIXED and "not" or "so"), 0)
+        c.what == "value" and "of fixed size" or "variable-length",
+        nelem == FIXED and "of fixed size" or "variable-length"), 0)
     end
     if not v then
       error(format("ctype '%s' has size %s in this state, but the value has %d bytes", name, tostring(expect), size), 0)
