@@ -219,11 +219,10 @@ local buffer_complaints = { "^unexpected end of buffer", "^cannot deserialize", 
 
 local function decode_error(msg)
   if type(msg) ~= "string" then return msg end
-  local bare = msg:match("^[^\n]-:%d+: (.*)$")
-  if bare then
-    for i = 1, #buffer_complaints do
-      if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
-    end
+  -- From the interpreter with a position; from a trace without one.
+  local bare = msg:match("^[^\n]-:%d+: (.*)$") or msg
+  for i = 1, #buffer_complaints do
+    if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
   end
   return msg
 end
