@@ -11,7 +11,6 @@
 -- Every function here runs on the thread that owns the calling Lua state.
 local ffi = require "ffi"
 local buffer = require "string.buffer"
-local tnew = require "table.new"
 local registry = require "lj-async.encoder.registry"
 local scan = require "lj-async.encoder.scan"
 local general = require "lj-async.encoder.general_writer"

@@ -74,6 +74,30 @@ struct Validator {
         return u32(at: r)
     }
 
+    /// Skips one string.buffer value if it is a short string, a number or nil/false/true (most
+    /// of the values of big data), with no call: false when it is anything else or truncated,
+    /// for sbValue to look at.
+    @inline(__always)
+    mutating func skipScalar() -> Bool {
+        guard r < end else { return false }
+        let t = p[r]
+        let n: Int
+        if t >= 0x20 && t < 0xe0 {
+            n = Int(t) - 0x1f
+        } else if t == 7 {
+            n = 9
+        } else if t <= 2 {
+            n = 1
+        } else if t == 6 {
+            n = 5
+        } else {
+            return false
+        }
+        guard n <= end - r else { return false }
+        r += n
+        return true
+    }
+
     /// One string.buffer value, `depth` tables deep.
     @discardableResult
     mutating func sbValue(depth: Int) throws(Failure) -> Kind {
@@ -111,12 +135,15 @@ struct Validator {
             let elements = Int(narray) - (tp >= Validator.tagTab + 4 && narray > 0 ? 1 : 0)
             guard elements <= left, Int(nhash) <= left / 2 else { throw .sizeExceedsData }
             if nhash >= 2 || nhash == 1 && narray > 0 { mayDuplicate = true }
-            for _ in 0..<elements { try sbValue(depth: depth + 1) }
+            for _ in 0..<elements where !skipScalar() { try sbValue(depth: depth + 1) }
             for _ in 0..<nhash {
                 guard r < end else { throw .truncated }
-                if p[r] == UInt8(Validator.tagNil) { throw .badKey }  // "table index is nil"
-                if case .number(let x) = try sbValue(depth: depth + 1), x.isNaN { throw .badKey }
-                try sbValue(depth: depth + 1)
+                let k = p[r]
+                if k == UInt8(Validator.tagNil) { throw .badKey }  // "table index is nil"
+                if k < 0x20 || k >= 0xe0 || !skipScalar() {         // not a short string key
+                    if case .number(let x) = try sbValue(depth: depth + 1), x.isNaN { throw .badKey }
+                }
+                if !skipScalar() { try sbValue(depth: depth + 1) }
             }
             return .other
         case Validator.tagInt64, Validator.tagUint64:
@@ -220,7 +247,7 @@ struct Validator {
     /// values when `values` < 0, filling the bytes exactly.
     mutating func payload(values: Int) throws(Failure) {
         if values >= 0 {
-            for _ in 0..<values { try sbValue(depth: 0) }
+            for _ in 0..<values where !skipScalar() { try sbValue(depth: 0) }
         } else {
             let n = try count()
             guard n >= 0, n <= left else { throw .sizeExceedsData }
