@@ -135,7 +135,15 @@ struct Validator {
             let elements = Int(narray) - (tp >= Validator.tagTab + 4 && narray > 0 ? 1 : 0)
             guard elements <= left, Int(nhash) <= left / 2 else { throw .sizeExceedsData }
             if nhash >= 2 || nhash == 1 && narray > 0 { mayDuplicate = true }
-            for _ in 0..<elements where !skipScalar() { try sbValue(depth: depth + 1) }
+            var i = 0
+            while i < elements {
+                if end - r >= 9 && p[r] == UInt8(Validator.tagNum) {  // arrays of numbers, in a tight loop
+                    r += 9
+                } else if !skipScalar() {
+                    try sbValue(depth: depth + 1)
+                }
+                i += 1
+            }
             for _ in 0..<nhash {
                 guard r < end else { throw .truncated }
                 let k = p[r]
