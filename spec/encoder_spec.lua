@@ -775,6 +775,43 @@ describe("lj-async.encoder", function()
       for _ = 1, 500 do refused_bytes("malformed encoded data: table key is nil or NaN", nilkey) end
     end)
 
+    it("decodes a string that may hold a duplicate key with functions no trace compiles", function()
+      local reader = require "lj-async.encoder.reader"
+      -- The closures of each build, reached through upvalues; those both share are neither's.
+      local function closures(t)
+        local set, todo = {}, {}
+        for _, f in pairs(t) do if type(f) == "function" then todo[#todo + 1] = f end end
+        while #todo > 0 do
+          local f = table.remove(todo)
+          if not set[f] then
+            set[f] = true
+            for i = 1, 255 do
+              local name, v = debug.getupvalue(f, i)
+              if not name then break end
+              if type(v) == "function" then todo[#todo + 1] = v end
+            end
+          end
+        end
+        return set
+      end
+      local copy, main = closures(reader.offtrace), closures(reader)
+      for f in pairs(main) do copy[f] = nil end
+      assert.is_true(next(copy) ~= nil)
+      local marked, compiled = {}, 0
+      local function on_record(tr, func) if copy[func] then marked[tr] = true end end
+      local function on_trace(what, tr)
+        if what == "start" then marked[tr] = nil elseif what == "stop" and marked[tr] then compiled = compiled + 1 end
+      end
+      local s = encode({ a = 1, b = 2, c = { 1, 2, 3 } })   -- two keys or more: off the trace
+      jit.flush()
+      jit.attach(on_record, "record")
+      jit.attach(on_trace, "trace")
+      for _ = 1, 3000 do assert.equal(2, decode(s).b) end
+      jit.attach(on_record)
+      jit.attach(on_trace)
+      assert.equal(0, compiled)
+    end)
+
     it("raises string.buffer's duplicate key error on a hot path without crashing", function()
       -- A plain encoding of { a = true, a = true }: the checksum is right, the table is not.
       local dup = signed("\1\1\9\2\33a\2\33a\2")

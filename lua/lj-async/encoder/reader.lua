@@ -385,9 +385,14 @@ end
 
 local ontrace = build()
 -- A copy with prototypes of its own (string.dump keeps no upvalues: build has none), which the
--- JIT compiler is told never to record (recursively: every function built inside).
-local copy = loadstring(string.dump(build), "=lj-async.encoder.reader")
-require("jit").off(copy, true)
-local offtrace = copy()
-ontrace.offtrace = offtrace
+-- JIT compiler is told never to record (recursively: every function built inside): a trace
+-- that calls into it aborts ("JIT compilation disabled for function"). A host that took
+-- string.dump or loadstring away gets the one build for both.
+local ok, copy = pcall(function() return loadstring(string.dump(build)) end)
+if ok and copy then
+  require("jit").off(copy, true)
+  ontrace.offtrace = copy()
+else
+  ontrace.offtrace = ontrace
+end
 return ontrace
