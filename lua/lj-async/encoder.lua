@@ -13,7 +13,7 @@ local ffi = require "ffi"
 local buffer = require "string.buffer"
 local registry = require "lj-async.encoder.registry"
 local scan = require "lj-async.encoder.scan"
-local general = require "lj-async.encoder.general_writer"
+local writer = require "lj-async.encoder.general_writer"
 local reader = require "lj-async.encoder.reader"
 local native = require "lj-async.encoder.native"
 
@@ -70,7 +70,7 @@ M._native_scan = scan.native  -- for tests and the benchmark
 
 local wbuf = buffer.new()
 local busy = false
-local shared_writer = general.new_writer()
+local shared_writer = writer.new_writer()
 
 -- Encodes n values (a1..a3, and args[1..n] when n > 3) into a buffer, which it returns with
 -- the general writer to reset once the buffer is read (nil for the plain format). Raises the
@@ -120,11 +120,11 @@ local function encode_into(n, a1, a2, a3, args)
       return wbuf
     end
   end
-  local S = reentered and general.new_writer() or shared_writer
-  local ok, err = pcall(general.encode, S, n, args or { a1, a2, a3 })
+  local S = reentered and writer.new_writer() or shared_writer
+  local ok, err = pcall(writer.encode, S, n, args or { a1, a2, a3 })
   if not reentered then busy = false end
   if not ok then
-    general.reset_writer(S)
+    writer.reset_writer(S)
     error(err, 0)
   end
   return S.out, S
@@ -144,7 +144,7 @@ end
 local function to_string(ok, b, S)
   if not ok then return nil, b end
   local s = b:tostring()
-  if S then general.reset_writer(S) end
+  if S then writer.reset_writer(S) end
   return s
 end
 
@@ -177,7 +177,7 @@ local function to_message(ok, b, S)
   if not ok then return nil, b end
   local p, n = b:ref()
   local msg = message_new(p, n)
-  if S then general.reset_writer(S) end
+  if S then writer.reset_writer(S) end
   return msg
 end
 
@@ -250,7 +250,6 @@ local function start(s, len)
     R.anchor = s
     local b = buffer.new()
     if len then b:set(s, len) else b:set(s) end
-    R.outer = b
     return b, R
   end
   decoding = true
@@ -261,8 +260,8 @@ end
 
 --- Decodes a string from encode: returns the values (same count, nils kept). Raises on
 --- malformed data, or on what this state lacks (an undeclared ctype, an unregistered metatable).
---- The string may come from anywhere (a file, a socket): no byte string makes this crash, and
---- one that did not come from this process carries no handles and no functions.
+--- The string may come from anywhere (a file, a socket): no byte string makes this crash; a
+--- string brings no handles, and functions only if this process encoded them (docs/encoder.md).
 function M.decode(s)
   if type(s) ~= "string" then error("bad encoded data: expected a string, got " .. type(s), 2) end
   local b, R = start(s)

@@ -16,9 +16,8 @@ local int64_ct, uint64_ct, complex_ct = ffi_typeof("int64_t"), ffi_typeof("uint6
 
 local S = {}
 
---- string.buffer refuses deeper nesting (LJ_SERIALIZE_DEPTH).
-S.DEPTH = 100
-local PLAIN_DEPTH = S.DEPTH
+-- string.buffer refuses deeper nesting (LJ_SERIALIZE_DEPTH).
+local PLAIN_DEPTH = 100
 
 local seen, seen_list, nseen = tnew(0, 16), tnew(16, 0), 0   -- tables met by the scans
 
