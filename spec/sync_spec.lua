@@ -455,6 +455,8 @@ describe("lj-async.sync", function()
       assert.is_true(ch:closed())
       assert.same({ false, "closed" }, { ch:push(1) })
       assert.same({ false, "closed" }, { ch:push({}) })
+      assert.same({ 0, "closed" }, { ch:push_many({ 1, "two", {} }) })  -- an outcome, not an error
+      assert.same({ 0, "closed" }, { ch:push_many({ {} }) })
       ch:close()  -- twice is fine
     end)
 

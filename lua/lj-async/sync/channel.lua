@@ -186,7 +186,7 @@ function Channel:try_pop()
   return cell_value(0, 2)
 end
 
---- Pops up to `max` values (1..256) into `out` (a table, reused if given), waiting at most
+--- Pops up to `max` values (capped at 256) into `out` (a table, reused if given), waiting at most
 --- `timeout` for the first. Returns out, n (out[1..n] set; nils leave holes), or nil,
 --- "timeout" / nil, "closed". A non-plain value (a table, ...) always comes in a batch of
 --- its own.
