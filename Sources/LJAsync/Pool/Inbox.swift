@@ -26,7 +26,7 @@ struct PoolResult {
 /// them are reported on stderr.
 /// Thread-safety: fields marked "guarded" need `sync`; `submitted` belongs to the owner.
 struct PoolInbox {
-    let sync = PoolSync()
+    let sync = PthreadLock(.adaptive)
     var results = Ring<PoolResult>(capacity: 256)   // guarded
     var delivered = 0                                // guarded
     var expected = -1                                // guarded; set by close
@@ -57,7 +57,7 @@ typealias InboxRef = UnsafeMutablePointer<PoolInbox>
 enum Inbox {
     /// Every inbox not yet destroyed (guarded by `registryLock`): fork() and process exit go
     /// through them. Lock order: registry, then the pool's lock, then inboxes.
-    nonisolated(unsafe) static let registryLock = MutexCond()
+    nonisolated(unsafe) static let registryLock = PthreadLock()
     nonisolated(unsafe) static var registry: [InboxRef] = []
 
     private static let exitReport: Void = { atexit { Inbox.reportUntaken() } }()

@@ -10,7 +10,7 @@ import Synchronization
 final class PoolDefinitions: @unchecked Sendable {
     static let shared = PoolDefinitions()
 
-    private let sync = MutexCond()
+    private let sync = PthreadLock()
     private var table: [Int32: (name: String, message: UnsafeMutablePointer<Message>)] = [:]
     private var nextId: Int32 = 0
 
@@ -61,7 +61,7 @@ enum PoolInits {
         let length: Int
     }
 
-    nonisolated(unsafe) private static let sync = MutexCond()
+    nonisolated(unsafe) private static let sync = PthreadLock()
     nonisolated(unsafe) private static var entries = UnsafeMutablePointer<Entry>.allocate(capacity: 1024)
     nonisolated(unsafe) private static var capacity = 1024
     private static let published = Atomic<Int32>(0)

@@ -159,13 +159,8 @@ extension Pool {
             let scaling = p.pointee.settings.autoscale != 0
             if scaling && deadline == nil { deadline = Clock.deadline(after: p.pointee.settings.idleTimeout) }
             if !scaling { deadline = nil }
-            let rc: Int32
-            if var d = deadline {
-                rc = pthread_cond_timedwait(w.pointee.cond, p.pointee.sync.mutex, &d)
-            } else {
-                rc = pthread_cond_wait(w.pointee.cond, p.pointee.sync.mutex)
-            }
-            if rc == ETIMEDOUT && !w.pointee.woken && !w.pointee.stopping {
+            let timedOut = !p.pointee.sync.wait(on: w.pointee.cond, until: deadline)
+            if timedOut && !w.pointee.woken && !w.pointee.stopping {
                 if p.pointee.settings.autoscale != 0 && p.pointee.live > Int(p.pointee.settings.minWorkers) {
                     return false
                 }

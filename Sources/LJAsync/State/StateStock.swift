@@ -16,7 +16,7 @@ import Glibc
 final class StateStock: @unchecked Sendable {
     static let shared = StateStock()
 
-    private let sync = MutexCond()
+    private let sync = PthreadLock()
     private var ready: [(state: LuaState, generation: Int, errors: [String])] = []
     private var retired: [(state: LuaState, limit: MemoryLimit?)] = []
     private var started = false

@@ -1,10 +1,10 @@
 // A multi-producer multi-consumer FIFO of cells, bounded or not, that states share.
 import Glibc
 
-/// The channel's queue: a ring of cells guarded by one mutex, with two condition variables
+/// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
 /// (consumers wait for "not empty", producers for "not full").
 ///
-/// Invariants (under `mutex`): `count <= limit`; `count <= mask + 1`; the live cells are
+/// Invariants (under `lock`): `count <= limit`; `count <= mask + 1`; the live cells are
 /// `ring[(head + i) & mask]` for `i < count`, each owned by the ring. Consumers sleep only while
 /// the ring is empty, producers only while it is full, each counted in `popWaiters` /
 /// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
@@ -38,10 +38,10 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
-    let state: UnsafeMutablePointer<State>   // guarded by `mutex`
-    let mutex = RawMutex.make()
-    let notEmpty = Condvar()
-    let notFull = Condvar()
+    let state: UnsafeMutablePointer<State>   // guarded by `lock`
+    /// Adaptive (see LockKind); its condition is "not empty", consumers wait on it.
+    let lock = PthreadLock(.adaptive)
+    let notFull = PthreadCondition()
 
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
@@ -59,8 +59,7 @@ final class Channel: SyncObject, @unchecked Sendable {
         s.ring.deallocate()
         state.deallocate()
         notFull.destroy()
-        notEmpty.destroy()
-        RawMutex.destroy(mutex)
+        lock.destroy()
     }
 
     static func ringSize(for n: Int) -> Int {
@@ -76,15 +75,15 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Any thread.
     func push(_ cell: ChannelCell, timeout: Double) -> Status {
         let s = state
-        RawMutex.lock(mutex)
+        lock.lock()
         if s.pointee.closed {
-            RawMutex.unlock(mutex)
+            lock.unlock()
             return .closed
         }
         if s.pointee.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
-                RawMutex.unlock(mutex)
+                lock.unlock()
                 return st
             }
         }
@@ -94,8 +93,8 @@ final class Channel: SyncObject, @unchecked Sendable {
         s.pointee.count = count + 1
         let wakeConsumer = count == 0 && s.pointee.popWaiters > 0
         let wakeProducer = count + 1 < s.pointee.limit && s.pointee.pushWaiters > 0
-        RawMutex.unlock(mutex)
-        if wakeConsumer { notEmpty.signal() }
+        lock.unlock()
+        if wakeConsumer { lock.signal() }
         if wakeProducer { notFull.signal() }
         return .ok
     }
@@ -105,15 +104,15 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Any thread.
     func pushMany(_ cells: UnsafePointer<ChannelCell>, _ n: Int, timeout: Double) -> (Status, Int) {
         let s = state
-        RawMutex.lock(mutex)
+        lock.lock()
         if s.pointee.closed {
-            RawMutex.unlock(mutex)
+            lock.unlock()
             return (.closed, 0)
         }
         if s.pointee.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
-                RawMutex.unlock(mutex)
+                lock.unlock()
                 return (st, 0)
             }
         }
@@ -128,16 +127,16 @@ final class Channel: SyncObject, @unchecked Sendable {
         s.pointee.count = before + take
         let wakeConsumers = before == 0 && s.pointee.popWaiters > 0
         let wakeProducer = before + take < s.pointee.limit && s.pointee.pushWaiters > 0
-        RawMutex.unlock(mutex)
+        lock.unlock()
         if wakeConsumers {
-            if take == 1 { notEmpty.signal() } else { notEmpty.broadcast() }
+            if take == 1 { lock.signal() } else { lock.broadcast() }
         }
         if wakeProducer { notFull.signal() }
         return (.ok, take)
     }
 
-    /// With `mutex` held and the channel full: sleeps until there is room, the channel
-    /// closes or the timeout passes. Returns with `mutex` held.
+    /// With `lock` held and the channel full: sleeps until there is room, the channel
+    /// closes or the timeout passes. Returns with `lock` held.
     private func waitForRoom(_ timeout: Double) -> Status {
         let s = state
         var deadline: timespec?
@@ -147,13 +146,13 @@ final class Channel: SyncObject, @unchecked Sendable {
             if timeout == 0 || timedOut { return .fullOrEmpty }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
             s.pointee.pushWaiters += 1
-            timedOut = !notFull.wait(mutex, until: deadline)
+            timedOut = !lock.wait(on: notFull, until: deadline)
             s.pointee.pushWaiters -= 1
         }
         return s.pointee.closed ? .closed : .ok
     }
 
-    /// Doubles the ring, unwrapping it so `head` is 0. `mutex` held.
+    /// Doubles the ring, unwrapping it so `head` is 0. `lock` held.
     private func grow() {
         let s = state
         let old = s.pointee.mask + 1
@@ -176,19 +175,19 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// and drained. Any thread.
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
         let s = state
-        RawMutex.lock(mutex)
+        lock.lock()
         if s.pointee.count == 0 {
             var deadline: timespec?
             var timedOut = false
             repeat {
                 if s.pointee.closed || timeout == 0 || timedOut {
                     let st: Status = s.pointee.closed ? .closed : .fullOrEmpty
-                    RawMutex.unlock(mutex)
+                    lock.unlock()
                     return (st, 0)
                 }
                 if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
                 s.pointee.popWaiters += 1
-                timedOut = !notEmpty.wait(mutex, until: deadline)
+                timedOut = !lock.wait(until: deadline)
                 s.pointee.popWaiters -= 1
             } while s.pointee.count == 0
         }
@@ -212,15 +211,15 @@ final class Channel: SyncObject, @unchecked Sendable {
         let wakeProducers = before >= s.pointee.limit && s.pointee.pushWaiters > 0
         let wakeConsumer = before - n > 0 && s.pointee.popWaiters > 0
         if before == n && mask + 1 > Channel.shrinkAbove { shrink() }
-        RawMutex.unlock(mutex)
+        lock.unlock()
         if wakeProducers {
             if n == 1 { notFull.signal() } else { notFull.broadcast() }
         }
-        if wakeConsumer { notEmpty.signal() }
+        if wakeConsumer { lock.signal() }
         return (.ok, n)
     }
 
-    /// Replaces an empty, grown ring with a small one. `mutex` held.
+    /// Replaces an empty, grown ring with a small one. `lock` held.
     private func shrink() {
         let s = state
         s.pointee.ring.deallocate()
@@ -234,30 +233,30 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Refuses further pushes and wakes every sleeper; values queued stay poppable.
     /// Idempotent. Any thread.
     func close() {
-        RawMutex.lock(mutex)
+        lock.lock()
         state.pointee.closed = true
-        RawMutex.unlock(mutex)
-        notEmpty.broadcast()
+        lock.unlock()
+        lock.broadcast()
         notFull.broadcast()
     }
 
     /// The number of queued values (a snapshot). Any thread.
     var length: Int {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.count
     }
 
     var isClosed: Bool {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.closed
     }
 
     /// Threads blocked in push or pop right now (for tests that must know a waiter sleeps).
     var waiters: Int {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.popWaiters + state.pointee.pushWaiters
     }
 

@@ -12,7 +12,7 @@ final class SharedCondition: SyncObject, @unchecked Sendable {
 
     enum Status: Int32 { case ok = 0, timeout = 1, notOwner = -2 }
 
-    let cond = Condvar()
+    let cond = PthreadCondition()
 
     deinit { cond.destroy() }
 
@@ -24,7 +24,7 @@ final class SharedCondition: SyncObject, @unchecked Sendable {
         if timeout == 0 { return .timeout }
         // While we sleep the mutex is free and someone else may own it.
         mutex.owner.pointee.store(0, ordering: .relaxed)
-        let woke = cond.wait(mutex.raw, until: Clock.deadline(after: timeout))
+        let woke = mutex.pthreadLock.wait(on: cond, until: Clock.deadline(after: timeout))
         mutex.owner.pointee.store(me, ordering: .relaxed)
         return woke ? .ok : .timeout
     }
