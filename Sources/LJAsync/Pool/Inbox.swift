@@ -130,11 +130,6 @@ enum Inbox {
         inbox.pointee.sync.unlock()
     }
 
-    /// Appends a batch of cancelled results (no messages). Caller holds no inbox lock.
-    static func pushCancelled(_ inbox: InboxRef, ids: [Double]) {
-        for id in ids { push(inbox, PoolResult(message: nil, id: id, status: .cancelled)) }
-    }
-
     /// Counts a job that will never come back as a result (cancelled by its owner). Any thread.
     static func forget(_ inbox: InboxRef) {
         inbox.pointee.sync.lock()

@@ -51,8 +51,10 @@ final class PoolDefinitions: @unchecked Sendable {
 /// Code every worker loads before its first job, in registration order: Lua source to run
 /// (`kind` 0) or an encoded (name, metatable) pair to register as portable (`kind` 1).
 ///
-/// Entries are append-only and never freed (process lifetime), so a worker may read one
-/// through its pointers without a lock once `count` says it exists.
+/// Entries are append-only and never freed (process lifetime): the lock guards only the
+/// table, whose address changes when it grows, so `entry` copies one out under it and the
+/// caller uses its pointers (name, code) afterwards without a lock. `count` is published
+/// with release ordering after the entry is in place, so a worker may ask for it lock-free.
 enum PoolInits {
     struct Entry {
         let kind: Int32
@@ -78,9 +80,10 @@ enum PoolInits {
         sync.withLock {
             let n = Int(published.load(ordering: .relaxed))
             if n == capacity {
-                // Old arrays stay allocated: a reader may still hold the old base address.
+                // Readers copy entries out under this lock, so nobody holds the old table.
                 let bigger = UnsafeMutablePointer<Entry>.allocate(capacity: capacity * 2)
-                bigger.initialize(from: entries, count: n)
+                bigger.moveInitialize(from: entries, count: n)
+                entries.deallocate()
                 entries = bigger
                 capacity *= 2
             }
@@ -92,7 +95,7 @@ enum PoolInits {
         }
     }
 
-    /// Entry `i` (0-based), valid forever. Requires `i < count`.
+    /// A copy of entry `i` (0-based), whose pointers stay valid forever. Requires `i < count`.
     static func entry(_ i: Int32) -> Entry {
         sync.withLock { entries[Int(i)] }
     }

@@ -4,10 +4,6 @@ import Glibc
 extension Pool {
     // -- Working (worker threads) --
 
-    /// The job slot Lua reads (`ljasync_pool_job`): msg at 0, definition at 8, init count at 12,
-    /// seconds waited at 16, late flag at 24.
-    static let jobStride = 32
-
     /// Short jobs are taken several at a time (up to this many), when a worker's last batch
     /// took under `shortJobNs` per job: one trip through the queue's lock and one through the
     /// inbox's per batch instead of per job. Long jobs are always taken one by one, so a worker

@@ -63,7 +63,8 @@ struct Ring<Element> {
         count -= 1
     }
 
-    /// Keeps the elements for which `keep` is true, in order; returns how many were removed.
+    /// Removes the elements for which `drop` is true, keeping the others in order; returns
+    /// how many were removed.
     mutating func removeAll(where drop: (Element) -> Bool) -> Int {
         var kept = 0
         for j in 0..<count {

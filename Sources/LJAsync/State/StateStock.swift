@@ -74,17 +74,6 @@ final class StateStock: @unchecked Sendable {
         if !queued { lua_close(L); limit?.free() }
     }
 
-    /// Closes every state now, on this thread (used by tests and at shutdown).
-    func drain() {
-        let all: [(LuaState, MemoryLimit?)] = sync.withLock {
-            let r = retired.map { ($0.state, $0.limit) } + ready.map { ($0.state, nil) }
-            retired.removeAll()
-            ready.removeAll()
-            return r
-        }
-        for (L, limit) in all { lua_close(L); limit?.free() }
-    }
-
     private func startIfNeeded() {
         if started { return }
         started = true

@@ -19,8 +19,6 @@ import Glibc
 /// (SharedObject); the last release frees the cells still queued (and so the handles their
 /// messages carry).
 final class Channel: SyncObject, @unchecked Sendable {
-    override class var kind: String { "channel" }
-
     enum Status: Int32 { case ok = 0, fullOrEmpty = 1, closed = 2 }
 
     struct State {

@@ -8,8 +8,6 @@ import Glibc
 /// Thread-safety: any thread. Lifetime: reference counted (SharedObject). A waiter holds a
 /// handle to both objects, so neither can die under it.
 final class SharedCondition: SyncObject, @unchecked Sendable {
-    override class var kind: String { "condition" }
-
     enum Status: Int32 { case ok = 0, timeout = 1, notOwner = -2 }
 
     let cond = PthreadCondition()

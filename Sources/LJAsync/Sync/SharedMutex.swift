@@ -14,8 +14,6 @@ import Synchronization
 /// Thread-safety: every method may be called from any thread. Lifetime: reference counted
 /// (SharedObject); freed with the last reference even if locked (nobody could unlock it).
 final class SharedMutex: SyncObject, @unchecked Sendable {
-    override class var kind: String { "mutex" }
-
     enum Status: Int32 { case ok = 0, timeout = 1, deadlock = -1, notOwner = -2 }
 
     /// Adaptive (see LockKind). Its own condition goes unused: a `SharedCondition` brings

@@ -5,8 +5,6 @@ import Glibc
 ///
 /// Thread-safety: any thread. Lifetime: reference counted (SharedObject).
 final class SharedSemaphore: SyncObject, @unchecked Sendable {
-    override class var kind: String { "semaphore" }
-
     struct State {
         var count: Int
         var waiters: Int
