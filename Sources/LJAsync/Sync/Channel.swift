@@ -4,8 +4,8 @@ import Glibc
 /// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
 /// (consumers wait for "not empty", producers for "not full").
 ///
-/// Invariants (under `lock`): `count <= limit`; `count <= mask + 1`; the live cells are
-/// `ring[(head + i) & mask]` for `i < count`, each owned by the ring. Consumers sleep only while
+/// Invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
+/// is owned by the channel. Consumers sleep only while
 /// the ring is empty, producers only while it is full, each counted in `popWaiters` /
 /// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
 /// someone sleeps: a push into an empty ring wakes one consumer, a pop from a full ring wakes a
@@ -22,10 +22,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     enum Status: Int32 { case ok = 0, fullOrEmpty = 1, closed = 2 }
 
     struct State {
-        var ring: UnsafeMutablePointer<ChannelCell>
-        var mask: Int
-        var head: Int
-        var count: Int
+        var cells: Ring<ChannelCell>
         let limit: Int
         var closed: Bool
         var popWaiters: Int
@@ -44,26 +41,18 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
         let limit = capacity > 0 ? capacity : Int.max
-        let size = Channel.ringSize(for: min(limit, Channel.initialRing))
         state = .allocate(capacity: 1)
-        state.initialize(to: State(ring: .allocate(capacity: size), mask: size - 1, head: 0, count: 0,
-                                   limit: limit, closed: false, popWaiters: 0, pushWaiters: 0))
+        state.initialize(to: State(cells: Ring(capacity: min(limit, Channel.initialRing)), limit: limit,
+                                   closed: false, popWaiters: 0, pushWaiters: 0))
         super.init()
     }
 
     deinit {
-        let s = state.pointee
-        for i in 0..<s.count { s.ring[(s.head + i) & s.mask].release() }
-        s.ring.deallocate()
+        while let c = state.pointee.cells.popFirst() { c.release() }
+        state.pointee.cells.free()
         state.deallocate()
         notFull.destroy()
         lock.destroy()
-    }
-
-    static func ringSize(for n: Int) -> Int {
-        var size = 1
-        while size < n { size <<= 1 }
-        return size
     }
 
     // -- Producers --
@@ -78,17 +67,15 @@ final class Channel: SyncObject, @unchecked Sendable {
             lock.unlock()
             return .closed
         }
-        if s.pointee.count >= s.pointee.limit {
+        if s.pointee.cells.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
                 lock.unlock()
                 return st
             }
         }
-        if s.pointee.count > s.pointee.mask { grow() }
-        let count = s.pointee.count
-        s.pointee.ring[(s.pointee.head + count) & s.pointee.mask] = cell
-        s.pointee.count = count + 1
+        let count = s.pointee.cells.count
+        s.pointee.cells.push(cell)
         let wakeConsumer = count == 0 && s.pointee.popWaiters > 0
         let wakeProducer = count + 1 < s.pointee.limit && s.pointee.pushWaiters > 0
         lock.unlock()
@@ -107,22 +94,16 @@ final class Channel: SyncObject, @unchecked Sendable {
             lock.unlock()
             return (.closed, 0)
         }
-        if s.pointee.count >= s.pointee.limit {
+        if s.pointee.cells.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
                 lock.unlock()
                 return (st, 0)
             }
         }
-        let before = s.pointee.count
+        let before = s.pointee.cells.count
         let take = min(n, s.pointee.limit - before)
-        while before + take > s.pointee.mask + 1 { grow() }
-        var at = s.pointee.head + before
-        for i in 0..<take {
-            s.pointee.ring[at & s.pointee.mask] = cells[i]
-            at += 1
-        }
-        s.pointee.count = before + take
+        s.pointee.cells.push(contentsOf: cells, count: take)
         let wakeConsumers = before == 0 && s.pointee.popWaiters > 0
         let wakeProducer = before + take < s.pointee.limit && s.pointee.pushWaiters > 0
         lock.unlock()
@@ -139,7 +120,7 @@ final class Channel: SyncObject, @unchecked Sendable {
         let s = state
         var deadline: timespec?
         var timedOut = false
-        while s.pointee.count >= s.pointee.limit {
+        while s.pointee.cells.count >= s.pointee.limit {
             if s.pointee.closed { return .closed }
             if timeout == 0 || timedOut { return .fullOrEmpty }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
@@ -148,20 +129,6 @@ final class Channel: SyncObject, @unchecked Sendable {
             s.pointee.pushWaiters -= 1
         }
         return s.pointee.closed ? .closed : .ok
-    }
-
-    /// Doubles the ring, unwrapping it so `head` is 0. `lock` held.
-    private func grow() {
-        let s = state
-        let old = s.pointee.mask + 1
-        let ring = UnsafeMutablePointer<ChannelCell>.allocate(capacity: old * 2)
-        let first = min(s.pointee.count, old - s.pointee.head)
-        ring.moveInitialize(from: s.pointee.ring + s.pointee.head, count: first)
-        (ring + first).moveInitialize(from: s.pointee.ring, count: s.pointee.count - first)
-        s.pointee.ring.deallocate()
-        s.pointee.ring = ring
-        s.pointee.mask = old * 2 - 1
-        s.pointee.head = 0
     }
 
     // -- Consumers --
@@ -174,7 +141,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
         let s = state
         lock.lock()
-        if s.pointee.count == 0 {
+        if s.pointee.cells.count == 0 {
             var deadline: timespec?
             var timedOut = false
             repeat {
@@ -187,43 +154,30 @@ final class Channel: SyncObject, @unchecked Sendable {
                 s.pointee.popWaiters += 1
                 timedOut = !lock.wait(until: deadline)
                 s.pointee.popWaiters -= 1
-            } while s.pointee.count == 0
+            } while s.pointee.cells.count == 0
         }
-        let mask = s.pointee.mask
-        let ring = s.pointee.ring
-        var head = s.pointee.head
-        let avail = min(max, s.pointee.count)
+        let cells = s.pointee.cells   // the ring's fields read once (stores to `out` would force reloads)
+        let before = cells.count
+        let avail = min(max, before)
         var n = 0
         while n < avail {
-            let c = ring[head]
+            let c = cells[n]
             let isMessage = c.tag == ChannelCell.Tag.message.rawValue
             if isMessage && n > 0 { break }
             out[n] = c
-            head = (head + 1) & mask
             n += 1
             if isMessage { break }
         }
-        let before = s.pointee.count
-        s.pointee.head = head
-        s.pointee.count = before - n
+        s.pointee.cells.removeFirst(n)
         let wakeProducers = before >= s.pointee.limit && s.pointee.pushWaiters > 0
         let wakeConsumer = before - n > 0 && s.pointee.popWaiters > 0
-        if before == n && mask + 1 > Channel.shrinkAbove { shrink() }
+        if before == n && cells.capacity > Channel.shrinkAbove { s.pointee.cells.shrink(to: Channel.initialRing) }
         lock.unlock()
         if wakeProducers {
             if n == 1 { notFull.signal() } else { notFull.broadcast() }
         }
         if wakeConsumer { lock.signal() }
         return (.ok, n)
-    }
-
-    /// Replaces an empty, grown ring with a small one. `lock` held.
-    private func shrink() {
-        let s = state
-        s.pointee.ring.deallocate()
-        s.pointee.ring = .allocate(capacity: Channel.initialRing)
-        s.pointee.mask = Channel.initialRing - 1
-        s.pointee.head = 0
     }
 
     // -- Both --
@@ -242,7 +196,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     var length: Int {
         lock.lock()
         defer { lock.unlock() }
-        return state.pointee.count
+        return state.pointee.cells.count
     }
 
     var isClosed: Bool {
