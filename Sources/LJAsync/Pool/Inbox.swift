@@ -32,8 +32,7 @@ struct PoolInbox {
     var expected = -1                                // guarded; set by close
     var closed = false                               // guarded
     var sleeping = false                             // guarded: the owner waits on `sync`
-    var watchWorkers = false                         // guarded: ...and wants to hear when workers are gone
-    var workersGone = false                          // guarded
+    var workersGone = false                          // guarded: no worker left (`wait` with `watch` says 2)
     var fd: Int32 = -1                               // guarded
     var fdReadable = false                           // guarded
     /// Jobs submitted, counted by the owner's thread alone, on a cache line of its own (the
