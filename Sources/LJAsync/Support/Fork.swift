@@ -1,0 +1,80 @@
+// fork(): the pthread_atfork handlers that keep lj-async's locks and background threads sound in both processes.
+import Glibc
+import Synchronization
+
+/// What happens to lj-async when the process forks.
+///
+/// The child has only the forking thread: the state preparer and the pool's workers are gone,
+/// and any lock another thread held at the fork would stay locked for good. So `prepare` (the
+/// forking thread, before fork) takes every lock of the preparer and the pool, in the order
+/// the code takes them (stock; pool definitions, init list, IPC; inbox registry; pool queue;
+/// each inbox), after the preparer has left `makeState`. `parent` releases them. `child`
+/// re-creates them (a condition variable with waiters that no longer exist must not be
+/// reused) and resets what belonged to the parent's threads: the pool forgets its workers
+/// and the jobs queued or running in the parent (they are the parent's: pool.lua fails the
+/// child's handles for them once, seeing `generation` change), inboxes drop the parent's
+/// results and their eventfd, and the next use starts new background threads.
+///
+/// Not covered: locks of the Swift runtime, of the environment and module cache (held for
+/// microseconds), of shared objects (channels, mutexes) and of callbacks a C thread was
+/// calling at the moment of the fork.
+///
+/// Thread-safety: `install` from any thread, once per process in effect; the handlers run on
+/// the forking thread (`child` in the child, alone).
+enum Fork {
+    /// Bumped in every child: objects made before a fork compare it with their own copy.
+    static let generationCounter = Atomic<Int>(0)
+
+    static var generation: Int { generationCounter.load(ordering: .acquiring) }
+
+    private static let installed: Void = {
+        let rc = pthread_atfork({ Fork.prepare() }, { Fork.parent() }, { Fork.child() })
+        if rc != 0 { reportToStderr("cannot register fork handlers (pthread_atfork: \(rc)); lj-async will not work in a forked child") }
+    }()
+
+    /// Registers the handlers (idempotent). Called before the first background thread or
+    /// inbox exists, so a fork before that has nothing to handle.
+    static func install() { _ = installed }
+
+    private static func prepare() {
+        StateStock.shared.forkPrepare()
+        Pool.forkPrepare()
+    }
+
+    private static func parent() {
+        Pool.forkParent()
+        StateStock.shared.forkParent()
+    }
+
+    private static func child() {
+        generationCounter.add(1, ordering: .releasing)
+        StateStock.shared.forkChild()
+        Pool.forkChild()
+    }
+
+    /// Re-creates a mutex in place (unlocked), `adaptive` as RawMutex makes them.
+    static func reinit(mutex m: UnsafeMutablePointer<pthread_mutex_t>, adaptive: Bool) {
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        if adaptive { pthread_mutexattr_settype(&attr, RawMutex.adaptive) }
+        pthread_mutex_init(m, &attr)
+        pthread_mutexattr_destroy(&attr)
+    }
+
+    /// Re-creates a condition variable in place, on the monotonic clock as Condvar makes them.
+    static func reinit(cond c: UnsafeMutablePointer<pthread_cond_t>) {
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(c, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+}
+
+extension MutexCond {
+    /// In a forked child: the lock unlocked and the condition without waiters.
+    func reinitAfterFork() {
+        Fork.reinit(mutex: mutex, adaptive: false)
+        Fork.reinit(cond: cond)
+    }
+}
