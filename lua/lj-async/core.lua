@@ -12,7 +12,9 @@ end
 M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
-void ljasync_env_add_init(const char *name, const char *code, size_t len);
+void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
+int64_t ljasync_env_owner_new(void);
+void ljasync_env_owner_drop(int64_t owner);
 void ljasync_env_set_stock(int32_t n);
 int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
 typedef struct ljasync_message ljasync_message;
@@ -55,6 +57,21 @@ M.C = ffi.load(path)
 
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
+
+-- This state's token for the init code it registers (add_init): when the state closes, the
+-- code no other state registered is withdrawn (an nginx reload closes the master's Lua VM and
+-- makes a new one in the same process). Kept in the registry: one per state, even when this
+-- module is loaded again.
+do
+  local reg = debug.getregistry()
+  local sentinel = reg["lj-async.owner"]
+  if not sentinel then
+    local C = M.C
+    sentinel = ffi.gc(ffi.new("int64_t[1]", C.ljasync_env_owner_new()), function(p) C.ljasync_env_owner_drop(p[0]) end)
+    reg["lj-async.owner"] = sentinel
+  end
+  M.owner = sentinel[0]
+end
 
 -- lj-async's own modules load as bytecode compiled once per process (see ModuleCache.swift):
 -- new states (threads, workers, callbacks) then skip parsing them. Tracebacks keep file names.
@@ -149,7 +166,7 @@ function M.add_init(code, name)
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end
-  M.C.ljasync_env_add_init(name or "=init", code, #code)
+  M.C.ljasync_env_add_init(name or "=init", code, #code, M.owner)
 end
 
 return M

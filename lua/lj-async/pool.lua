@@ -34,6 +34,22 @@ local stored = {}            -- definition record -> true while the engine store
 -- Results nobody took are said once on stderr: a program that submits and ends without
 -- update() would otherwise lose them without a word.
 local outstanding = 0        -- jobs of this state submitted and not yet delivered
+-- What this state registered process-wide, withdrawn when it goes (an nginx reload closes the
+-- master's Lua VM and makes a new one in the same process, which must not inherit them):
+local my_inits = {}          -- indices of its init entries (async files, portable metatables)
+local settings_before, settings_mine  -- the settings before its first configure, after its last
+local SETTING_FIELDS = { "autoscale", "min_workers", "max_workers", "idle_timeout", "warn_after", "max_queued" }
+local function withdraw()
+  for i = 1, #my_inits do C.ljasync_pool_retire_init(my_inits[i]) end
+  if settings_mine then  -- put back what it changed, unless another state changed it since
+    local now_set = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(now_set)
+    for _, k in ipairs(SETTING_FIELDS) do
+      if now_set[k] ~= settings_mine[k] then return end
+    end
+    C.ljasync_pool_set_settings(settings_before, nil, 0)
+  end
+end
 local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
   if outstanding > 0 then
     C.ljasync_pool_report(("pool: %d result%s never taken (call async.update() or async.wait())")
@@ -41,6 +57,7 @@ local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
   end
   C.ljasync_pool_discard(p)
   for d in pairs(stored) do C.ljasync_pool_undefine(d.id) end
+  withdraw()
   C.ljasync_pool_inbox_free(p)
 end)
 local BATCH = 256
@@ -549,7 +566,7 @@ function M.register_async_dofile(path)
   f:close()
   local ok, perr = loadstring(src, "@" .. path)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  C.ljasync_pool_add_init(0, "@" .. path, src, #src)
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, "@" .. path, src, #src) - 1
 end
 
 local kept_messages = {}
@@ -563,7 +580,7 @@ function M.register_portable_metatable(name, mt)
   local msg, why = try_encode_message(name, mt)
   if not msg then return false, why end
   local n = message_data(msg, lenbox)
-  C.ljasync_pool_add_init(1, name, n, lenbox[0])
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(1, name, n, lenbox[0]) - 1
   -- Kept for the life of the process, like the init entry that lists its bytes: the message
   -- owns the references of any shared handle in the metatable.
   kept_messages[#kept_messages + 1] = msg
@@ -662,9 +679,14 @@ function M.configure(opts)
       if type(opts.on_error) ~= "function" then error("bad option 'on_error': expected a function", 2) end
       on_error = opts.on_error
     end
+    local before = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(before)
     if C.ljasync_pool_set_settings(settings, errbuf, errbuf_size) ~= 0 then
       error("bad options: " .. ffi_string(errbuf), 2)
     end
+    settings_before = settings_before or before
+    settings_mine = settings_mine or ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(settings_mine)
   end
   return {
     autoscale = settings.autoscale ~= 0, min_workers = settings.min_workers, max_workers = settings.max_workers,

@@ -210,4 +210,4 @@ if grep -E '\[(error|alert|crit|emerg)\]|exited on signal' "$tmp/error.log"; the
   fail "error.log has errors"
 fi
 if grep -n . "$tmp/stderr.log"; then fail "nginx's stderr is not empty"; fi
-echo "PASS: openresty ($(grep -c 'start worker process' "$tmp/error.log") worker starts, error.log clean)"
+echo "PASS: openresty ($(grep -c 'start worker process [0-9]' "$tmp/error.log") worker starts, error.log clean)"
