@@ -66,7 +66,19 @@ done
 tmp=$(mktemp -d)
 master=
 cleanup() {
-  if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then kill -KILL "$master" 2>/dev/null || true; fi
+  # On a failure: TERM to the master (nginx's fast shutdown stops the workers too), bounded;
+  # then KILL to the master and its workers, by pid (a killed master leaves its workers behind).
+  if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
+    local left i
+    left=$(children)
+    kill -TERM "$master" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+    left="$left $(children)"
+    kill -KILL "$master" 2>/dev/null || true
+    for i in $left; do  # still an nginx worker (not a reused pid)?
+      tr '\0' ' ' < "/proc/$i/cmdline" 2>/dev/null | grep -q '^nginx: worker' && kill -KILL "$i" 2>/dev/null || true
+    done
+  fi
   if [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
