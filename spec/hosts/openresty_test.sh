@@ -76,7 +76,7 @@ cleanup() {
     left="$left $(children)"
     kill -KILL "$master" 2>/dev/null || true
     for i in $left; do  # still an nginx worker (not a reused pid)?
-      tr '\0' ' ' < "/proc/$i/cmdline" 2>/dev/null | grep -q '^nginx: worker' && kill -KILL "$i" 2>/dev/null || true
+      tr '\0' ' ' 2>/dev/null < "/proc/$i/cmdline" | grep -q '^nginx: worker' && kill -KILL "$i" 2>/dev/null || true
     done
   fi
   if [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
@@ -176,7 +176,12 @@ LD_LIBRARY_PATH="$ldpath" "$nginx" -t -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/er
 # Bounded: timeout ends nginx (its own child) should everything below hang.
 LD_LIBRARY_PATH="$ldpath" timeout -k 5 150 "$nginx" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" >"$tmp/stderr.log" 2>&1 &
 job=$!
-wait_for 20 "nginx writes its pid file" test -s "$tmp/nginx.pid"
+started() {
+  [ -s "$tmp/nginx.pid" ] && return 0
+  kill -0 "$job" 2>/dev/null || fail "nginx exited at start"
+  return 1
+}
+wait_for 20 "nginx writes its pid file" started
 master=$(cat "$tmp/nginx.pid")
 two_workers() { [ "$(children | wc -w)" = 2 ]; }
 wait_for 20 "the master starts 2 workers" two_workers
