@@ -193,6 +193,28 @@ describe("fork()", function()
     assert.same({ true, 2 }, { async.await(j, 10) })
   end)
 
+  it("a child that forks again: the grandchild works too", function()
+    async.load(1)
+    assert.same({ true, 1 }, { async.await(async.handle_async(function() return 1 end), 10) })
+    expect_child(60, function(say)
+      assert.same({ true, 2 }, { async.await(async.handle_async(function() return 2 end), 10) })
+      local gate = sync.channel()
+      local held = async.handle_async(function(g) return g:pop(30) end, nil, gate)
+      local code, said = in_child(30, function(say2)
+        local ok, e = async.await(held, 10)
+        assert.is_false(ok); assert.matches("runs in the parent process", e)
+        assert.same({ true, 3 }, { async.await(async.handle_async(function() return 3 end), 10) })
+        assert.same({ true, 4 }, { Thread.spawn(function() return 4 end):join(10) })
+        say2("grandchild ok")
+      end)
+      assert(code == 0 and said:match("grandchild ok"), said)
+      gate:push("child's")
+      assert.same({ true, "child's" }, { async.await(held, 10) })
+      say("child ok")
+    end)
+    assert.same({ true, 5 }, { async.await(async.handle_async(function() return 5 end), 10) })
+  end)
+
   it("forks while the preparer and the workers are busy: every child works, and so does the parent", function()
     async.load(2)
     -- Keeps the preparer making and closing states, and the workers taking short jobs.
@@ -216,7 +238,7 @@ describe("fork()", function()
     local jobs = {}
     for i = 1, 3000 do jobs[i] = async.handle_async(work, nil, i) end
     local forked_busy = 0
-    for round = 1, 10 do
+    for round = 1, 40 do
       if async.stats().running > 0 then forked_busy = forked_busy + 1 end
       expect_child(30, function(say)
         assert.same({ true, "c" }, { async.await(async.handle_async(function() return "c" end), 10) })

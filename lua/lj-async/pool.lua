@@ -182,7 +182,8 @@ end
 -- delivered by the next update() like any result.
 local fork_generation = C.ljasync_fork_generation
 local generation = fork_generation()
-local orphans = nil          -- jobs of the parent, to fail in this child
+local orphans = nil          -- jobs of the parent, to fail in this child: orphans[orphan_at..]
+local orphan_at = 1
 
 local function by_id(a, b) return a.id < b.id end
 
@@ -192,12 +193,13 @@ local function after_fork()
     if batch[i].msg ~= nil then message_free(batch[i].msg) end
   end
   bpos, bn = 0, 0
-  local list = orphans or {}
+  local list = {}
+  for i = orphan_at, orphans and #orphans or 0 do list[#list + 1] = orphans[i] end  -- a fork before they went
   for _, job in pairs(pending) do
     if not job.orphan then job.orphan = true; list[#list + 1] = job end
   end
   table.sort(list, by_id)
-  orphans = #list > 0 and list or nil
+  orphans, orphan_at = #list > 0 and list or nil, 1
 end
 
 -- On every entry that touches the inbox or submits: one C call (kept tiny so it compiles).
@@ -399,8 +401,9 @@ M.ensure = ensure
 local function deliver_orphans(limit)
   local count, unhandled = 0, 0
   while orphans and count < limit do
-    local job = table.remove(orphans, 1)
-    if #orphans == 0 then orphans = nil end
+    local job = orphans[orphan_at]
+    orphan_at = orphan_at + 1
+    if orphan_at > #orphans then orphans, orphan_at = nil, 1 end
     if not job.state then
       settle(job)
       count = count + 1

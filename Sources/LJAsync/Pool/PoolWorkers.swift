@@ -35,10 +35,7 @@ extension Pool {
             }, UnsafeMutableRawPointer(w))
             pthread_attr_destroy(&attr)
             if rc != 0 {
-                reportToStderr("cannot start a pool worker thread: \(String(cString: strerror(rc)))")
-                core.pointee.sync.lock()
-                remove(w)
-                core.pointee.sync.unlock()
+                failedToStart(w, reason: "cannot create its thread: \(String(cString: strerror(rc)))")
                 PoolWorker.destroy(w)
             }
         }
@@ -144,6 +141,7 @@ extension Pool {
         let p = core
         p.pointee.sync.lock()
         p.pointee.settings.autoscale = 0
+        p.pointee.owed = 0  // nothing is owed after a shutdown: the pool is as at start
         stop(p.pointee.live)
         let left = p.pointee.stopping + p.pointee.live
         p.pointee.sync.unlock()
@@ -189,7 +187,8 @@ extension Pool {
         }
         p.pointee.sync.unlock()
         if report {
-            let first = reason.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? reason
+            var first = reason.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? reason
+            if first.hasSuffix(":") { first.removeLast() }  // "module 'x' not found:" + the places looked at
             reportToStderr("pool: a worker cannot start: \(first) (the pool starts no more workers until the next submit, ensure or addWorker)")
         }
         let text = "no pool worker could start: " + reason

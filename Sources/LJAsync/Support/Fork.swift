@@ -6,18 +6,18 @@ import Synchronization
 ///
 /// The child has only the forking thread: the state preparer and the pool's workers are gone,
 /// and any lock another thread held at the fork would stay locked for good. So `prepare` (the
-/// forking thread, before fork) takes every lock of the preparer and the pool, in the order
-/// the code takes them (stock; pool definitions, init list, IPC; inbox registry; pool queue;
-/// each inbox), after the preparer has left `makeState`. `parent` releases them. `child`
+/// forking thread, before fork) takes every lock of the preparer, the process-wide caches and
+/// the pool, in the order the code takes them (stock; environment, module cache, memo; pool
+/// definitions, init list, IPC; inbox registry; pool queue; each inbox), after the preparer
+/// has left `makeState`. `parent` releases them. `child`
 /// re-creates them (a condition variable with waiters that no longer exist must not be
 /// reused) and resets what belonged to the parent's threads: the pool forgets its workers
 /// and the jobs queued or running in the parent (they are the parent's: pool.lua fails the
 /// child's handles for them once, seeing `generation` change), inboxes drop the parent's
 /// results and their eventfd, and the next use starts new background threads.
 ///
-/// Not covered: locks of the Swift runtime, of the environment and module cache (held for
-/// microseconds), of shared objects (channels, mutexes) and of callbacks a C thread was
-/// calling at the moment of the fork.
+/// Not covered: locks of the Swift runtime, of shared objects (channels, mutexes) and of
+/// callbacks a C thread was calling at the moment of the fork.
 ///
 /// Thread-safety: `install` from any thread, once per process in effect; the handlers run on
 /// the forking thread (`child` in the child, alone).
@@ -38,19 +38,35 @@ enum Fork {
 
     private static func prepare() {
         StateStock.shared.forkPrepare()
+        for l in cacheLocks { l.lock() }
         Pool.forkPrepare()
     }
 
     private static func parent() {
         Pool.forkParent()
+        for l in cacheLocks.reversed() { l.unlock() }
         StateStock.shared.forkParent()
     }
 
     private static func child() {
         generationCounter.add(1, ordering: .releasing)
         StateStock.shared.forkChild()
+        for l in cacheLocks { l.reinitAfterFork() }
         Pool.forkChild()
     }
+
+    /// The locks of the process-wide caches every new state and thread goes through (the
+    /// environment, the module cache, the memo): leaf locks, held for microseconds by any
+    /// thread that makes a state or loads an lj-async module, so a busy process forks while
+    /// one is held (seen here: the child's workers then wait in ModuleCache.get for good).
+    /// Found as every MutexCond those objects store, whatever the field is called.
+    nonisolated(unsafe) private static let cacheLocks: [MutexCond] = {
+        let owners: [AnyObject] = [Environment.shared, ModuleCache.shared, ProcessMemo.shared]
+        return owners.flatMap { owner in Mirror(reflecting: owner).children.compactMap { $0.value as? MutexCond } }
+    }()
+
+    /// How many cache locks fork() takes (a test checks that the caches still have theirs).
+    static var cacheLockCount: Int { cacheLocks.count }
 
     /// Re-creates a mutex in place (unlocked), `adaptive` as RawMutex makes them.
     static func reinit(mutex m: UnsafeMutablePointer<pthread_mutex_t>, adaptive: Bool) {
