@@ -73,10 +73,13 @@ build_upstream() {
   if ! make -C "$dir" -j"$(nproc)" XCFLAGS="$xcflags" >"$dir.log" 2>&1; then
     tail -30 "$dir.log" >&2; echo "matrix: building $name failed (log: $dir.log)" >&2; exit 1
   fi
+  # `make install` would name the library so; hosts that load LuaJIT look for this name.
+  ln -sf libluajit.so "$dir/src/libluajit-5.1.so.2"
   touch "$dir/.built"
 }
 
-# Sets leg_luajit, leg_path (Lua's path, or empty for the binary's own) and leg_libs for LEG.
+# Sets leg_luajit, leg_path (Lua's path, or empty for the binary's own) and leg_libs (where its
+# libluajit-5.1.so.2 is, for whatever loads the library; both Debian binaries are static) for LEG.
 setup_leg() {
   leg_luajit=luajit leg_path="" leg_libs=""
   # Debian's Lua modules (busted and its dependencies); busted adds ./lua/?.lua itself.
@@ -107,7 +110,7 @@ setup_leg() {
 # Runs the spec files under LEG's LuaJIT (setup_leg first), each in its own busted process as
 # ctest does.
 run_leg() {
-  local leg=$1 start=$2 failed=() spec specs
+  local leg=$1 start=$2 setup=$(($SECONDS - $2)) failed=() spec specs
   if [ "$leg" = libffi ]; then specs=("$root"/spec/callback*_spec.lua); else specs=("$root"/spec/*_spec.lua); fi
   # Specs that start `luajit` themselves get this leg's.
   local bin=$cache/bin-$leg
@@ -117,7 +120,8 @@ run_leg() {
   [ -n "$leg_libs" ] && env+=(LD_LIBRARY_PATH="$leg_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   [ "$leg" = libffi ] && env+=(LJASYNC_ENTRY=libffi)
   local version
-  version=$(env "${env[@]}" "$leg_luajit" -e 'io.write(jit.version, require("ffi").abi("gc64") and " GC64" or " non-GC64")')
+  version=$(env "${env[@]}" "$leg_luajit" -e 'io.write(jit.version, pcall(require, "thread.exdata") and " (OpenResty)" or "",
+    require("ffi").abi("gc64") and " GC64" or " non-GC64")')
   echo "== matrix leg '$leg': $version ($leg_luajit)"
   # busted's C modules (Debian's, built for Lua 5.1's API) must load into this LuaJIT.
   if ! env "${env[@]}" "$leg_luajit" -e 'require "lfs"; require "system.core"; require "term.core"'; then
@@ -128,8 +132,9 @@ run_leg() {
     (cd "$root" && env "${env[@]}" timeout 600 "$leg_luajit" "$busted" -o utfTerminal "$spec") ||
       failed+=("$(basename "$spec")")
   done
-  echo "== matrix leg '$leg': ${#specs[@]} spec files, ${#failed[@]} failed ${failed[*]:-} ($((SECONDS - start)) s)"
-  summary+=("$leg: ${#failed[@]}/${#specs[@]} spec files failed${failed[*]:+ (${failed[*]})}, $((SECONDS - start)) s")
+  local took="$((SECONDS - start)) s, setup $setup s"
+  echo "== matrix leg '$leg': ${#specs[@]} spec files, ${#failed[@]} failed ${failed[*]:-} ($took)"
+  summary+=("$leg: ${#failed[@]}/${#specs[@]} spec files failed${failed[*]:+ (${failed[*]})}, $took")
   [ ${#failed[@]} -eq 0 ]
 }
 
