@@ -66,6 +66,7 @@ done
 tmp=$(mktemp -d)
 master=
 cleanup() {
+  set +e  # every step runs, whatever the one before said
   # On a failure: TERM to the master (nginx's fast shutdown stops the workers too), bounded;
   # then KILL to the master and its workers, by pid (a killed master leaves its workers behind).
   if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
@@ -119,11 +120,22 @@ fail() {
   echo "FAIL: $1"
   echo "--- error.log (last 30 lines) ---"; tail -n 30 "$tmp/error.log" 2>/dev/null || true
   echo "--- nginx stderr ---"; tail -n 30 "$tmp/stderr.log" 2>/dev/null || true
+  if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
+    echo "--- nginx processes still running (threads: name state kernel wait) ---"
+    local p t
+    for p in "$master" $(children); do
+      echo "$p: $(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline")"
+      for t in /proc/"$p"/task/*; do
+        echo "  ${t##*/} $(cat "$t/comm" 2>/dev/null) $(awk '/^State:/ {print $2}' "$t/status" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null)"
+      done
+    done
+  fi
   exit 1
 }
 get() { curl -sS --max-time 10 --noproxy '*' "http://127.0.0.1:$port$1"; }
 children() {  # the master's child processes (its workers), sorted
-  grep -s '^PPid:' /proc/[0-9]*/status | awk -v m="$master" '$2 == m { split($1, p, "/"); print p[3] }' | sort -n | paste -sd ' '
+  # (grep says 2 when a process goes between the glob and the read: that is no error here)
+  { grep -s '^PPid:' /proc/[0-9]*/status || true; } | awk -v m="$master" '$2 == m { split($1, p, "/"); print p[3] }' | sort -n | paste -sd ' '
 }
 wait_for() {  # seconds, description, command...: polls the condition, bounded
   local limit=$1 what=$2; shift 2
@@ -168,6 +180,24 @@ check_generation() {  # gen expected-workers
   echo "generation $gen: 60 requests over workers $seen; ticks while waiting: ${poll%% *} (poll), ${block%% *} (async.wait)"
 }
 
+# nginx's processes take their signals (HUP, QUIT, TERM, CHLD, IO, ALRM, ...) on their main
+# thread: a signal handled on another thread sets nginx's flag without waking the main thread's
+# sigsuspend/epoll_wait (a master that then misses its last SIGCHLD never exits). So every
+# thread lj-async adds to the master and the workers must block them.
+NGINX_SIGNALS=$(( (1<<0)|(1<<1)|(1<<2)|(1<<9)|(1<<11)|(1<<13)|(1<<14)|(1<<16)|(1<<27)|(1<<28) ))
+check_signal_masks() {  # where
+  local p t blk
+  for p in "$master" $(children); do
+    for t in /proc/"$p"/task/*; do
+      [ "${t##*/}" != "$p" ] || continue
+      blk=$(awk '/^SigBlk:/ {print $2}' "$t/status" 2>/dev/null) || continue
+      [ -n "$blk" ] || continue
+      [ $(( 0x$blk & NGINX_SIGNALS )) = $NGINX_SIGNALS ] ||
+        fail "$1: thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)) of nginx process $p does not block nginx's signals (SigBlk $blk)"
+    done
+  done
+}
+
 # -- Generation 1 --
 write_conf 1
 LD_LIBRARY_PATH="$ldpath" "$nginx" -t -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" >"$tmp/t.log" 2>&1 ||
@@ -189,6 +219,7 @@ workers1=$(children)
 serving() { get "/pool?n=1" 2>/dev/null | grep -q "^square=1 "; }
 wait_for 20 "nginx answers on 127.0.0.1:$port" serving
 check_generation 1 "$workers1"
+check_signal_masks "generation 1"
 leak1=$(get /leak)
 [[ $leak1 =~ ^def=true\ file=true\ init=true\ mt=true\ thread_init=true\ warn_after=7.25\ gen=1 ]] ||
   fail "generation 1 should see its own registrations: '$leak1'"
@@ -206,6 +237,7 @@ wait_for 30 "2 new workers replace the old ones after the reload" new_workers
 workers2=$(children)
 [ "$(cat "$tmp/nginx.pid")" = "$master" ] || fail "the master's pid changed on reload"
 check_generation 2 "$workers2"
+check_signal_masks "generation 2"
 leak2=$(get /leak)
 # What generation 1 registered is gone: its definition, its async file, its init code (in pool
 # workers and threads), its portable metatable and its pool settings.
