@@ -35,7 +35,9 @@ describe("the seed's API", function()
     assert.equal(CallbackFactory("int(*)(int)"), CallbackFactory("int(*)(int)"))
     assert.not_equal(CallbackFactory("int(*)(int)"), CallbackFactory("int (*)(int)"))
     assert.has_error(function() CallbackFactory(ffi.typeof("int(*)(int)")) end,
-      "bad ctype: expected a string, got cdata (ctypes cannot be moved between states)")
+      'bad ctype ctype<int (*)()>: pass the type as a string, e.g. CallbackFactory("int32_t (*)(int32_t)") (ctypes cannot be moved between states)')
+    assert.has_error(function() CallbackFactory(42) end,
+      "bad ctype: expected a string, got number (ctypes cannot be moved between states)")
   end)
 
   it("returns a cdata of exactly the requested ctype", function()
@@ -174,17 +176,29 @@ describe("ctype strings", function()
     assert.equal(7, cb:funcptr()(pt))
     cb:free()
 
-    assert.has_error(function() CallbackFactory("double(*)(ljt_anon *)")(function(a) return a.v end) end,
-      "bad ctype 'double(*)(ljt_anon *)': type 'ljt_anon *' is an anonymous struct or enum; pass its declaration with the 'cdef' option")
+    -- An anonymous struct keeps its typedef name there, incomplete until a cdef declares it.
+    local opaque_anon = CallbackFactory("double(*)(ljt_anon *)")(function(a)
+      local ffi = require "ffi"
+      return ffi.istype("ljt_anon *", a) and not pcall(function() return a.v end) and 1 or 0
+    end)
+    assert.equal(1, opaque_anon:funcptr()(ffi.new("ljt_anon", 2.5)))
+    opaque_anon:free()
     local a = CallbackFactory("double(*)(ljt_anon *)")(function(a) return a.v * 2 end,
       { cdef = "typedef struct { double v; } ljt_anon;" })
     assert.equal(5, a:funcptr()(ffi.new("ljt_anon", 2.5)))
     a:free()
 
-    -- An enum arrives as LuaJIT's own callbacks deliver it when declared there, else as a number.
-    local e1 = CallbackFactory("int(*)(enum ljt_color)")(function(c) return type(c) == "number" and c or -1 end)
+    -- An enum arrives as LuaJIT's own callbacks deliver it (cdata), declared there from the
+    -- creator's declaration; a cdef repeating it is fine; results take constant names.
+    local e1 = CallbackFactory("int(*)(enum ljt_color)")(function(c)
+      local ffi = require "ffi"
+      return ffi.istype("enum ljt_color", c) and tonumber(c) or -1
+    end)
     assert.equal(7, e1:funcptr()(7))
     e1:free()
+    local e3 = CallbackFactory("enum ljt_color(*)(void)")(function() return "LJT_GREEN" end)
+    assert.equal(7, tonumber(e3:funcptr()()))
+    e3:free()
     local e2 = CallbackFactory("int(*)(enum ljt_color)")(function(c)
       local ffi = require "ffi"
       return ffi.istype("enum ljt_color", c) and tonumber(c) or -1
@@ -203,6 +217,72 @@ describe("ctype strings", function()
     assert.has_error(function() CallbackFactory("void(*)(struct ljt_point)") end,
       "bad ctype 'void(*)(struct ljt_point)': parameter 1 ('struct ljt_point'): structs and unions passed by value are not supported (pass a pointer)")
     assert.has_error(function() CallbackFactory("void(*)(no_such_type)") end)
+  end)
+end)
+
+describe("many parameters", function()
+  ffi.cdef [[
+  int ljt_ffi_call(void *fp, int ret_kind, int nargs, const uint8_t *kinds, uint64_t *args,
+                   int on_thread, int64_t *iret, double *dret);
+  ]]
+  -- Calls fp from a C thread through libffi with args[i] of kinds[i] (lj-async's value kinds).
+  local function call(fp, ret_kind, kinds, values)
+    local n = #kinds
+    local k, args = ffi.new("uint8_t[?]", n), ffi.new("uint64_t[?]", n)
+    for i = 1, n do
+      k[i - 1] = kinds[i]
+      if kinds[i] == 10 then ffi.cast("double *", args + i - 1)[0] = values[i]
+      else ffi.cast("int64_t *", args + i - 1)[0] = values[i] end
+    end
+    local iret, dret = ffi.new("int64_t[1]"), ffi.new("double[1]")
+    assert.equal(0, T.ljt_ffi_call(ffi.cast("void *", fp), ret_kind, n, k, args, 1, iret, dret))
+    return ret_kind == 10 and dret[0] or iret[0]
+  end
+
+  it("takes up to 1000 (past the registers, each keeps its type), refuses more by name", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 1000 do types[i], kinds[i], values[i] = "int64_t", 7, 2 ^ 40 + i end
+    local ct = "int64_t(*)(" .. table.concat(types, ", ") .. ")"
+    local cb = CallbackFactory(ct)(function(...)
+      local n, a512, a1000 = select("#", ...), select(512, ...), select(1000, ...)
+      return n == 1000 and a512 == 2 ^ 40 + 512 and a1000 or -1
+    end)
+    assert.equal(2 ^ 40 + 1000, tonumber(call(cb:funcptr(), 7, kinds, values)))
+    assert.equal(0, (cb:errors()))
+    cb:free()
+    types[1001] = "int"
+    local long = "int64_t(*)(" .. table.concat(types, ", ") .. ")"
+    assert.has_error(function() CallbackFactory(long) end,
+      ("bad ctype '%s... (%d characters)': more than 1000 parameters (lj-async's maximum)"):format(long:sub(1, 100), #long))
+  end)
+
+  it("reads an int64_t at position 40 among ints and doubles as 64 bits", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 50 do
+      local d = i % 3 == 0
+      types[i], kinds[i], values[i] = d and "double" or "int", d and 10 or 5, d and i + 0.5 or -i
+    end
+    types[40], kinds[40], values[40] = "int64_t", 7, -(2 ^ 40) - 40
+    local cb = CallbackFactory("double(*)(" .. table.concat(types, ",") .. ")")(function(...)
+      local ffi = require "ffi"
+      local a = { ... }
+      assert(ffi.istype("int64_t", a[40]) and a[40] == -(2 ^ 40) - 40, "parameter 40: " .. tostring(a[40]))
+      assert(a[39] == 39.5 and a[41] == -41 and a[50] == -50, "neighbours")
+      return a[48]
+    end)
+    assert.equal(48.5, call(cb:funcptr(), 10, kinds, values))
+    assert.equal(0, (cb:errors()))
+    cb:free()
+  end)
+
+  it("takes a ctype string of any length (216 unsigned long long: 4,300 characters)", function()
+    local types, kinds, values = {}, {}, {}
+    for i = 1, 216 do types[i], kinds[i], values[i] = "unsigned long long", 8, i end
+    local cb = CallbackFactory("unsigned long long(*)(" .. table.concat(types, ", ") .. ")")(function(...)
+      return select(216, ...) + select("#", ...)
+    end)
+    assert.equal(432, tonumber(call(cb:funcptr(), 8, kinds, values)))
+    cb:free()
   end)
 end)
 

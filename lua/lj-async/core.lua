@@ -12,48 +12,114 @@ end
 M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
 int64_t ljasync_env_owner_new(void);
 void ljasync_env_owner_drop(int64_t owner);
 void ljasync_env_set_stock(int32_t n);
-int32_t ljasync_ctype_parse(const char *text, char *out, size_t len);
 typedef struct ljasync_message ljasync_message;
 void ljasync_object_retain(void *p);
 void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
-void ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
+int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
+void ljasync_module_note(const char *name, const char *why);
+int ljasync_module_install(void *L);  /* a lua_CFunction: reached through package.loadlib */
 int32_t ljasync_memo_get(const char *key);
 void ljasync_memo_set(const char *key, int32_t value);
 ]])
 
--- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the
--- build trees next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install.
+-- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
+-- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
+-- the folder holding the .love (or the fused executable) and the save directory (LÖVE's own C
+-- loader never looks beside a .love, and package.cpath knows none of them); the build trees
+-- next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install. States the
+-- core makes skip this: they load the creator's core (below).
+local CORE_NAMES = { "ljasync_core.so", "libljasync_core.so" }
+
+local function readable(file)
+  local f = io.open(file, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function in_love()
+  local lfs = package.loaded["love.filesystem"]
+  if type(lfs) ~= "table" then
+    local love = rawget(_G, "love")
+    lfs = type(love) == "table" and love.filesystem or nil
+  end
+  if not lfs then return nil end
+  local dirs = {}
+  for _, get in ipairs { "getSource", "getSourceBaseDirectory", "getSaveDirectory" } do
+    local ok, dir = pcall(lfs[get])
+    -- A .love's getSource is the zip itself: opening "x.love/ljasync_core.so" then fails.
+    if ok and type(dir) == "string" and dir ~= "" then dirs[#dirs + 1] = dir end
+  end
+  for _, dir in ipairs(dirs) do
+    for _, name in ipairs(CORE_NAMES) do
+      if readable(dir .. "/" .. name) then return dir .. "/" .. name end
+    end
+  end
+  return nil
+end
+
 local function locate()
   local env = os.getenv("LJASYNC_CORE")
   if env and env ~= "" then return env end
-  local found = package.searchpath("ljasync_core", package.cpath)
+  local found = package.searchpath("ljasync_core", package.cpath) or in_love()
   if found then return found end
   local src = debug.getinfo(1, "S").source
   local dir = src:sub(1, 1) == "@" and src:match("^@(.*)/lj%-async/core%.lua$")
   if dir then
     for _, rel in ipairs { "/../.build/release/libljasync_core.so", "/../build/ljasync_core.so",
                            "/../.build/debug/libljasync_core.so" } do
-      local f = io.open(dir .. rel, "rb")
-      if f then f:close(); return dir .. rel end
+      if readable(dir .. rel) then return dir .. rel end
     end
   end
   return nil
 end
 
-local path = locate()
+-- A state the core made uses the core already loaded in this process, whatever its paths:
+-- its prelude left the path in the registry (see ModuleCache.install).
+local registry = debug.getregistry()
+local made_by_core = registry.ljasync_core
+local path = made_by_core or locate()
 if not path then
-  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
+  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, "
+    .. "build with 'make', or in LÖVE put it in the game's folder, beside the .love or in the save directory)", 2)
 end
 M.path = path
 M.C = ffi.load(path)
+
+-- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):
+-- refuse here, with its reason, when it found none, or one that cannot load this state's bytecode.
+M.cdef_once("ljasync_luajit_marker", [[
+typedef struct ljasync_luajit_marker ljasync_luajit_marker;
+int32_t ljasync_luajit_status(char *out, size_t len);
+int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *out, size_t out_len);
+]])
+do
+  local buf = ffi.new("char[1024]")
+  local function refuse()
+    -- Drop require's "being loaded" mark (what package.loaded holds for this module now) from
+    -- lj-async's modules, so that requiring them again raises this error again instead of
+    -- Lua 5.1's "loop or previous error loading module".
+    local mark = package.loaded["lj-async.core"]
+    for name, v in pairs(package.loaded) do
+      if mark ~= nil and v == mark and type(name) == "string" and name:match("^lj%-async%.") then
+        package.loaded[name] = nil
+      end
+    end
+    error(ffi.string(buf), 3)
+  end
+  if M.C.ljasync_luajit_status(buf, 1024) == 0 then refuse() end
+  M.luajit = ffi.string(buf)  -- where the API came from, for diagnostics and tests
+  local probe = string.dump(function() return 42 end, true)
+  if M.C.ljasync_luajit_check(probe, #probe, jit.version, buf, 1024) == 0 then refuse() end
+end
 
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
@@ -73,45 +139,123 @@ do
   M.owner = sentinel[0]
 end
 
--- lj-async's own modules load as bytecode compiled once per process (see ModuleCache.swift):
--- new states (threads, workers, callbacks) then skip parsing them. Tracebacks keep file names.
-do
-  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1024]")
-  local function search(name)
-    if not name:match("^lj%-async%.") then return nil end
-    local p = M.C.ljasync_module_get(name, len, chunk, 1024)
-    if p ~= nil then
-      return assert(loadstring(ffi.string(p, len[0]), ffi.string(chunk)))
-    end
-    local path = package.searchpath(name, package.path)
-    if not path then return nil end
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local src = f:read("*a")
-    f:close()
-    local fn, err = loadstring(src, "@" .. path)
-    if not fn then error(err, 0) end
-    local code = string.dump(fn)
-    M.C.ljasync_module_put(name, "@" .. path, code, #code)
-    return fn
-  end
-  local loaders = package.loaders
-  for i = 1, #loaders do if loaders[i] == package.ljasync_searcher then table.remove(loaders, i) break end end
-  -- After package.preload and, in states the core prepared, after its own C searcher (which
-  -- loads cached bytecode without a copy); before the file searchers.
-  local at = 2
-  if package.ljasync_cached_searcher and loaders[2] == package.ljasync_cached_searcher then at = 3 end
-  table.insert(loaders, at, search)
-  package.ljasync_searcher = search
-  -- This module was itself loaded from source: cache it for the states made from now on.
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" and M.C.ljasync_module_get("lj-async.core", len, chunk, 1024) == nil then
-    local fn = loadfile(src:sub(2))
-    if fn then
-      local code = string.dump(fn)
-      M.C.ljasync_module_put("lj-async.core", src, code, #code)
+-- States made from now on load this same core, even where no path or variable leads to it.
+if not made_by_core then M.C.ljasync_env_set_core(path) end
+
+-- Every lj-async module, private ones included (spec/modules_spec.lua checks this list against
+-- the files). States the core makes load them from the process-wide bytecode cache
+-- (State/ModuleCache.swift) through its one searcher, whatever their paths and loaders.
+M.modules = {
+  "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
+  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
+  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
+  "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
+  "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
+  "lj-async.sync.channel",
+}
+
+-- The loader this state's own package.loaders give for `name` (each searcher in order, as
+-- require does, without running the module), or nil and why not. The cache's searcher
+-- (M.searcher, once installed) is skipped: it would only hand back what the cache holds.
+local function find_loader(name)
+  local loaders, notes = package.loaders, {}
+  for i = 1, #loaders do
+    local searcher = loaders[i]
+    if searcher ~= M.searcher then
+      local ok, loader = pcall(searcher, name)
+      if not ok then return nil, ("package.loaders[%d] failed: %s"):format(i, tostring(loader)) end
+      if type(loader) == "function" then return loader, i end
+      if type(loader) == "string" then notes[#notes + 1] = loader end
     end
   end
+  return nil, "not found:" .. table.concat(notes)
+end
+
+-- Bytecode and chunk name of a module's main function, or nil and why it cannot move. The
+-- bytecode keeps the chunk name (string.dump without stripping), so tracebacks name the file.
+local function dump_loader(fn)
+  local info = debug.getinfo(fn, "Su")
+  if info.what == "C" then
+    return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
+  end
+  if info.nups > 0 then
+    local names = {}
+    for i = 1, info.nups do names[i] = debug.getupvalue(fn, i) end
+    return nil, ("its loader has upvalues (%s), which would be nil in other states"):format(
+      table.concat(names, ", "))
+  end
+  local ok, code = pcall(string.dump, fn)
+  if not ok then return nil, tostring(code) end
+  return code, info.source
+end
+
+local function put(name, chunkname, code)
+  return M.C.ljasync_module_put(name, chunkname, code, #code) == 1
+end
+
+-- Fills the cache with every lj-async module, once per process (the first state that loads
+-- this module does it; the cache keeps the first entry per name). A module this state cannot
+-- find or dump is noted: states requiring it then say why, and their other searchers go on.
+if M.C.ljasync_memo_get("lj-async modules") < 0 then
+  local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1]")
+  for _, name in ipairs(M.modules) do
+    if M.C.ljasync_module_get(name, len, chunk, 1) == nil then
+      local code, chunkname = find_loader(name)  -- the loader, or nil and why not
+      if code then code, chunkname = dump_loader(code) end
+      if code then
+        put(name, chunkname, code)
+      else
+        M.C.ljasync_module_note(name, "not cached when lj-async loaded: " .. tostring(chunkname))
+      end
+    end
+  end
+  M.C.ljasync_memo_set("lj-async modules", 1)
+end
+
+-- This state loads lj-async's modules from the cache too: the same code as everywhere, and
+-- found even if package.path changes. States the core made have the searcher already (their
+-- prelude installed it and keeps it in the registry), so they skip package.loadlib's dlopen.
+-- Hosts without package.loadlib keep their own loaders.
+M.searcher = registry.ljasync_searcher
+if not M.searcher and package.loadlib then
+  local install = package.loadlib(path, "ljasync_module_install")
+  if install then
+    local searcher, err = install()
+    if not searcher then error("lj-async: cannot install the module searcher: " .. tostring(err), 2) end
+    M.searcher = searcher
+  end
+end
+
+--- Makes module `name` available to every state created from now on (and to those running:
+--- `require` there finds it), as the process-wide cache's bytecode: for modules other states
+--- cannot find themselves, such as a LÖVE game's files inside its `.love` zip. `loader` is
+--- the module's main function (a Lua function without upvalues), its Lua source (named
+--- `chunkname`, default "=name") or bytecode, or nil to find it through this state's
+--- package.loaders. In other states `require(name)` runs it as this state's require would.
+--- The first module provided under a name stays: returns true when stored, false when the
+--- name was taken (by lj-async's own modules too).
+function M.provide(name, loader, chunkname)
+  if type(name) ~= "string" or name == "" then
+    error(("bad argument #1 to 'provide': expected a module name, got %s"):format(type(name)), 2)
+  end
+  if chunkname ~= nil and (type(chunkname) ~= "string" or type(loader) ~= "string" or loader:byte(1) == 27) then
+    error("bad argument #3 to 'provide': a chunk name string names source code (a function or bytecode keeps its own)", 2)
+  end
+  local why
+  if loader == nil then
+    loader, why = find_loader(name)
+    if not loader then error(("cannot provide module '%s': %s"):format(name, why), 2) end
+  elseif type(loader) == "string" then
+    local fn, err = loadstring(loader, chunkname or ("=" .. name))
+    if not fn then error(("bad argument #2 to 'provide' (module '%s'): %s"):format(name, tostring(err)), 2) end
+    loader = fn
+  elseif type(loader) ~= "function" then
+    error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
+  end
+  local code, chunk = dump_loader(loader)
+  if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
+  return put(name, chunk, code)
 end
 
 --- Scratch buffer for error text written by the core; reused (one Lua thread per state).
@@ -167,6 +311,88 @@ function M.add_init(code, name)
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end
   M.C.ljasync_env_add_init(name or "=init", code, #code, M.owner)
+end
+
+
+-- -- Argument checks shared by the public modules --
+
+--- The core's timeout for timeout argument `t`: nil or math.huge -> -1 (wait forever), a
+--- number >= 0 -> itself (0 = try once). Anything else (negative, NaN, not a number) raises
+--- "bad argument #<argn> to '<fname>' (timeout must be nil or seconds >= 0, got <t>)" at
+--- `level` (as for error(); default 2: the caller of the function that calls this). Cheap
+--- and NYI-free: hot paths (push, pop, lock) call it on every call.
+function M.timeout(t, argn, fname, level)
+  if t == nil or t == math.huge then return -1 end
+  if type(t) == "number" and t >= 0 then return t end  -- NaN fails t >= 0
+  error(("bad argument #%d to '%s' (timeout must be nil or seconds >= 0, got %s)"):format(
+    argn, fname, type(t) == "number" and tostring(t) or type(t)), (level or 2) + 1)
+end
+
+-- Edit distance between a and b (insertions, deletions, substitutions, adjacent swaps).
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+--- Checks that every key of the options table `opts` is one of the names in `allowed` (an
+--- array of strings); returns `opts`. The first unknown key (in sorted order, so the message
+--- is stable) raises at `level` (as for error(); default 2) either
+---   unknown option 'capcity' (did you mean 'capacity'?)
+--- when a name is close (edit distance <= 2 and less than a third of its length, case
+--- ignored), or
+---   unknown option 'x' (known options: 'capacity', 'name')
+--- otherwise (`(it takes no options)` when `allowed` is empty; a non-string key shows as [1]).
+--- Values are the caller's to check (`bad option 'capacity' ...`).
+function M.check_options(opts, allowed, level)
+  local unknown
+  for k in pairs(opts) do
+    local known = false
+    for i = 1, #allowed do
+      if allowed[i] == k then known = true; break end
+    end
+    if not known then
+      unknown = unknown or {}
+      unknown[#unknown + 1] = k
+    end
+  end
+  if not unknown then return opts end
+  table.sort(unknown, function(a, b)
+    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then return a < b end
+    return type(a) < type(b)
+  end)
+  local key = unknown[1]
+  local shown = type(key) == "string" and ("'" .. key .. "'") or ("[" .. tostring(key) .. "]")
+  local best, best_d
+  if type(key) == "string" then
+    for i = 1, #allowed do
+      local d = distance(key:lower(), allowed[i]:lower())
+      if d <= 2 and d * 3 <= #allowed[i] and (not best_d or d < best_d) then best, best_d = allowed[i], d end
+    end
+  end
+  local hint
+  if best then
+    hint = ("did you mean '%s'?"):format(best)
+  elseif #allowed == 0 then
+    hint = "it takes no options"
+  else
+    local names = {}
+    for i = 1, #allowed do names[i] = "'" .. allowed[i] .. "'" end
+    hint = "known options: " .. table.concat(names, ", ")
+  end
+  error(("unknown option %s (%s)"):format(shown, hint), (level or 2) + 1)
 end
 
 return M

@@ -9,6 +9,7 @@ local ffi = require "ffi"
 local core = require "lj-async.core"
 local C = require "lj-async.pool_abi"
 local encoder = require "lj-async.encoder"
+local host = require "lj-async.love"  -- LÖVE: the game's modules reach the workers (docs/love.md)
 
 local try_encode_message, decode_message = encoder.try_encode_message, encoder.decode_message
 local message_free, message_data = C.ljasync_message_free, C.ljasync_message_data
@@ -563,13 +564,11 @@ end
 --- The file is read now; syntax errors are raised here.
 function M.register_async_dofile(path)
   if type(path) ~= "string" then error(("bad path: expected a string, got %s"):format(type(path)), 2) end
-  local f, err = io.open(path, "rb")
-  if not f then error("cannot register async file: " .. tostring(err), 2) end
-  local src = f:read("*a")
-  f:close()
-  local ok, perr = loadstring(src, "@" .. path)
+  local src, chunkname = host.read(path)  -- in LÖVE, a love.filesystem path first
+  if not src then error("cannot register async file: " .. tostring(chunkname), 2) end
+  local ok, perr = loadstring(src, chunkname)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, "@" .. path, src, #src) - 1
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, chunkname, src, #src) - 1
 end
 
 local kept_messages = {}
@@ -716,6 +715,10 @@ end
 function M.cpu_count()
   return C.ljasync_pool_cpu_count()
 end
+
+--- Makes module `name` reachable by `require` in workers (for modules they cannot find
+--- themselves, such as a LÖVE game's files inside its .love; see docs/love.md).
+M.provide = host.provide
 
 M.Job = Job
 return M

@@ -1,6 +1,7 @@
 -- lj-async.thread: OS threads, each running one Lua function in a fresh Lua state of its own.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+if package.loaded["love.filesystem"] then require "lj-async.love" end  -- LÖVE: game modules for new states (docs/love.md)
 
 local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
@@ -244,7 +245,6 @@ local function spawn(name, func, ...)
     args, err = require("lj-async.encoder").try_encode_message(...)
     if not args then error("bad argument to spawn: " .. tostring(err), 3) end
   end
-  require "lj-async.encoder"  -- loaded here first, so new states find it in the module cache
   local h = start(code, nil, name, runner_code, args, 3)
   return h  -- not a tail call: error levels count this frame
 end

@@ -1,10 +1,17 @@
 // The C ABI of the environment new states start from, declared in lua/lj-async/core.lua.
+import CLuaJIT
 import Glibc
 
 /// Sets package.path and package.cpath for states created from now on.
 @_cdecl("ljasync_env_set_paths")
 public func ljasync_env_set_paths(_ path: UnsafePointer<CChar>, _ cpath: UnsafePointer<CChar>) {
     Environment.shared.setPaths(path: String(cString: path), cpath: String(cString: cpath))
+}
+
+/// Records the path the core was loaded from, for `core.lua` in states created from now on.
+@_cdecl("ljasync_env_set_core")
+public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
+    Environment.shared.setCore(String(cString: path))
 }
 
 /// Registers code (Lua source or bytecode) run by every state created from now on, on behalf
@@ -29,25 +36,30 @@ public func ljasync_env_set_stock(_ n: Int32) {
     StateStock.shared.target = max(0, Int(n))
 }
 
-/// Parses a function pointer type: writes "RET\nPARAM1\nPARAM2..." into `out`.
-/// Returns the parameter count, or -1 with the reason in `out`.
-@_cdecl("ljasync_ctype_parse")
-public func ljasync_ctype_parse(_ text: UnsafePointer<CChar>, _ out: UnsafeMutablePointer<CChar>, _ len: Int) -> Int32 {
-    do {
-        let sig = try CTypeSignature.parse(String(cString: text))
-        writeError(([sig.returnType] + sig.parameters).joined(separator: "\n"), out, len)
-        return Int32(sig.parameters.count)
-    } catch {
-        writeError("\(error)", out, len)
-        return -1
-    }
-}
-
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
+/// Returns 1 when stored, 0 when the name already had an entry.
 @_cdecl("ljasync_module_put")
 public func ljasync_module_put(_ name: UnsafePointer<CChar>, _ chunk: UnsafePointer<CChar>,
-                               _ code: UnsafeRawPointer, _ len: Int) {
-    ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len)
+                               _ code: UnsafeRawPointer, _ len: Int) -> Int32 {
+    ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len) ? 1 : 0
+}
+
+/// Records why a module has no cached bytecode (shown when a state requires it).
+@_cdecl("ljasync_module_note")
+public func ljasync_module_note(_ name: UnsafePointer<CChar>, _ why: UnsafePointer<CChar>) {
+    ModuleCache.shared.note(String(cString: name), String(cString: why))
+}
+
+/// A lua_CFunction (called through `package.loadlib`, never through ffi): puts the module
+/// cache's searcher into the calling state's package.loaders, once per state. Returns the
+/// searcher, or nil and the reason.
+@_cdecl("ljasync_module_install")
+public func ljasync_module_install(_ L: OpaquePointer?) -> Int32 {
+    guard let L else { return 0 }
+    guard let failure = ModuleCache.install(L) else { return 1 }
+    lua_pushnil(L)
+    lua_pushstring(L, failure)
+    return 2
 }
 
 /// A cached module's bytecode (valid for the life of the process) and its chunk name, or NULL.

@@ -10,14 +10,16 @@ final class Environment: @unchecked Sendable {
     struct Snapshot {
         var path: String
         var cpath: String
+        /// Where the creating state loaded the core from (empty until `core.lua` says).
+        var core: String
         var inits: [(name: String, code: [UInt8])]
         var generation: Int
     }
 
     static let shared = Environment()
 
-    private let lock = MutexCond()
-    private var current = Snapshot(path: "", cpath: "", inits: [], generation: 0)
+    let lock = MutexCond()
+    private var current = Snapshot(path: "", cpath: "", core: "", inits: [], generation: 0)
 
     func snapshot() -> Snapshot { lock.withLock { current } }
 
@@ -29,6 +31,16 @@ final class Environment: @unchecked Sendable {
             if current.path == path && current.cpath == cpath { return }
             current.path = path
             current.cpath = cpath
+            current.generation += 1
+        }
+    }
+
+    /// Records where the core was loaded from, so `core.lua` in new states loads that same
+    /// library whatever their paths (a LÖVE game's core is on no path). The first one stays.
+    func setCore(_ path: String) {
+        lock.withLock {
+            if !current.core.isEmpty || path.isEmpty { return }
+            current.core = path
             current.generation += 1
         }
     }
@@ -92,24 +104,10 @@ final class Environment: @unchecked Sendable {
         guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
         luaL_openlibs(L)
         var errors: [String] = []
-        // lj-async's own modules load from the process-wide bytecode cache (ModuleCache), found
-        // by a searcher placed right after package.preload.
-        let prelude = """
-            local ffi = require 'ffi'; package.path = ...; package.cpath = select(2, ...)
-            package.ljasync_cached_searcher = select(3, ...)
-            table.insert(package.loaders, 2, package.ljasync_cached_searcher)
-            """
-        prelude.withCString { p in
-            if luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 {
-                lua_pushstring(L, snap.path)
-                lua_pushstring(L, snap.cpath)
-                lua_pushcclosure(L, ModuleCache.searcher, 0)
-                if lua_pcall(L, 3, 0, 0) != 0 {
-                    errors.append(Lua.string(L, -1))
-                    Lua.pop(L, 1)
-                }
-            }
-        }
+        // The prelude: `ffi`, the creator's paths and core, and the module cache's searcher
+        // right after package.preload, so lj-async's modules (and those the creator provided)
+        // load from the process-wide bytecode cache whatever the paths.
+        if let e = ModuleCache.install(L, paths: (snap.path, snap.cpath, snap.core)) { errors.append(e) } else { Lua.pop(L, 1) }
         for (name, code) in snap.inits {
             if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
         }
