@@ -57,7 +57,10 @@ local ffi = require "ffi"
 -- Declarations the types need that a cdef may repeat (incomplete tags, typedefs), then the
 -- user's cdef, then those a cdef may already have made (enum bodies: first alternative that works).
 if pre ~= "" then ffi.cdef(pre) end
-if cdef then ffi.cdef(cdef) end
+if cdef then
+  local ok, err = pcall(ffi.cdef, cdef)
+  if not ok then error("bad option 'cdef': " .. tostring(err), 0) end
+end
 for line in post:gmatch("[^\n]+") do
   for alt in line:gmatch("[^\t]+") do
     if pcall(ffi.cdef, alt) then break end
@@ -104,6 +107,49 @@ local function wrapper_source(nargs, has_result)
   src = string.dump(assert(loadstring(src, "=lj-async wrapper")))  -- bytecode loads faster
   wrapper_cache[key] = src
   return src
+end
+
+-- -- Options --
+
+-- Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean".
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[#a][#b]
+end
+
+-- Raises `unknown option 'stats' (did you mean 'states'?)` for the first key of `opts` (in
+-- sorted order) not in `allowed`; values are the caller's to check.
+local function check_options(opts, allowed, level)
+  local unknown
+  for k in pairs(opts) do
+    local known = false
+    for i = 1, #allowed do if allowed[i] == k then known = true; break end end
+    if not known and (unknown == nil or tostring(k) < tostring(unknown)) then unknown = k end
+  end
+  if unknown == nil then return end
+  local shown = type(unknown) == "string" and ("'" .. unknown .. "'") or ("[" .. tostring(unknown) .. "]")
+  local best, best_d
+  if type(unknown) == "string" then
+    for i = 1, #allowed do
+      local d = distance(unknown:lower(), allowed[i])
+      if d <= 2 and d * 3 <= #allowed[i] and (not best_d or d < best_d) then best, best_d = allowed[i], d end
+    end
+  end
+  local names = {}
+  for i = 1, #allowed do names[i] = "'" .. allowed[i] .. "'" end
+  error(("unknown option %s (%s)"):format(shown, best and ("did you mean '%s'?"):format(best)
+    or "known options: " .. table.concat(names, ", ")), level + 1)
 end
 
 -- -- Code of the callback --
@@ -159,37 +205,97 @@ local function cpu_count()
   return require("lj-async.thread").cpus()
 end
 
+--- The most states one callback may hold (`states = n`); "parallel" is capped to it too.
+local MAX_STATES = 1024
+
+-- Option names, for the unknown-key check.
+local OPTIONS = { "cdef", "default", "memory_limit", "name", "on_error", "states" }
+
+-- Integer ranges of the result kinds, for `default`.
+local int_range = {
+  [K.int8] = { -2 ^ 7, 2 ^ 7 - 1 }, [K.uint8] = { 0, 2 ^ 8 - 1 }, [K.int16] = { -2 ^ 15, 2 ^ 15 - 1 },
+  [K.uint16] = { 0, 2 ^ 16 - 1 }, [K.int32] = { -2 ^ 31, 2 ^ 31 - 1 }, [K.uint32] = { 0, 2 ^ 32 - 1 },
+  [K.int64] = { -2 ^ 63, 2 ^ 63 }, [K.uint64] = { 0, 2 ^ 64 },
+}
+
+local kind_name = {}
+for k, v in pairs(K) do kind_name[v] = k == "bool" and "bool" or k .. "_t" end
+
+-- Bytecode already loaded once here (bounded, as core's source check is).
+local bytecode_ok, bytecode_count = {}, 0
+
+-- Bytecode is loaded once in the creating state (the same LuaJIT), so bad bytes fail here,
+-- naming the argument, rather than as a creation failure in the new state.
+local function check_bytecode(code, what, level)
+  if code:byte(1) ~= 27 or bytecode_ok[code] then return end
+  local ok, err = loadstring(code)
+  if not ok then
+    error(("%s (invalid bytecode: %s)"):format(what, (tostring(err):gsub("^%(binary%): ", ""))), level + 1)
+  end
+  if bytecode_count >= 256 then bytecode_ok, bytecode_count = {}, 0 end
+  bytecode_ok[code], bytecode_count = true, bytecode_count + 1
+end
+
+-- The raw bytes `default` becomes as the result kind, converted as the callback's own
+-- results are (LuaJIT's conversion), or an error naming the option.
+local function default_bytes(sig, v, level)
+  local kind = sig.kinds[1]
+  if kind == K.void then error("bad option 'default': the callback returns void", level + 1) end
+  local range = int_range[kind]
+  if range and type(v) == "number" and (v ~= math.floor(v) or v < range[1] or v >= range[2] + (kind >= K.int64 and 0 or 1)) then
+    error(("bad option 'default': %s does not fit the result type (%s)"):format(tostring(v), kind_name[kind]), level + 1)
+  end
+  local bytes = u64x2()
+  local ok, err = pcall(function() ffi_cast(ffi_typeof(kind_pointer[kind]), bytes)[0] = v end)
+  if not ok then
+    error(("bad option 'default': %s"):format(tostring(err):gsub("^[^\n]-:%d+: ", "")), level + 1)
+  end
+  return bytes
+end
+
 --- Creates a callback running `f` (function, source or bytecode). Options:
 ---   default = value returned to C when the callback fails (0/NULL/false if absent)
 ---   on_error = function(msg) or source, run in the callback's state when it fails
 ---   cdef = declarations to run in the callback's state (typedefs, structs)
----   states = n or "parallel": up to n states serve parallel callers (default 1: serialized)
+---   states = n (1..MAX_STATES) or "parallel": up to n states serve parallel callers (default 1: serialized)
 ---   memory_limit = bytes per state; exhausting it is an ordinary error
 ---   name = a label for messages
 function Type:new(f, opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
+  check_options(opts, OPTIONS, 2)
+  if type(f) == "string" then check_bytecode(f, "bad argument #1 to 'T'", 2) end
   local code = core.portable_code(f, "callback function", 2, "its new Lua state")
-  local on_error = opts.on_error and core.portable_code(opts.on_error, "on_error handler", 2, "its new Lua state")
-  if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
-
-  local sig = self._sig
-  local default = u64x2()
-  if opts.default ~= nil then
-    if sig.kinds[1] == K.void then error("bad option 'default': the callback returns void", 2) end
-    local ok, err = pcall(function() ffi_cast(ffi_typeof(kind_pointer[sig.kinds[1]]), default)[0] = opts.default end)
-    if not ok then error("bad option 'default': " .. tostring(err), 2) end
+  local on_error = opts.on_error
+  if on_error ~= nil then
+    if type(on_error) == "string" then check_bytecode(on_error, "bad option 'on_error'", 2) end
+    on_error = core.portable_code(on_error, "option 'on_error'", 2, "its new Lua state", "=on_error")
+  end
+  if opts.cdef ~= nil and type(opts.cdef) ~= "string" then
+    error(("bad option 'cdef': expected a string, got %s"):format(type(opts.cdef)), 2)
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error(("bad option 'name': expected a string, got %s"):format(type(opts.name)), 2)
   end
 
+  local sig = self._sig
+  local default = opts.default ~= nil and default_bytes(sig, opts.default, 2) or u64x2()
+
   local states = opts.states or 1
-  if states == "parallel" then states = cpu_count() end
+  if states == "parallel" then states = math.min(cpu_count(), MAX_STATES) end
   if type(states) ~= "number" or states < 1 or states ~= math.floor(states) then
     error("bad option 'states': expected a positive integer or 'parallel'", 2)
   end
+  if states > MAX_STATES then
+    error(("bad option 'states': at most %d states per callback, got %s"):format(MAX_STATES, tostring(states)), 2)
+  end
   local limit = opts.memory_limit or 0
-  if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
+  if opts.memory_limit ~= nil and (type(limit) ~= "number" or not (limit >= 1 and limit <= 2 ^ 53) or limit ~= math.floor(limit)) then
+    error(("bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got %s")
+      :format(type(limit) == "number" and tostring(limit) or type(limit)), 2)
+  end
 
-  local name = opts.name and tostring(opts.name) or self.ctype
+  local name = opts.name or self.ctype
   local parts = scratch_parts
   parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8] =
     code, "=" .. name, sig.wrapper, sig.fields, sig.pre, sig.post, opts.cdef, on_error
@@ -202,7 +308,10 @@ function Type:new(f, opts)
     sig.nparams, sig.kinds_c, sig.offsets_c, sig.frame_size, default, states, limit, errbuf, errbuf_size)
   for i = 1, NPARTS do parts[i] = nil end  -- the core copied them
   if h == nil then
-    error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)
+    local why = ffi_string(errbuf)
+    if why:match("^bad option 'cdef': ") then error(why, 2) end  -- from the builder (above)
+    if limit > 0 and why:match("out of memory") then why = ("%s (memory_limit is %d bytes)"):format(why, limit) end
+    error(("cannot create callback '%s': %s"):format(name, why), 2)
   end
   ffi.gc(h, C.ljasync_callback_free)
   return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
