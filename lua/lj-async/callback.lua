@@ -159,8 +159,16 @@ end
 local Callback = {}
 Callback.__index = Callback
 
+-- Methods called with a dot (cb.free()) or on something else get an error saying so.
+local function check_self(self, method)
+  if getmetatable(self) ~= Callback then
+    error(("bad self to '%s': expected a callback, got %s (call it as cb:%s())"):format(method, type(self), method), 3)
+  end
+end
+
 --- The function pointer: a cdata of the callback's ctype in this state.
 function Callback:funcptr()
+  check_self(self, "funcptr")
   local fp = self._fp
   if not fp then error("callback has been freed", 2) end
   return fp
@@ -168,6 +176,7 @@ end
 
 --- Frees the callback and its states. Calls in flight finish first. May be called twice.
 function Callback:free()
+  check_self(self, "free")
   local h = self._h
   if h then
     self._h, self._fp = nil, nil
@@ -179,6 +188,7 @@ Callback.destroy = Callback.free
 
 --- Number of errors raised in the callback so far, and the last message (with traceback).
 function Callback:errors()
+  check_self(self, "errors")
   local h = self._h
   if not h then return 0, nil end
   local n = tonumber(C.ljasync_callback_errors(h, errbuf, errbuf_size))
@@ -188,6 +198,7 @@ end
 
 --- Number of Lua states the callback currently holds.
 function Callback:states()
+  check_self(self, "states")
   return self._h and C.ljasync_callback_states(self._h) or 0
 end
 
@@ -261,6 +272,9 @@ end
 ---   memory_limit = bytes per state; exhausting it is an ordinary error
 ---   name = a label for messages
 function Type:new(f, opts)
+  if getmetatable(self) ~= Type then
+    error(("bad self to 'new': expected a callback type, got %s (call it as T(f) or T:new(f))"):format(type(self)), 2)
+  end
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
   check_options(opts, OPTIONS, 2)
