@@ -40,6 +40,7 @@ int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *old,
 int32_t ljasync_pool_ipc_poll(const char *key, size_t klen, double timeout);
 void ljasync_pool_report(const char *text);
 double ljasync_pool_now(void);
+int32_t ljasync_fork_generation(void);
 ]])
 
 return core.C

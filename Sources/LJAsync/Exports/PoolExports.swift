@@ -190,3 +190,9 @@ public func ljasync_pool_report(_ text: UnsafePointer<CChar>) { reportToStderr(S
 /// Monotonic time in seconds, for timeouts computed in Lua.
 @_cdecl("ljasync_pool_now")
 public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }
+
+/// Counts the forks this process descends from (0 in the process that loaded lj-async; each
+/// child of a fork sees one more than its parent). pool.lua compares it to fail, in a child,
+/// its handles of jobs that run in the parent.
+@_cdecl("ljasync_fork_generation")
+public func ljasync_fork_generation() -> Int32 { Int32(truncatingIfNeeded: Fork.generation) }

@@ -34,6 +34,11 @@ final class PoolDefinitions: @unchecked Sendable {
         if let old { Message.free(old.message) }
     }
 
+    // fork(): held across it by the forking thread; re-created in the child (Fork.swift).
+    func forkLock() { sync.lock() }
+    func forkUnlock() { sync.unlock() }
+    func forkReinit() { sync.reinitAfterFork() }
+
     /// A copy of the definition (the caller frees it) and its name, or nil if undefined.
     func copy(_ id: Int32) -> (name: String, message: UnsafeMutablePointer<Message>)? {
         sync.withLock {
@@ -62,6 +67,11 @@ enum PoolInits {
     private static let published = Atomic<Int32>(0)
 
     static var count: Int32 { published.load(ordering: .acquiring) }
+
+    // fork(): held across it by the forking thread; re-created in the child (Fork.swift).
+    static func forkLock() { sync.lock() }
+    static func forkUnlock() { sync.unlock() }
+    static func forkReinit() { sync.reinitAfterFork() }
 
     /// Appends an entry; returns the new count. Any thread.
     static func add(kind: Int32, name: UnsafePointer<CChar>, code: UnsafeRawPointer, length: Int) -> Int32 {
