@@ -109,49 +109,6 @@ local function wrapper_source(nargs, has_result)
   return src
 end
 
--- -- Options --
-
--- Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean".
-local function distance(a, b)
-  local d = {}
-  for i = 0, #a do d[i] = { [0] = i } end
-  for j = 0, #b do d[0][j] = j end
-  for i = 1, #a do
-    for j = 1, #b do
-      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
-      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-        v = math.min(v, d[i - 2][j - 2] + 1)
-      end
-      d[i][j] = v
-    end
-  end
-  return d[#a][#b]
-end
-
--- Raises `unknown option 'stats' (did you mean 'states'?)` for the first key of `opts` (in
--- sorted order) not in `allowed`; values are the caller's to check.
-local function check_options(opts, allowed, level)
-  local unknown
-  for k in pairs(opts) do
-    local known = false
-    for i = 1, #allowed do if allowed[i] == k then known = true; break end end
-    if not known and (unknown == nil or tostring(k) < tostring(unknown)) then unknown = k end
-  end
-  if unknown == nil then return end
-  local shown = type(unknown) == "string" and ("'" .. unknown .. "'") or ("[" .. tostring(unknown) .. "]")
-  local best, best_d
-  if type(unknown) == "string" then
-    for i = 1, #allowed do
-      local d = distance(unknown:lower(), allowed[i])
-      if d <= 2 and d * 3 <= #allowed[i] and (not best_d or d < best_d) then best, best_d = allowed[i], d end
-    end
-  end
-  local names = {}
-  for i = 1, #allowed do names[i] = "'" .. allowed[i] .. "'" end
-  error(("unknown option %s (%s)"):format(shown, best and ("did you mean '%s'?"):format(best)
-    or "known options: " .. table.concat(names, ", ")), level + 1)
-end
-
 -- -- Code of the callback --
 
 -- -- Callback objects --
@@ -277,7 +234,7 @@ function Type:new(f, opts)
   end
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
-  check_options(opts, OPTIONS, 2)
+  core.check_options(opts, OPTIONS, 2)
   if type(f) == "string" then check_bytecode(f, "bad argument #1 to 'T'", 2) end
   local code = core.portable_code(f, "callback function", 2, "its new Lua state")
   local on_error = opts.on_error
