@@ -189,21 +189,6 @@ local int_range = {
 local kind_name = {}
 for k, v in pairs(K) do kind_name[v] = k == "bool" and "bool" or k .. "_t" end
 
--- Bytecode already loaded once here (bounded, as core's source check is).
-local bytecode_ok, bytecode_count = {}, 0
-
--- Bytecode is loaded once in the creating state (the same LuaJIT), so bad bytes fail here,
--- naming the argument, rather than as a creation failure in the new state.
-local function check_bytecode(code, what, level)
-  if code:byte(1) ~= 27 or bytecode_ok[code] then return end
-  local ok, err = loadstring(code)
-  if not ok then
-    error(("%s (invalid bytecode: %s)"):format(what, (tostring(err):gsub("^%(binary%): ", ""))), level + 1)
-  end
-  if bytecode_count >= 256 then bytecode_ok, bytecode_count = {}, 0 end
-  bytecode_ok[code], bytecode_count = true, bytecode_count + 1
-end
-
 -- The raw bytes `default` becomes as the result kind, converted as the callback's own
 -- results are (LuaJIT's conversion), or an error naming the option.
 local function default_bytes(sig, v, level)
@@ -235,11 +220,11 @@ function Type:new(f, opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
   core.check_options(opts, OPTIONS, 2)
-  if type(f) == "string" then check_bytecode(f, "bad argument #1 to 'T'", 2) end
+  core.check_bytecode(f, "bad argument #1 to 'T'", 2)
   local code = core.portable_code(f, "callback function", 2, "its new Lua state")
   local on_error = opts.on_error
   if on_error ~= nil then
-    if type(on_error) == "string" then check_bytecode(on_error, "bad option 'on_error'", 2) end
+    core.check_bytecode(on_error, "bad option 'on_error'", 2)
     on_error = core.portable_code(on_error, "option 'on_error'", 2, "its new Lua state", "=on_error")
   end
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then

@@ -403,9 +403,9 @@ end
 --- not atomic read-modify-writes, and compiled code may keep a loaded value in a register
 --- across loop iterations: use it for bulk reads after synchronizing, not to poll.
 function Atomic:ptr()
-  local v = self.v
-  if v == nil then freed("atomic") end
-  return v
+  -- self.v outlives free() (only p is cleared): checking it would hand out a dangling pointer.
+  if self.p == nil then freed("atomic") end
+  return self.v
 end
 
 local _, Atomic_adopt = handle_kind("atomic", "atomic", Atomic,
