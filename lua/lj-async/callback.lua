@@ -22,7 +22,7 @@ void ljasync_callback_free(ljasync_callback *cb);
 intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
 int32_t ljasync_callback_states(ljasync_callback *cb);
 intptr_t ljasync_callback_live(void);
-void ljasync_callback_force_libffi(int32_t on);
+int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
 ]])
 
 local K = ctype.K
@@ -168,6 +168,10 @@ end
 local Type = {}
 Type.__index = Type
 
+-- memory_limit needs lua_newstate with an allocator: 64-bit LuaJIT without GC64 only has its own
+-- (lua_newstate there fails, lib_aux.c).
+local custom_allocators = ffi.abi("gc64") or not ffi.abi("64bit")
+
 -- CPUs this process may run on (its affinity mask), for states = "parallel".
 local function cpu_count()
   return require("lj-async.thread").cpus()
@@ -249,6 +253,9 @@ function Type:new(f, opts)
   if opts.memory_limit ~= nil and (type(limit) ~= "number" or not (limit >= 1 and limit <= 2 ^ 53) or limit ~= math.floor(limit)) then
     error(("bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got %s")
       :format(type(limit) == "number" and tostring(limit) or type(limit)), 2)
+  end
+  if limit > 0 and not custom_allocators then
+    error("bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)", 2)
   end
 
   local name = opts.name or self.ctype
@@ -333,7 +340,8 @@ return setmetatable({
   end,
   --- How many callbacks exist (created, not yet freed or collected).
   live = function() return tonumber(C.ljasync_callback_live()) end,
-  _force_libffi = function(on) C.ljasync_callback_force_libffi(on and 1 or 0) end,
+  --- "libffi" or "stub": the entry a callback's function pointer is (for tests).
+  _entry = function(cb) return C.ljasync_callback_uses_libffi(cb._h) == 1 and "libffi" or "stub" end,
   Callback = Callback,
   Type = Type,
 }, { __call = function(_, ct) return factory(ct) end })

@@ -130,7 +130,7 @@ if not made_by_core then M.C.ljasync_env_set_core(path) end
 -- (State/ModuleCache.swift) through its one searcher, whatever their paths and loaders.
 M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
-  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
+  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
   "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love",
 }

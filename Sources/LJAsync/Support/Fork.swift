@@ -56,14 +56,15 @@ enum Fork {
     }
 
     /// The locks of the process-wide caches every new state and thread goes through (the
-    /// environment, the module cache, the memo): leaf locks, held for microseconds by any
-    /// thread that makes a state or loads an lj-async module, so a busy process forks while
-    /// one is held (seen here: the child's workers then wait in ModuleCache.get for good).
-    /// Found as every MutexCond those objects store, whatever the field is called.
-    nonisolated(unsafe) private static let cacheLocks: [MutexCond] = {
-        let owners: [AnyObject] = [Environment.shared, ModuleCache.shared, ProcessMemo.shared]
-        return owners.flatMap { owner in Mirror(reflecting: owner).children.compactMap { $0.value as? MutexCond } }
-    }()
+    /// environment, the module cache, the memo, the LuaJIT binding's accepted dumps): leaf
+    /// locks, held for microseconds by any thread that makes a state or loads an lj-async
+    /// module, so a busy process forks while one is held (seen here: the child's workers then
+    /// waited in ModuleCache.get for good). Each is a pthread mutex, so the child can re-create
+    /// it: a `Synchronization.Mutex` is a PI futex naming its owner's thread id, and acquiring
+    /// one the parent's thread held traps in the child ("Unknown error ... acquire a Mutex").
+    nonisolated(unsafe) private static let cacheLocks: [MutexCond] = [
+        Environment.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
+    ]
 
     /// How many cache locks fork() takes (a test checks that the caches still have theirs).
     static var cacheLockCount: Int { cacheLocks.count }
