@@ -302,7 +302,9 @@ end
 --- Registers code run by every state created from now on (callbacks, threads, workers):
 --- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
 function M.add_init(code, name)
-  if type(code) == "function" then code = string.dump(code) end
+  if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
+  -- A function's upvalues would be nil in the other states: refused, naming them.
+  if type(code) == "function" then code = M.portable_code(code, "init code", 3, "every new state") end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end

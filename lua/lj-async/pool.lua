@@ -414,7 +414,7 @@ end
 --- Runs the callbacks of finished jobs of this state: all waiting, or at most `max`.
 --- Returns how many results were delivered.
 function M.update(max)
-  if max ~= nil and (type(max) ~= "number" or max < 0) then
+  if max ~= nil and (type(max) ~= "number" or not (max >= 0)) then
     error(("bad budget: expected a number of results >= 0, got %s"):format(type(max) == "number" and tostring(max) or type(max)), 2)
   end
   local limit = max or huge

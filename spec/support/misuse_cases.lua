@@ -66,6 +66,10 @@ return {
   { "callback: add_init with a number", [[CB.add_init(5)]], [=[error: init code must be a string or a function]=] },
   { "callback: add_init source that does not compile", [[CB.add_init("return +", "=bad init")]], [=[error: bad init code: bad init:1: unexpected symbol near '+']=] },
   { "callback: add_init_file of a missing file", [[CB.add_init_file("/nonexistent/init.lua")]], [=[error: cannot read init file: /nonexistent/init.lua: No such file or directory]=] },
+  { "callback: add_init a function with upvalues", [[local u = 1; CB.add_init(function() return u end)]], [=[error: bad init code: it has upvalues (u), which would be nil in every new state; require modules and define values inside the function]=] },
+  { "callback: add_init with a number as the name", [[CB.add_init("x = 1", 5)]], [=[error: bad init code name: expected a string, got number]=] },
+  { "callback: more parameters than the maximum", [[CB("int(*)(" .. ("int, "):rep(1000) .. "int)")]], [=[error: bad ctype 'int(*)(int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int... (5011 characters)': more than 1000 parameters (lj-async's maximum)]=] },
+  { "callback: a string argument to an int callback", [[local cb = CB("int(*)(int)")("return 1"); local fp = cb:funcptr(); fp("x")]], [=[error: bad argument #1 to 'fp' (cannot convert 'string' to 'int')]=] },
 
   -- -- lj-async.thread --
   { "thread: a number as the function", [[Thread.new(42)]], [=[error: bad thread function: expected a function, Lua source or bytecode, got number]=] },
@@ -73,6 +77,7 @@ return {
   { "thread: source that does not compile", [[Thread.new("return +")]], [=[error: bad thread function: lj-async thread:1: unexpected symbol near '+']=] },
   { "thread: bytecode that does not load", [[Thread.new("\27LJ\2garbage")]], [=[error: bad argument #1 to 'new' (invalid bytecode: cannot load incompatible bytecode)]=] },
   { "thread: a string as userdata", [[Thread.new(noop, "ud")]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string]=] },
+  { "thread: a table as userdata", [[Thread.new(noop, {})]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table]=] },
   { "thread: options not a table", [[Thread.new(noop, nil, "x")]], [=[error: bad options: expected a table]=] },
   { "thread: name a number", [[Thread.new(noop, nil, { name = 5 })]], [=[error: bad option 'name': expected a string]=] },
   { "thread: an unknown option", [[Thread.new(noop, nil, { nmae = "x" })]], [=[error: unknown option 'nmae' (did you mean 'name'?)]=] },
@@ -101,6 +106,9 @@ return {
   { "thread: results that cannot cross", [[
     local t = Thread.spawn(function() return coroutine.create(print) end)
     local ok = t:join(); return ok, t:status(), (t:error():match("cannot move a coroutine") ~= nil)]], [=[return: true, "failed", true]=] },
+  { "thread: a cancelled thread", [[
+    local t = Thread.spawn(function() local T = require "lj-async.thread"; while true do T.sleep(0.01); T.check_cancel() end end)
+    t:cancel(); local ok = t:join(); return ok, t:status(), t:error()]], [=[return: true, "cancelled", "cancelled"]=] },
 
   -- -- lj-async.sync: mutex and condition --
   { "mutex: unlock when not locked", [[sync.mutex():unlock()]], [=[error: mutex is not locked by this thread]=] },
@@ -129,6 +137,7 @@ return {
   { "semaphore: post 0", [[sync.semaphore():post(0)]], [=[error: bad count: expected an integer >= 1, got 0]=] },
   { "semaphore: post past the maximum", [[local s = sync.semaphore(1); s:post(2^62); s:post(2^62)]], [=[error: semaphore count would overflow]=] },
   { "semaphore: wait with a negative timeout", [[sync.semaphore():wait(-1)]], [=[error: bad timeout: expected nil or seconds >= 0, got -1]=] },
+  { "semaphore: wait with NaN", [[sync.semaphore():wait(0/0)]], [=[error: bad timeout: expected nil or seconds >= 0, got nan]=] },
   { "semaphore: wait on a freed semaphore", [[local s = sync.semaphore(); s:free(); s:wait(0)]], [=[error: semaphore has been freed]=] },
   { "semaphore: empty try", [[return sync.semaphore():try()]], [=[return: false, "timeout"]=] },
   { "atomic: a fractional value", [[sync.atomic(1.5)]], [=[error: bad value: expected an integer, got 1.5]=] },
@@ -141,6 +150,7 @@ return {
   -- -- lj-async.sync: shared memory --
   { "shared: size 0", [[sync.shared(0)]], [=[error: bad size: expected an integer >= 1, got 0]=] },
   { "shared: negative size", [[sync.shared(-1)]], [=[error: bad size: expected an integer >= 1, got -1]=] },
+  { "shared: fractional size", [[sync.shared(1.5)]], [=[error: bad size: expected an integer >= 1, got 1.5]=] },
   { "shared: a size too large to allocate", [[sync.shared(2^60)]], [=[error: cannot create shared block: cannot allocate 1152921504606846976 bytes]=] },
   { "shared: ptr with an unknown type", [[sync.shared(8):ptr("no_such_type")]], [=[error: bad ctype: declaration specifier expected near 'no_such_type']=] },
   { "shared: size of a freed block", [[local b = sync.shared(8); b:free(); b:size()]], [=[error: shared block has been freed]=] },
@@ -176,6 +186,9 @@ return {
   { "pool: load a fractional count", [[pool.load(1.5)]], [=[error: bad worker count: expected a whole number >= 0, got 1.5]=] },
   { "pool: stopWorkers a string", [[pool.stopWorkers("x")]], [=[error: bad amount: expected a whole number >= 0, got string]=] },
   { "pool: ensure.exactly negative", [[pool.ensure.exactly(-1)]], [=[error: bad worker count: expected a whole number >= 0, got -1]=] },
+  { "pool: ensure.atMost a string", [[pool.ensure.atMost("x")]], [=[error: bad worker count: expected a whole number >= 0, got string]=] },
+  { "pool: update a string budget", [[pool.update("x")]], [=[error: bad budget: expected a number of results >= 0, got string]=] },
+  { "pool: update a NaN budget", [[pool.update(0/0)]], [=[error: bad budget: expected a number of results >= 0, got nan]=] },
   { "pool: update a negative budget", [[pool.update(-1)]], [=[error: bad budget: expected a number of results >= 0, got -1]=] },
   { "pool: wait a negative timeout", [[pool.wait(-1)]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
   { "pool: wait_all a string timeout", [[pool.wait_all("x")]], [=[error: bad timeout: expected seconds >= 0 or nil, got string]=] },
@@ -199,12 +212,20 @@ return {
   { "pool: ipc_set a coroutine", [[pool.ipc_set("k", coroutine.create(noop))]], [=[error: bad value: argument 1: cannot move a coroutine]=] },
   { "pool: ipc_get a number key", [[pool.ipc_get(5)]], [=[error: bad key: expected a string, got number]=] },
   { "pool: ipc_poll a negative timeout", [[pool.ipc_poll("k", -1)]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
+  { "pool: ipc_cas a number key", [[pool.ipc_cas(5, 1, 2)]], [=[error: bad key: expected a string, got number]=] },
+  { "pool: register_async_dofile a file that does not compile", [[
+    local path = os.tmpname(); local f = io.open(path, "w"); f:write("x = = 1\n"); f:close()
+    local ok, err = pcall(pool.register_async_dofile, path); os.remove(path)
+    return ok, (err:gsub(path, "PATH"))]], [=[return: false, "bad async file: PATH:1: unexpected symbol near '='"]=] },
   { "pool: undefine an unknown name", [[return pool.undefine("nosuch")]], [=[return: false]=] },
   { "pool: configure a number", [[pool.configure(5)]], [=[error: bad options: expected a table or nil]=] },
   { "pool: configure an unknown option", [[pool.configure { nonsense = 1 }]], [=[error: unknown option 'nonsense' (known options: 'autoscale', 'idle_timeout', 'max_queued', 'max_workers', 'min_workers', 'on_error', 'warn_after', 'when_full')]=] },
   { "pool: configure a typo", [[pool.configure { max_worker = 1 }]], [=[error: unknown option 'max_worker' (did you mean 'max_workers'?)]=] },
   { "pool: configure autoscale a string", [[pool.configure { autoscale = "yes" }]], [=[error: bad option 'autoscale': expected a boolean]=] },
   { "pool: configure min_workers negative", [[pool.configure { min_workers = -1 }]], [=[error: bad option 'min_workers': expected a whole number >= 0, got -1]=] },
+  { "pool: configure max_queued negative", [[pool.configure { max_queued = -1 }]], [=[error: bad option 'max_queued': expected a whole number >= 0, got -1]=] },
+  { "pool: configure warn_after a string", [[pool.configure { warn_after = "x" }]], [=[error: bad option 'warn_after': expected seconds >= 0]=] },
+  { "pool: configure when_full negative", [[pool.configure { when_full = -1 }]], [=[error: bad option 'when_full': expected "block", "fail" or seconds]=] },
   { "pool: configure min above max", [[pool.configure { min_workers = 5, max_workers = 2 }]], [=[error: bad options: min_workers must be <= max_workers]=] },
   { "pool: configure idle_timeout negative", [[pool.configure { idle_timeout = -1 }]], [=[error: bad option 'idle_timeout': expected seconds >= 0]=] },
   { "pool: configure idle_timeout NaN", [[pool.configure { idle_timeout = 0/0 }]], [=[error: bad option 'idle_timeout': expected seconds >= 0]=] },
@@ -220,6 +241,7 @@ return {
   { "encoder: encode a coroutine", [[encoder.encode(1, coroutine.create(noop))]], [=[error: argument 2: cannot move a coroutine]=] },
   { "encoder: encode a nested coroutine", [[encoder.encode({ a = { coroutine.create(noop) } })]], [=[error: argument 1.a[1]: cannot move a coroutine]=] },
   { "encoder: encode a file handle", [[encoder.encode(io.stdout)]], [=[error: argument 1: cannot move a userdata]=] },
+  { "encoder: encode a C function", [[encoder.encode(print)]], [=[error: argument 1: cannot move a C function]=] },
   { "encoder: try_encode a coroutine", [[return encoder.try_encode(coroutine.create(noop))]], [=[return: nil, "argument 1: cannot move a coroutine"]=] },
   { "encoder: decode a number", [[encoder.decode(5)]], [=[error: bad encoded data: expected a string, got number]=] },
   { "encoder: decode garbage", [[encoder.decode("garbage")]], [=[error: malformed encoded data: unknown format tag 0x67]=] },
