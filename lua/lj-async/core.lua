@@ -133,6 +133,9 @@ M.modules = {
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
   "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love",
+  "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
+  "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
+  "lj-async.sync.channel",
 }
 
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as

@@ -304,4 +304,24 @@ function M.decode_message(msg)
   return finish(R, pcall(rdecode, b, R, false))
 end
 
+--- decode (of a string) or decode_message (of a native message), with each module the bytes
+--- name (a function's upvalue that crossed as `require`) given by resolve(name) instead of
+--- this state's modules: a restricted environment's own require (lj-async.sandbox) decides
+--- what such an upvalue becomes there.
+function M.decode_resolving(x, resolve)
+  if type(resolve) ~= "function" then error("bad resolver: expected a function, got " .. type(resolve), 2) end
+  if type(x) == "string" then
+    local b, R = start(x)
+    R.resolve = resolve
+    return finish(R, pcall(decode_string, b, R))
+  end
+  if type(x) ~= "cdata" or x == nil then
+    error("bad encoded data: expected a string or a ljasync_message *, got " .. type(x), 2)
+  end
+  local p = message_data(x, lenbox)
+  local b, R = start(p, tonumber(lenbox[0]))
+  R.resolve = resolve
+  return finish(R, pcall(rdecode, b, R, false))
+end
+
 return M

@@ -68,7 +68,7 @@ local function build()
     for i = 1, R.nobj do objs[i] = nil end
     R.nobj = 0
     for i = 1, R.nh do R.haddr[i] = nil end
-    R.nh, R.elsewhere = 0, false
+    R.nh, R.elsewhere, R.resolve = 0, false, nil
     if #objs > 65536 then R.objs = {} end
   end
 
@@ -101,6 +101,8 @@ local function build()
   -- A module named in the bytes: bytes from elsewhere only name modules already loaded here
   -- (they must not make this state load files).
   local function module_named(R, name)
+    local resolve = R.resolve  -- decode_resolving: the caller's require (a sandbox's)
+    if resolve then return resolve(name) end
     if R.elsewhere then
       local m = loaded[name]
       if m == nil then error(format("module '%s' is not loaded in this state (bytes from elsewhere load no modules)", name), 0) end
@@ -390,6 +392,9 @@ local ontrace = build()
 -- string.dump or loadstring away gets the one build for both.
 local ok, copy = pcall(function() return loadstring(string.dump(build)) end)
 if ok and copy then
+  -- loadstring gives the copy the running thread's globals; it needs this module's (a host
+  -- such as Luanti's mod loader gives lj-async's chunks globals of their own).
+  setfenv(copy, getfenv(build))
   require("jit").off(copy, true)
   ontrace.offtrace = copy()
 else
