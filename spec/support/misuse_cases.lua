@@ -1,7 +1,8 @@
 -- The misuse cases of spec/misuse_spec.lua: { name, code, expected result line }. The code runs
 -- in a child (spec/support/misuse_child.lua) with CB (lj-async.callback), Thread, sync, pool,
 -- encoder, ffi and noop (a function without upvalues) in scope. The result line is
--- "error: <message>" (the caller's position dropped) or "return: <values>".
+-- "error: <message>" (the caller's position dropped) or "return: <values>"; a fourth entry is
+-- the line expected instead on 64-bit LuaJIT without GC64 (no memory_limit there).
 return {
   -- -- lj-async.callback: ctypes --
   { "callback: a ctype that is not a string", [[CB(5)]], [=[error: bad ctype: expected a string, got number (ctypes cannot be moved between states)]=] },
@@ -33,7 +34,8 @@ return {
   { "callback: memory_limit = math.huge", [[CB("int(*)(int)")(noop, { memory_limit = math.huge })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got inf]=] },
   { "callback: memory_limit = NaN", [[CB("int(*)(int)")(noop, { memory_limit = 0/0 })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got nan]=] },
   { "callback: memory_limit a string", [[CB("int(*)(int)")(noop, { memory_limit = "1MB" })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got string]=] },
-  { "callback: memory_limit too small for a state", [[CB("int(*)(int)")(noop, { memory_limit = 1000 })]], [=[error: cannot create callback 'int(*)(int)': cannot create a Lua state: out of memory (memory_limit is 1000 bytes)]=] },
+  { "callback: memory_limit too small for a state", [[CB("int(*)(int)")(noop, { memory_limit = 1000 })]], [=[error: cannot create callback 'int(*)(int)': cannot create a Lua state: out of memory (memory_limit is 1000 bytes)]=],
+    [=[error: bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)]=] },
   { "callback: name a table", [[CB("int(*)(int)")(noop, { name = {} })]], [=[error: bad option 'name': expected a string, got table]=] },
   { "callback: name a number", [[CB("int(*)(int)")(noop, { name = 5 })]], [=[error: bad option 'name': expected a string, got number]=] },
   { "callback: cdef a number", [[CB("int(*)(int)")(noop, { cdef = 5 })]], [=[error: bad option 'cdef': expected a string, got number]=] },
