@@ -183,10 +183,10 @@ local MAX_STATES = 1024
 -- Option names, for the unknown-key check.
 local OPTIONS = { "cdef", "default", "memory_limit", "name", "on_error", "states" }
 
--- Integer ranges of the result kinds, for `default`.
+-- Integer ranges of the result kinds, for `default`: lowest value, and the first one past the top.
 local int_range = {
-  [K.int8] = { -2 ^ 7, 2 ^ 7 - 1 }, [K.uint8] = { 0, 2 ^ 8 - 1 }, [K.int16] = { -2 ^ 15, 2 ^ 15 - 1 },
-  [K.uint16] = { 0, 2 ^ 16 - 1 }, [K.int32] = { -2 ^ 31, 2 ^ 31 - 1 }, [K.uint32] = { 0, 2 ^ 32 - 1 },
+  [K.int8] = { -2 ^ 7, 2 ^ 7 }, [K.uint8] = { 0, 2 ^ 8 }, [K.int16] = { -2 ^ 15, 2 ^ 15 },
+  [K.uint16] = { 0, 2 ^ 16 }, [K.int32] = { -2 ^ 31, 2 ^ 31 }, [K.uint32] = { 0, 2 ^ 32 },
   [K.int64] = { -2 ^ 63, 2 ^ 63 }, [K.uint64] = { 0, 2 ^ 64 },
 }
 
@@ -199,7 +199,7 @@ local function default_bytes(sig, v, level)
   local kind = sig.kinds[1]
   if kind == K.void then error("bad option 'default': the callback returns void", level + 1) end
   local range = int_range[kind]
-  if range and type(v) == "number" and (v ~= math.floor(v) or v < range[1] or v >= range[2] + (kind >= K.int64 and 0 or 1)) then
+  if range and type(v) == "number" and (v ~= math.floor(v) or v < range[1] or v >= range[2]) then
     error(("bad option 'default': %s does not fit the result type (%s)"):format(tostring(v), kind_name[kind]), level + 1)
   end
   local bytes = u64x2()
