@@ -56,6 +56,9 @@ return {
   { "callback: errors of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return cb:errors()]], [=[return: 0, nil]=] },
   { "callback: states of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return cb:states()]], [=[return: 0]=] },
   { "callback: tostring of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return tostring(cb)]], [=[return: "lj-async.callback<int(*)(int)> (freed)"]=] },
+  { "callback: the function pointer called after free", [[
+    local cb = CB("int(*)(int)")("return 7", { default = -1 }); local fp = cb:funcptr(); cb:free(); return fp(1)]], [=[return: -1]=] },
+  { "callback: default 128 for an int8_t result", [[CB("int8_t(*)(void)")(noop, { default = 128 })]], [=[error: bad option 'default': 128 does not fit the result type (int8_t)]=] },
   { "callback: a callback that raises returns the default", [[
     local cb = CB("int(*)(int)")("error('boom')", { default = -7, on_error = "" })
     local r = cb:funcptr()(1); local n = cb:errors(); cb:free(); return r, n]], [=[return: -7, 1]=] },
