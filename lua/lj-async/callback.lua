@@ -193,8 +193,19 @@ local int_range = {
 local kind_name = {}
 for k, v in pairs(K) do kind_name[v] = k == "bool" and "bool" or k .. "_t" end
 
--- The raw bytes `default` becomes as the result kind, converted as the callback's own
--- results are (LuaJIT's conversion), or an error naming the option.
+-- A struct holding one field of the result type, as the creating state spells it (the frame's
+-- own spelling); false when that spelling names types only the callback's state has (anonymous
+-- structs and enums), and the result kind's C type stands in.
+local function result_box(sig)
+  if sig.result_box == nil then
+    local ok, ct = pcall(ffi_typeof, "struct { " .. sig.result_field .. "; }")
+    sig.result_box = ok and ct or false
+  end
+  return sig.result_box
+end
+
+-- The raw bytes `default` becomes: converted to the result type here, in the creating state,
+-- by LuaJIT's own conversion (as the callback's results are), or an error naming the option.
 local function default_bytes(sig, v, level)
   local kind = sig.kinds[1]
   if kind == K.void then error("bad option 'default': the callback returns void", level + 1) end
@@ -203,7 +214,16 @@ local function default_bytes(sig, v, level)
     error(("bad option 'default': %s does not fit the result type (%s)"):format(tostring(v), kind_name[kind]), level + 1)
   end
   local bytes = u64x2()
-  local ok, err = pcall(function() ffi_cast(ffi_typeof(kind_pointer[kind]), bytes)[0] = v end)
+  local box = result_box(sig)
+  local ok, err = pcall(function()
+    if box then
+      local b = box()
+      b.r = v
+      ffi.copy(bytes, b, ffi.sizeof(b))
+    else
+      ffi_cast(ffi_typeof(kind_pointer[kind]), bytes)[0] = v
+    end
+  end)
   if not ok then
     error(("bad option 'default': %s"):format(tostring(err):gsub("^[^\n]-:%d+: ", "")), level + 1)
   end
@@ -277,7 +297,9 @@ function Type:new(f, opts)
     error(("cannot create callback '%s': %s"):format(name, why), 2)
   end
   ffi.gc(h, C.ljasync_callback_free)
-  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
+  -- _default: a pointer default (a cdata, a string) must outlive the callback that returns it.
+  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self,
+                        _default = opts.default }, Callback)
 end
 Type.__call = Type.new
 
@@ -303,6 +325,7 @@ local function analyse(ct, level)
     end
   end
   sig.frame_size = math.max(8, math.ceil(offset / 8) * 8)
+  sig.result_field = sig.kinds[1] ~= K.void and sig.fields[1] or nil  -- "T r", for `default`
   sig.fields = #sig.fields > 0 and table.concat(sig.fields, "; ") .. ";" or "char unused;"
   sig.pre = table.concat(sig.pre, "\n")
   sig.post = table.concat(sig.post, "\n")

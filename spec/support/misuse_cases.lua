@@ -46,6 +46,13 @@ return {
   { "callback: default fractional for an int", [[CB("int(*)(int)")(noop, { default = 1.5 })]], [=[error: bad option 'default': 1.5 does not fit the result type (int32_t)]=] },
   { "callback: default for a void result", [[CB("void(*)(void)")(noop, { default = 1 })]], [=[error: bad option 'default': the callback returns void]=] },
   { "callback: default a number for a pointer", [[CB("void *(*)(void)")(noop, { default = 5 })]], [=[error: bad option 'default': cannot convert 'number' to 'void *']=] },
+  { "callback: default of another pointer type", [[CB("int *(*)(void)")(noop, { default = ffi.new("char[1]") })]], [=[error: bad option 'default': cannot convert 'char [1]' to 'int *']=] },
+  { "callback: default an unknown enum constant", [[
+    ffi.cdef "enum misuse_e1 { MISUSE_A, MISUSE_B = 5 };"; CB("enum misuse_e1 (*)(void)")(noop, { default = "MISUSE_C" })]], [=[error: bad option 'default': cannot convert 'string' to 'enum misuse_e1']=] },
+  { "callback: default an enum constant by name", [[
+    ffi.cdef "enum misuse_e2 { MISUSE_C, MISUSE_D = 5 };"
+    local cb = CB("enum misuse_e2 (*)(void)")("error('x')", { default = "MISUSE_D", on_error = "" })
+    local r = tonumber(cb:funcptr()()); cb:free(); return r]], [=[return: 5]=] },
   { "callback: on_error a number", [[CB("int(*)(int)")(noop, { on_error = 5 })]], [=[error: bad option 'on_error': expected a function, Lua source or bytecode, got number]=] },
   { "callback: on_error source that does not compile", [[CB("int(*)(int)")(noop, { on_error = "return +" })]], [=[error: bad option 'on_error': on_error:1: unexpected symbol near '+']=] },
   { "callback: on_error with upvalues", [[local y = 2; CB("int(*)(int)")(noop, { on_error = function() return y end })]], [=[error: bad option 'on_error': it has upvalues (y), which would be nil in its new Lua state; require modules and define values inside the function]=] },
