@@ -122,7 +122,7 @@ local function check_name(opts, level)
   core.check_options(opts, OPTIONS, level + 1)
   local name = opts.name
   if name == nil then return "lj-async thread" end
-  if type(name) ~= "string" then error("bad option 'name': expected a string", level + 1) end
+  if type(name) ~= "string" then error("bad option 'name': expected a string, got " .. type(name), level + 1) end
   return name
 end
 

@@ -91,7 +91,7 @@ return {
   { "thread: a string as userdata", [[Thread.new(noop, "ud")]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string]=] },
   { "thread: a table as userdata", [[Thread.new(noop, {})]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table]=] },
   { "thread: options not a table", [[Thread.new(noop, nil, "x")]], [=[error: bad options: expected a table]=] },
-  { "thread: name a number", [[Thread.new(noop, nil, { name = 5 })]], [=[error: bad option 'name': expected a string]=] },
+  { "thread: name a number", [[Thread.new(noop, nil, { name = 5 })]], [=[error: bad option 'name': expected a string, got number]=] },
   { "thread: an unknown option", [[Thread.new(noop, nil, { nmae = "x" })]], [=[error: unknown option 'nmae' (did you mean 'name'?)]=] },
   { "thread: spawn a number", [[Thread.spawn(42)]], [=[error: bad thread function: expected a function, Lua source or bytecode, got number]=] },
   { "thread: spawn with an argument that cannot cross", [[Thread.spawn(noop, 1, coroutine.create(noop))]], [=[error: bad argument to spawn: argument 2: cannot move a coroutine]=] },
