@@ -65,6 +65,13 @@ return {
   { "callback: tostring of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return tostring(cb)]], [=[return: "lj-async.callback<int(*)(int)> (freed)"]=] },
   { "callback: the function pointer called after free", [[
     local cb = CB("int(*)(int)")("return 7", { default = -1 }); local fp = cb:funcptr(); cb:free(); return fp(1)]], [=[return: -1]=] },
+  { "callback: re-entered deeper than 16 levels", [[
+    local cb = CB("int(*)(void *, int)")(function(self, n)
+      local ffi = require "ffi"
+      if n == 0 then return 0 end
+      return 1 + ffi.cast("int(*)(void *, int)", self)(self, n - 1)
+    end, { default = -1000, on_error = "" })
+    local fp = cb:funcptr(); local a, b = fp(ffi.cast("void *", fp), 16), fp(ffi.cast("void *", fp), 17); cb:free(); return a, b]], [=[return: 16, -983]=] },
   { "callback: default 128 for an int8_t result", [[CB("int8_t(*)(void)")(noop, { default = 128 })]], [=[error: bad option 'default': 128 does not fit the result type (int8_t)]=] },
   { "callback: a callback that raises returns the default", [[
     local cb = CB("int(*)(int)")("error('boom')", { default = -7, on_error = "" })
