@@ -97,7 +97,9 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 --- Code for the thread's state (see core.portable_code); errors at the caller's `level`.
 --- `fname` and `argn` name the argument in a bytecode error.
 local function portable_code(f, level, name, fname, argn)
-  core.check_bytecode(f, ("bad argument #%d to '%s'"):format(argn, fname), level + 1)
+  if type(f) == "string" and f:byte(1) == 27 then  -- the message is only built for bytecode
+    core.check_bytecode(f, ("bad argument #%d to '%s'"):format(argn, fname), level + 1)
+  end
   local code = core.portable_code(f, "thread function", level + 1, "the thread's Lua state", "=" .. name)
   return code  -- not a tail call: error levels count this frame
 end
