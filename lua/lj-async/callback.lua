@@ -21,7 +21,7 @@ void ljasync_callback_free(ljasync_callback *cb);
 intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
 int32_t ljasync_callback_states(ljasync_callback *cb);
 intptr_t ljasync_callback_live(void);
-void ljasync_callback_force_libffi(int32_t on);
+int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
 ]])
 
 local K = ctype.K
@@ -153,6 +153,10 @@ end
 local Type = {}
 Type.__index = Type
 
+-- memory_limit needs lua_newstate with an allocator: 64-bit LuaJIT without GC64 only has its own
+-- (lua_newstate there fails, lib_aux.c).
+local custom_allocators = ffi.abi("gc64") or not ffi.abi("64bit")
+
 -- CPUs this process may run on (its affinity mask), for states = "parallel".
 local function cpu_count()
   return require("lj-async.thread").cpus()
@@ -187,6 +191,9 @@ function Type:new(f, opts)
   end
   local limit = opts.memory_limit or 0
   if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
+  if limit > 0 and not custom_allocators then
+    error("bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)", 2)
+  end
 
   local name = opts.name and tostring(opts.name) or self.ctype
   local parts = scratch_parts
@@ -267,7 +274,8 @@ return setmetatable({
   end,
   --- How many callbacks exist (created, not yet freed or collected).
   live = function() return tonumber(C.ljasync_callback_live()) end,
-  _force_libffi = function(on) C.ljasync_callback_force_libffi(on and 1 or 0) end,
+  --- "libffi" or "stub": the entry a callback's function pointer is (for tests).
+  _entry = function(cb) return C.ljasync_callback_uses_libffi(cb._h) == 1 and "libffi" or "stub" end,
   Callback = Callback,
   Type = Type,
 }, { __call = function(_, ct) return factory(ct) end })
