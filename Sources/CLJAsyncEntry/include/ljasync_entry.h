@@ -12,12 +12,10 @@ typedef struct ljasync_regs {
 /* 1 when this build has the stub (x86-64 System V); 0 elsewhere (libffi is used instead). */
 int ljasync_entry_available(void);
 
-/* The thread id the stub passes the dispatcher (must equal pthread_self(): checked at start). */
-uintptr_t ljasync_entry_thread_id(void);
-
 /* The stub's address. It expects the callback core in r10 (set by the per-callback trampoline)
-   and calls ljasync_dispatch(core, regs, ret, stack_args, thread_id); then returns ret[0] in rax and
-   ret[1] in xmm0, so one stub serves integer, pointer, float and double results. */
+   and calls ljasync_dispatch(core, regs, ret), where regs is an ljasync_regs followed 32 bytes
+   later (at byte 144) by the caller's stack arguments; then returns ret[0] in rax and ret[1] in
+   xmm0, so one stub serves integer, pointer, float and double results. */
 void *ljasync_entry_address(void);
 
 /* The CPU the calling thread runs on (glibc reads it from the rseq area): parallel callbacks
