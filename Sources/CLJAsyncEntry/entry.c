@@ -4,12 +4,17 @@
  * fixed when it is created, so this stub only spills the argument registers and lets the
  * dispatcher copy what the signature says. Stack frame after `sub $136`: [0,48) integer
  * registers, [48,112) SSE registers, [112,128) the result, 8 bytes of padding; the caller's
- * stack arguments start at 144(%rsp), where the dispatcher finds them through the same base.
+ * stack arguments start at 144(%rsp) (LJASYNC_STACK_ARGS), found through the same base.
  * The stack stays 16-byte aligned at the call. The stub knows nothing of threads: the
  * dispatcher asks pthread_self() who is calling. */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <stddef.h>
 #include "ljasync_entry.h"
+
+/* The stub below spills at these offsets; the dispatcher reads through ljasync_regs. */
+_Static_assert(offsetof(ljasync_regs, fpr) == 48 && sizeof(ljasync_regs) == 112,
+               "ljasync_regs must match the stub's spill area");
 
 int ljasync_current_cpu(void) {
   int cpu = sched_getcpu();

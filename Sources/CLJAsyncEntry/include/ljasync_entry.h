@@ -9,12 +9,16 @@ typedef struct ljasync_regs {
   double fpr[8];    /* xmm0..xmm7 (low 64 bits) */
 } ljasync_regs;
 
+/* Where the caller's stack arguments start, counted from the spill area's base: past the
+   registers (112 bytes), the result (16), padding (8) and the return address (8). */
+#define LJASYNC_STACK_ARGS 144
+
 /* 1 when this build has the stub (x86-64 System V); 0 elsewhere (libffi is used instead). */
 int ljasync_entry_available(void);
 
 /* The stub's address. It expects the callback core in r10 (set by the per-callback trampoline)
-   and calls ljasync_dispatch(core, regs, ret), where regs is an ljasync_regs followed 32 bytes
-   later (at byte 144) by the caller's stack arguments; then returns ret[0] in rax and ret[1] in
+   and calls ljasync_dispatch(core, regs, ret), where regs is an ljasync_regs with the caller's
+   stack arguments LJASYNC_STACK_ARGS bytes from its base; then returns ret[0] in rax and ret[1] in
    xmm0, so one stub serves integer, pointer, float and double results. */
 void *ljasync_entry_address(void);
 

@@ -1,5 +1,6 @@
 // The storage of one callback: its fixed layout, its slots, its counters and how C enters it.
 import CFFI
+import CLJAsyncEntry
 import Glibc
 import Synchronization
 
@@ -131,13 +132,17 @@ final class CallbackCore: @unchecked Sendable {
         defaultReturn.storeBytes(of: s.defaultReturn.1, toByteOffset: 8, as: UInt64.self)
         self.entry = entry
         places = .allocate(capacity: max(nargs, 1))
+        // System V: the first 6 integer/pointer and 8 floating arguments come in registers (the
+        // stub spills them as an `ljasync_regs`), the rest on the caller's stack in order.
+        let fprBase = MemoryLayout<ljasync_regs>.offset(of: \ljasync_regs.fpr)!
+        let stackBase = Int(LJASYNC_STACK_ARGS)
         var gpr = 0, fpr = 0, stack = 0
         for i in 0..<nargs {
             let source: Int
             if s.argKinds[i] == .float || s.argKinds[i] == .double {
-                if fpr < 8 { source = 48 + 8 * fpr; fpr += 1 } else { source = 144 + 8 * stack; stack += 1 }
+                if fpr < 8 { source = fprBase + 8 * fpr; fpr += 1 } else { source = stackBase + 8 * stack; stack += 1 }
             } else {
-                if gpr < 6 { source = 8 * gpr; gpr += 1 } else { source = 144 + 8 * stack; stack += 1 }
+                if gpr < 6 { source = 8 * gpr; gpr += 1 } else { source = stackBase + 8 * stack; stack += 1 }
             }
             places[i] = ArgumentPlace(source: Int32(source), offset: s.argOffsets[i], size: UInt32(s.argKinds[i].size))
         }
