@@ -9,24 +9,31 @@ let package = Package(
         .library(name: "ljasync_core", type: .dynamic, targets: ["LJAsync"]),
     ],
     targets: [
-        // LuaJIT's headers only: the lua_* symbols come from the host process (the luajit
-        // binary or the application embedding LuaJIT), as for any Lua C module.
+        // LuaJIT's headers only. The Swift code calls lua_* through them and links to the
+        // hidden forwarders of CLJAsyncLua, so the core has no undefined lua_* symbols.
         .systemLibrary(name: "CLuaJIT", path: "Sources/CLuaJIT"),
+        // LuaJIT's C API bound at load time from whatever host loaded the core (a program that
+        // exports it, a LuaJIT loaded privately, or $LJASYNC_LUAJIT): docs/embedding.md.
+        .target(name: "CLJAsyncLua", path: "Sources/CLJAsyncLua"),
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi"),
         // The x86-64 callback entry stub (assembly); libffi closures serve other platforms.
         .target(name: "CLJAsyncEntry", path: "Sources/CLJAsyncEntry"),
         .target(
             name: "LJAsync",
-            dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry"],
+            dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry", "CLJAsyncLua"],
             linkerSettings: [
                 // Never unloaded: threads may still run our code when the last Lua state
                 // that loaded us closes its clib handle.
                 .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"]),
+                // Every symbol resolved at link time: a lua_* call with no forwarder is a link
+                // error here, not a symbol lookup error in some host.
+                .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "defs"]),
             ]
         ),
         .testTarget(
             name: "LJAsyncTests",
             dependencies: ["LJAsync"],
+            // A LuaJIT in the test process for the forwarders to bind (its global symbols).
             linkerSettings: [.linkedLibrary("luajit-5.1")]
         ),
     ]

@@ -20,7 +20,8 @@ for p in luajit2 libluajit2-5.1-2 libluajit2-5.1-dev; do
   if installed "$p"; then luajit=(luajit2 libluajit2-5.1-dev); break; fi
 done
 
-pkgs=("${luajit[@]}" libffi-dev cmake make gcc pkg-config lua-busted lua-luv luarocks valgrind)
+pkgs=("${luajit[@]}" libffi-dev cmake make gcc pkg-config lua-busted lua-luv luarocks valgrind
+      liblua5.1-0)  # PUC Lua: the host test that lj-async refuses a Lua that is not LuaJIT
 missing=()
 for p in "${pkgs[@]}"; do
   installed "$p" || missing+=("$p")

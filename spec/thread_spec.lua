@@ -220,6 +220,21 @@ describe("lj-async.thread", function()
   end)
 
   describe("errors", function()
+    it("a state whose init code fails fails the thread with the reason (the function does not run)", function()
+      local core = require "lj-async.core"
+      finally(function() core.add_init("", "=spec: raising thread init") end)  -- replaced by name
+      core.add_init("error('spec: broken init code')", "=spec: raising thread init")
+      local ran = require("lj-async.sync").channel()
+      local t = Thread.spawn(function(c) c:push("ran") end, ran)
+      assert.is_true(t:join(10))
+      assert.equal("failed", t:status())
+      assert.matches("the thread's Lua state cannot start: init code .-spec: broken init code", t:error())
+      assert.is_nil(ran:pop(0))
+      t:destroy()
+      core.add_init("", "=spec: raising thread init")
+      assert.same({ true, 7 }, { Thread.spawn(function() return 7 end):join(10) })
+    end)
+
     it("reach error() with their traceback; join still returns true", function()
       local t = Thread.new(function()
         local x = nil

@@ -4,6 +4,7 @@ local core = require "lj-async.core"
 -- Callback types are read by LuaJIT's own parser and type table (lj-async.ctype explains why):
 -- a second parser here would disagree with the ffi.cast rule the README promises.
 local ctype = require "lj-async.ctype"
+if package.loaded["love.filesystem"] then require "lj-async.love" end  -- LÖVE: game modules for new states (docs/love.md)
 
 local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
@@ -268,9 +269,9 @@ return setmetatable({
   add_init = function(code, name) core.add_init(code, name) end,
   --- Runs the Lua file at `path` in every new state.
   add_init_file = function(path)
-    local f = assert(io.open(path, "rb"))
-    local src = f:read("*a"); f:close()
-    core.add_init(src, "@" .. path)
+    local src, chunkname = require("lj-async.love").read(path)  -- in LÖVE, a love.filesystem path first
+    if not src then error("cannot read init file: " .. tostring(chunkname), 2) end
+    core.add_init(src, chunkname)
   end,
   --- How many callbacks exist (created, not yet freed or collected).
   live = function() return tonumber(C.ljasync_callback_live()) end,
