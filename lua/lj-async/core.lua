@@ -303,10 +303,28 @@ function M.portable_code(f, what, level, where, chunkname)
   return dumped
 end
 
+-- Bytecode already loaded once in this state (bounded, as the source check above is).
+local bytecode_ok, bytecode_count = {}, 0
+
+--- Loads bytecode `code` once here (the same LuaJIT as the state it goes to), so bytes that
+--- do not load are refused at the call: "<what> (invalid bytecode: <why>)" at `level`, where
+--- `what` names the argument ("bad argument #1 to 'new'"). Anything but bytecode passes.
+function M.check_bytecode(code, what, level)
+  if type(code) ~= "string" or code:byte(1) ~= 27 or bytecode_ok[code] then return end
+  local ok, err = loadstring(code)
+  if not ok then
+    error(("%s (invalid bytecode: %s)"):format(what, (tostring(err):gsub("^%(binary%): ", ""))), level + 1)
+  end
+  if bytecode_count >= 256 then bytecode_ok, bytecode_count = {}, 0 end
+  bytecode_ok[code], bytecode_count = true, bytecode_count + 1
+end
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
 --- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
 function M.add_init(code, name)
-  if type(code) == "function" then code = string.dump(code) end
+  if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
+  -- A function's upvalues would be nil in the other states: refused, naming them.
+  if type(code) == "function" then code = M.portable_code(code, "init code", 3, "every new state") end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end

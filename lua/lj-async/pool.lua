@@ -251,6 +251,7 @@ end
 
 --- "pending" (queued or running), "done", "failed" or "cancelled".
 function Job:status()
+  if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:status())", 2) end
   return self.state or "pending"
 end
 
@@ -430,7 +431,7 @@ end
 --- Runs the callbacks of finished jobs of this state: all waiting, or at most `max`.
 --- Returns how many results were delivered.
 function M.update(max)
-  if max ~= nil and (type(max) ~= "number" or max < 0) then
+  if max ~= nil and (type(max) ~= "number" or not (max >= 0)) then
     error(("bad budget: expected a number of results >= 0, got %s"):format(type(max) == "number" and tostring(max) or type(max)), 2)
   end
   local limit = max or huge
@@ -519,6 +520,8 @@ function M.fd()
   return fd
 end
 
+local SHUTDOWN_OPTIONS = { "mode", "timeout" }
+
 --- Stops every worker of the process. mode "drain" (default): jobs queued before now still
 --- run, and this state's callbacks are delivered before it returns; "discard": this state's
 --- queued jobs are dropped first (awaiting them gives "cancelled"). `timeout` bounds the wait:
@@ -526,6 +529,7 @@ end
 --- Afterwards the pool is as at start: no workers, autoscaling on (a new job starts workers).
 function M.shutdown(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
+  if opts then core.check_options(opts, SHUTDOWN_OPTIONS, 2) end
   local mode = opts and opts.mode or "drain"
   if mode ~= "drain" and mode ~= "discard" then
     error(("bad option 'mode': expected \"drain\" or \"discard\", got %s"):format(tostring(mode)), 2)
@@ -642,6 +646,9 @@ end
 
 -- -- Settings and statistics --
 
+local CONFIGURE_OPTIONS = { "autoscale", "idle_timeout", "max_queued", "max_workers", "min_workers",
+                            "on_error", "warn_after", "when_full" }
+
 --- Changes settings (fields left out keep their values) and returns the current ones.
 --- Process-wide: autoscale (boolean), min_workers, max_workers, idle_timeout (s),
 --- warn_after (s a job may wait in the queue before a warning; 0 = never), max_queued (0 = no cap).
@@ -651,11 +658,7 @@ function M.configure(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
   C.ljasync_pool_get_settings(settings)
   if opts then
-    local known = { autoscale = true, min_workers = true, max_workers = true, idle_timeout = true,
-                    warn_after = true, max_queued = true, when_full = true, on_error = true }
-    for k in pairs(opts) do
-      if not known[k] then error(("bad option '%s'"):format(tostring(k)), 2) end
-    end
+    core.check_options(opts, CONFIGURE_OPTIONS, 2)
     if opts.autoscale ~= nil then
       if type(opts.autoscale) ~= "boolean" then error("bad option 'autoscale': expected a boolean", 2) end
       settings.autoscale = opts.autoscale and 1 or 0
