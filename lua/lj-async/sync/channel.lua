@@ -223,8 +223,8 @@ end
 
 --- Pops up to `max` values (capped at 256) into `out` (a table, reused if given), waiting at most
 --- `timeout` for the first. Returns out, n (out[1..n] set; nils leave holes), or nil,
---- "timeout" / nil, "closed". A non-plain value (a table, ...) always comes in a batch of
---- its own.
+--- "timeout" / nil, "closed". A value that took the encoder (a big table, a function, ...)
+--- always comes in a batch of its own.
 function Channel:pop_many(max, timeout, out)
   local p = self.p
   if p == nil then freed("channel") end
