@@ -35,7 +35,8 @@ local BATCH = 256
 local cells = ffi.new("ljasync_cell[?]", BATCH)
 -- The bytes of a small table being pushed, and of one being popped (set to the cell's bytes,
 -- read in place). `pushing` guards ebuf against a finalizer that pushes while it is in use
--- (buf:encode() may run one): that push takes the encoder instead.
+-- (buf:encode() may run one): that push takes the encoder instead. (Should encoding ever raise,
+-- out of memory, it stays set: tables then take the encoder, slower but still exact.)
 local ebuf, dbuf = buffer.new(), buffer.new()
 local pushing = false
 
@@ -95,7 +96,7 @@ local function push_status(st, level)
   if st == 0 then return true end
   if st == 1 then return false, "full" end
   if st == 2 then return false, "closed" end
-  error("out of memory copying a string into the channel", level + 1)
+  error("out of memory copying a value into the channel", level + 1)
 end
 
 -- Pushes `v` with core timeout `t`; returns the core status (0 pushed, 1 full, 2 closed,
@@ -119,6 +120,7 @@ local function push_value(p, v, t, level)
     if encode_small(ebuf, v) then
       local q, len = ebuf:ref()
       st = push_encoded(p, q, len, t)
+      if len > 65536 then ebuf:free() end  -- keep no big scratch after a table of long strings
     end
     pushing = false
   end
