@@ -199,6 +199,16 @@ public func ljasync_channel_push_string(_ p: UnsafeRawPointer, _ s: UnsafeRawPoi
     return st.rawValue
 }
 
+/// Pushes a copy of `len` bytes that encode one value (lj-async.sync's channel writes and reads
+/// them: string.buffer's encoding of a small plain table). Statuses as push_string.
+@_cdecl("ljasync_channel_push_encoded")
+public func ljasync_channel_push_encoded(_ p: UnsafeRawPointer, _ s: UnsafeRawPointer?, _ len: Int, _ timeout: Double) -> Int32 {
+    guard let cell = ChannelCell.encoded(s, len) else { return -1 }
+    let st = with(p, Channel.self) { $0.push(cell, timeout: seconds(timeout)) }
+    if st != .ok { cell.release() }
+    return st.rawValue
+}
+
 /// Pushes a message (from ljasync_message_new). On 0 the channel owns it; otherwise the
 /// caller still does.
 @_cdecl("ljasync_channel_push_message")

@@ -3,9 +3,11 @@ import Glibc
 
 /// A 32-byte cell, laid out as `ljasync_cell` in lua/lj-async/sync/abi.lua:
 /// `uint32_t tag; uint32_t len;` then 24 bytes that hold a double, up to 24 string bytes,
-/// a heap string (pointer, size) or a Message pointer.
+/// a heap string (pointer, size) or a Message pointer. Tags `encodedShort` / `encodedHeap` hold
+/// bytes laid out as the short and heap strings, which are string.buffer's encoding of one
+/// small plain table that lj-async.sync's channel wrote (and alone reads back).
 ///
-/// Ownership: a cell with tag `heapString` owns its malloc'ed bytes and one with tag
+/// Ownership: a cell with tag `heapString` or `encodedHeap` owns its malloc'ed bytes and one with tag
 /// `message` owns its Message (which owns handle references). Cells are moved, never
 /// copied: whoever holds one last (the ring, a popper, the channel's deinit) calls `release`
 /// or hands the pointer on (Lua frees bytes with `ljasync_channel_bytes_free` and messages
@@ -13,6 +15,7 @@ import Glibc
 struct ChannelCell {
     enum Tag: UInt32 {
         case none = 0, isFalse = 1, isTrue = 2, number = 3, shortString = 4, heapString = 5, message = 6
+        case encodedShort = 7, encodedHeap = 8
     }
     static let inlineBytes = 24
 
@@ -52,10 +55,17 @@ struct ChannelCell {
         return c
     }
 
+    /// Like `string`, for bytes that encode a value (tags `encodedShort` / `encodedHeap`).
+    @inline(__always) static func encoded(_ p: UnsafeRawPointer?, _ n: Int) -> ChannelCell? {
+        guard var c = string(p, n) else { return nil }
+        c.tag = c.tag == Tag.shortString.rawValue ? Tag.encodedShort.rawValue : Tag.encodedHeap.rawValue
+        return c
+    }
+
     /// Frees what the cell owns (heap bytes, a message and its handle references).
     func release() {
         switch Tag(rawValue: tag) {
-        case .heapString:
+        case .heapString, .encodedHeap:
             free(UnsafeMutableRawPointer(bitPattern: UInt(w0)))
         case .message:
             if let m = UnsafeMutableRawPointer(bitPattern: UInt(w0)) {

@@ -55,6 +55,7 @@ ljasync_channel *ljasync_channel_new(intptr_t capacity);
 int32_t ljasync_channel_push_number(ljasync_channel *c, double v, double timeout);
 int32_t ljasync_channel_push_simple(ljasync_channel *c, int32_t tag, double timeout);
 int32_t ljasync_channel_push_string(ljasync_channel *c, const char *s, size_t len, double timeout);
+int32_t ljasync_channel_push_encoded(ljasync_channel *c, const char *s, size_t len, double timeout);
 int32_t ljasync_channel_push_message(ljasync_channel *c, ljasync_message *m, double timeout);
 int32_t ljasync_channel_push_cells(ljasync_channel *c, const ljasync_cell *cells, int32_t n, double timeout);
 int32_t ljasync_channel_pop(ljasync_channel *c, ljasync_cell *out, int32_t max, double timeout);
