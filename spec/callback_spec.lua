@@ -71,12 +71,93 @@ describe("the seed's API", function()
     assert.equal(before, CallbackFactory.live())
   end)
 
-  it("refuses functions with upvalues, naming them", function()
-    local up1, up2 = 1, 2
-    assert.has_error(function()
-      CallbackFactory("int(*)(int)")(function(x) return x + up1 + up2 end)
-    end, "bad callback function: it has upvalues (up1, up2), which would be nil in its new Lua state; "
-      .. "require modules and define values inside the function")
+  describe("upvalues", function()
+    it("copies them by value when the callback's state is made, a loaded module crossing as require", function()
+      local up1, up2 = 1, { 2 }
+      local cb = CallbackFactory("int(*)(int)")(function(x) return x + up1 + up2[1] end)
+      up1, up2[1] = 100, 200  -- the state holds copies made at creation
+      assert.equal(13, cb:funcptr()(10))
+      cb:free()
+    end)
+
+    it("runs seed 002's 'BAD! ffi is an upvalue' example (with int * for its invalid int[1])", function()
+      local buf = ffi.new("int[1]", 41)
+      local MyCallback_t = CallbackFactory("void(*)(void *)")
+      local MyCallback = MyCallback_t(function(userdata)
+        userdata = ffi.cast("int *", userdata)
+        userdata[0] = userdata[0] + 1
+      end)
+      MyCallback:funcptr()(buf)
+      assert.equal(42, buf[0])
+      MyCallback:free()
+    end)
+
+    it("are copies: mutations stay in the callback's state, one copy per state", function()
+      local counter = { n = 0 }
+      local cb = CallbackFactory("int(*)(void)")(function()
+        counter.n = counter.n + 1
+        return counter.n
+      end)
+      local fp = cb:funcptr()
+      assert.equal(1, fp()); assert.equal(2, fp())
+      assert.equal(0, counter.n)  -- nothing comes back
+      cb:free()
+    end)
+
+    it("decode once per state (states = n), and keep shared objects shared", function()
+      local sync = require "lj-async.sync"
+      local ch = sync.channel()
+      local cb = CallbackFactory("int(*)(int)")(function(x)
+        ch:push(x)
+        return x
+      end, { states = 2 })
+      local fp = cb:funcptr()
+      for i = 1, 3 do assert.equal(i, fp(i)) end
+      assert.same({ 1, 2, 3 }, { ch:pop(0), ch:pop(0), ch:pop(0) })
+      cb:free()
+    end)
+
+    it("refuses what cannot move with the encoder's text, naming the upvalue and its path", function()
+      local co = coroutine.create(function() end)
+      local I = CallbackFactory("int(*)(int)")
+      assert.has_error(function() I(function() return co end) end,
+        "bad callback function: upvalue 'co': cannot move a coroutine")
+      local t = { inner = { co } }
+      assert.has_error(function() I(function() return t end) end,
+        "bad callback function: upvalue 't'.inner[1]: cannot move a coroutine")
+      local ok, err = pcall(function() I(function() return co end) end)
+      assert.matches("^spec/callback_spec.lua:%d+: bad callback function", err)  -- raised at the caller
+    end)
+
+    it("keep an upvalue-free callback's state free of the encoder", function()
+      local cb = CallbackFactory("int(*)(void)")(function()
+        return package.loaded["lj-async.encoder"] == nil and 1 or 0
+      end)
+      assert.equal(1, cb:funcptr()())
+      cb:free()
+      local k = 0
+      local with = CallbackFactory("int(*)(void)")(function()
+        return package.loaded["lj-async.encoder"] ~= nil and 1 + k or 0
+      end)
+      assert.equal(1, with:funcptr()())  -- the one with upvalues decoded them
+      with:free()
+    end)
+
+    it("free the encoded function with the callback, also when collected", function()
+      local before = CallbackFactory.live()
+      local up = 1
+      do CallbackFactory("int(*)(void)")(function() return up end) end
+      collectgarbage(); collectgarbage()
+      assert.equal(before, CallbackFactory.live())
+    end)
+
+    it("are refused in on_error handlers, naming them", function()
+      local up = 1
+      assert.has_error(function()
+        CallbackFactory("int(*)(int)")(function(x) return x end, { on_error = function() return up end })
+      end, "bad on_error handler: it has upvalues (up), which an on_error handler cannot take; "
+        .. "require modules and define values inside it")
+    end)
   end)
 
   it("supports the seed's pattern of re-requiring ffi inside the function", function()
@@ -607,5 +688,20 @@ describe("inside a callback's state", function()
     local cb2 = CallbackFactory("int(*)(void)")("return ljt_init_file or -1")
     assert.equal(99, cb2:funcptr()())
     cb2:free()
+  end)
+
+  it("runs init functions with upvalues, copied by value, and refuses what cannot move", function()
+    local value, ffi_up = { 77 }, ffi
+    finally(function() CallbackFactory.add_init("", "=spec upvalue init") end)  -- replaced by name
+    CallbackFactory.add_init(function()
+      ljt_init_upvalue = value[1] + (ffi_up == require("ffi") and 1 or 0)
+    end, "=spec upvalue init")
+    value[1] = 0  -- copied at registration
+    local cb = CallbackFactory("int(*)(void)")("return ljt_init_upvalue or -1")
+    assert.equal(78, cb:funcptr()())
+    cb:free()
+    local co = coroutine.create(function() end)
+    assert.has_error(function() CallbackFactory.add_init(function() return co end, "=spec bad init") end,
+      "bad init function: upvalue 'co': cannot move a coroutine")
   end)
 end)

@@ -33,7 +33,7 @@ local kind_size = { [K.void] = 0, [K.int8] = 1, [K.uint8] = 1, [K.bool] = 1, [K.
 local u64x2 = ffi_typeof("uint64_t[2]")
 -- The builder's arguments, passed to the core (which copies them); reused by every creation.
 local scratch_parts = {}
-local NPARTS = 8
+local NPARTS = 9
 local scratch_ptrs, scratch_lens = ffi.new("const char *[?]", NPARTS), ffi.new("size_t[?]", NPARTS)
 
 -- Pointer types to store a value of each kind (the default result).
@@ -50,9 +50,11 @@ end
 
 -- The builder runs in each new callback state: it makes the argument frame, loads the
 -- function and returns (traceback handler, wrapper, error handler). It must stay upvalue-free.
--- Kept as source so it can capture no upvalue of this module.
+-- Kept as source so it can capture no upvalue of this module. A function with upvalues comes
+-- as the address of a message (`encoded`, owned by the Callback object) that it decodes: only
+-- such callbacks load the encoder into their states.
 local builder_source = [==[
-local addr, fn, name, wrapper, fields, pre, post, cdef, on_error = ...
+local addr, fn, name, wrapper, fields, pre, post, cdef, on_error, encoded = ...
 local ffi = require "ffi"
 -- Declarations the types need that a cdef may repeat (incomplete tags, typedefs), then the
 -- user's cdef, then those a cdef may already have made (enum bodies: first alternative that works).
@@ -67,7 +69,12 @@ local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), a
 if not ok then
   error(("a type is unknown in the callback's state (declare it with the 'cdef' option): %s"):format(frame), 0)
 end
-local f = assert(loadstring(fn, name))
+local f
+if encoded then
+  f = require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", tonumber(encoded)))
+else
+  f = assert(loadstring(fn, name))
+end
 local wrap = loadstring(wrapper, "=lj-async wrapper")(frame, f)
 if on_error then on_error = assert(loadstring(on_error, "=on_error")) end
 local function traceback(e)
@@ -108,6 +115,23 @@ end
 
 -- -- Code of the callback --
 
+-- The on_error handler's code: a function without upvalues (it crosses as bytecode only),
+-- source or bytecode.
+local function upvalue_free(f, what, level)
+  if type(f) == "function" and debug.getupvalue(f, 1) ~= nil then
+    local names = {}
+    for i = 1, 255 do
+      local n = debug.getupvalue(f, i)
+      if not n then break end
+      names[i] = n
+    end
+    error(("bad %s: it has upvalues (%s), which an on_error handler cannot take; "
+      .. "require modules and define values inside it"):format(what, table.concat(names, ", ")), level + 1)
+  end
+  local code = core.portable_code(f, what, level + 1)
+  return code  -- not a tail call: error levels count this frame
+end
+
 -- -- Callback objects --
 
 local Callback = {}
@@ -127,6 +151,8 @@ function Callback:free()
     self._h, self._fp = nil, nil
     ffi.gc(h, nil)
     C.ljasync_callback_free(h)
+    local m = self._encoded
+    if m then self._encoded = nil; C.ljasync_message_free(m) end  -- no state decodes it any more
   end
 end
 Callback.destroy = Callback.free
@@ -173,8 +199,11 @@ end
 function Type:new(f, opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
-  local code = core.portable_code(f, "callback function", 2, "its new Lua state")
-  local on_error = opts.on_error and core.portable_code(opts.on_error, "on_error handler", 2, "its new Lua state")
+  local code = core.portable_code(f, "callback function", 2)
+  -- A function with upvalues crosses as a message the callback owns (freed if creation fails).
+  local encoded = nil
+  if not code then encoded = ffi.gc(core.encode_function(f, "callback function", 2), C.ljasync_message_free) end
+  local on_error = opts.on_error and upvalue_free(opts.on_error, "on_error handler", 2)
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
 
   local sig = self._sig
@@ -200,6 +229,7 @@ function Type:new(f, opts)
   local parts = scratch_parts
   parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8] =
     code, "=" .. name, sig.wrapper, sig.fields, sig.pre, sig.post, opts.cdef, on_error
+  parts[9] = encoded and ("%.17g"):format(tonumber(ffi_cast("uintptr_t", encoded)))
   local ptrs, lens = scratch_ptrs, scratch_lens
   for i = 1, NPARTS do
     local part = parts[i]
@@ -211,8 +241,16 @@ function Type:new(f, opts)
   if h == nil then
     error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)
   end
-  ffi.gc(h, C.ljasync_callback_free)
-  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
+  if encoded then
+    -- The callback's states may decode the message until the callback is freed: one finalizer
+    -- frees both, in that order.
+    ffi.gc(encoded, nil)
+    ffi.gc(h, function(p) C.ljasync_callback_free(p); C.ljasync_message_free(encoded) end)
+  else
+    ffi.gc(h, C.ljasync_callback_free)
+  end
+  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self,
+                        _encoded = encoded }, Callback)
 end
 Type.__call = Type.new
 

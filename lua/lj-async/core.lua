@@ -250,12 +250,27 @@ M.errbuf = ffi.new("char[?]", M.errbuf_size)
 local code_cache = setmetatable({}, { __mode = "k" })
 local source_ok, source_count = {}, 0
 
+--- Encodes `f` (a function with upvalues) and the values after it into a native message
+--- (lj-async.encoder: upvalues copied by value, loaded modules as `require`), which the caller
+--- owns. Refuses what cannot move with the encoder's own text, the path starting at the
+--- function: "bad callback function: upvalue 'co': cannot move a coroutine". Returns nil and
+--- the encoder's message when a value after `f` fails (`argument 2` is the first of them).
+function M.encode_function(f, what, level, ...)
+  local msg, err = require("lj-async.encoder").try_encode_message(f, ...)
+  if msg then return msg end
+  local rest = tostring(err):match("^argument 1(.*)$")
+  if not rest then return nil, err end
+  rest = rest:gsub("^ %(upvalue '([^']*)'%)", "upvalue '%1'"):gsub("^: ", "")
+  error(("bad %s: %s"):format(what, rest), level + 1)
+end
+
 --- Turns a function, Lua source or bytecode into a string that can enter another state.
---- `what` names it in errors ("callback function"), `where` is the state it goes to. A
---- function's upvalues would silently be nil there: it is refused with an error naming them.
---- Source is compiled here to report syntax errors at the call; bytecode is checked where it
---- loads. Errors are raised at `level` (as for error()) above the caller.
-function M.portable_code(f, what, level, where, chunkname)
+--- `what` names it in errors ("callback function"). A function with upvalues returns nil: the
+--- caller encodes it (encode_function) and the new state decodes it, so only such functions
+--- load the encoder there. Source is compiled here to
+--- report syntax errors at the call; bytecode is checked where it loads. Errors are raised at
+--- `level` (as for error()) above the caller.
+function M.portable_code(f, what, level, chunkname)
   if type(f) == "string" then
     if f:byte(1) == 27 or source_ok[f] then return f end
     local ok, err = loadstring(f, chunkname or ("=" .. what))
@@ -269,27 +284,34 @@ function M.portable_code(f, what, level, where, chunkname)
   end
   local code = code_cache[f]
   if code then return code end
-  local names = {}
-  for i = 1, 255 do
-    local n = debug.getupvalue(f, i)
-    if not n then break end
-    names[#names + 1] = n
-  end
-  if #names > 0 then
-    error(("bad %s: it has upvalues (%s), which would be nil in %s; "
-      .. "require modules and define values inside the function"):format(what, table.concat(names, ", "), where),
-      level + 1)
-  end
+  if debug.getupvalue(f, 1) ~= nil then return nil end  -- encoded at each creation: current values
   local ok, dumped = pcall(string.dump, f)
   if not ok then error(("bad %s: %s"):format(what, tostring(dumped)), level + 1) end
   code_cache[f] = dumped
   return dumped
 end
 
+-- Messages holding init functions with upvalues: kept for the process's life, as the
+-- registrations that name them are (a name registered again leaves its old one here).
+local init_messages = {}
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
---- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
+--- `code` is Lua source or bytecode, or a function (dumped; one with upvalues is encoded and
+--- decoded in each new state, its upvalues copied by value).
 function M.add_init(code, name)
-  if type(code) == "function" then code = string.dump(code) end
+  if type(code) == "function" then
+    if debug.getupvalue(code, 1) ~= nil then
+      local msg = M.encode_function(code, "init function", 3)
+      init_messages[#init_messages + 1] = msg
+      code = string.dump(assert(loadstring(("return require('lj-async.encoder').decode_message("
+        .. "require('ffi').cast('ljasync_message *', %.17g))(...)"):format(
+        tonumber(ffi.cast("uintptr_t", msg))), "=lj-async init")))
+    else
+      local ok, dumped = pcall(string.dump, code)
+      if not ok then error("bad init function: " .. tostring(dumped), 3) end
+      code = dumped
+    end
+  end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end
