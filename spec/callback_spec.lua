@@ -162,12 +162,30 @@ describe("the seed's API", function()
       assert.is_true(sync.live_objects() <= objects, "channels still referenced: " .. sync.live_objects() - objects)
     end)
 
-    it("are refused in on_error handlers, naming them", function()
-      local up = 1
+    it("cross with on_error handlers too, refused with the handler's name", function()
+      local seen = { "none" }
+      local sync = require "lj-async.sync"
+      local ch = sync.channel()
+      local cb = CallbackFactory("int(*)(int)")(function(x) error("boom " .. x) end, {
+        on_error = function(msg) ch:push(seen[1] .. ": " .. msg:match("boom %d+")) end,  -- upvalues ch, seen
+      })
+      assert.equal(0, cb:funcptr()(7))
+      assert.equal("none: boom 7", ch:pop(0))
+      cb:free()
+      local k = 3
+      local both = CallbackFactory("int(*)(int)")(function(x) if x < 0 then error("neg") end return x * k end,
+        { on_error = function() ch:push(k) end })
+      assert.equal(6, both:funcptr()(2))
+      assert.equal(0, both:funcptr()(-1))
+      assert.equal(3, ch:pop(0))
+      both:free()
+      local co = coroutine.create(function() end)
       assert.has_error(function()
-        CallbackFactory("int(*)(int)")(function(x) return x end, { on_error = function() return up end })
-      end, "bad on_error handler: it has upvalues (up), which an on_error handler cannot take; "
-        .. "require modules and define values inside it")
+        CallbackFactory("int(*)(int)")(function(x) return x end, { on_error = function() return co end })
+      end, "bad on_error handler: upvalue 'co': cannot move a coroutine")
+      assert.has_error(function()
+        CallbackFactory("int(*)(int)")(function(x) return x + k end, { on_error = function() return co end })
+      end, "bad on_error handler: upvalue 'co': cannot move a coroutine")
     end)
   end)
 

@@ -50,9 +50,9 @@ end
 
 -- The builder runs in each new callback state: it makes the argument frame, loads the
 -- function and returns (traceback handler, wrapper, error handler). It must stay upvalue-free.
--- Kept as source so it can capture no upvalue of this module. A function with upvalues comes
--- as the address of a message (`encoded`, owned by the Callback object) that it decodes: only
--- such callbacks load the encoder into their states.
+-- Kept as source so it can capture no upvalue of this module. Functions with upvalues (the
+-- callback's, the on_error handler's) come as the address of a message (`encoded`, owned by
+-- the Callback object) that it decodes: only such callbacks load the encoder into their states.
 local builder_source = [==[
 local addr, fn, name, wrapper, fields, pre, post, cdef, on_error, encoded = ...
 local ffi = require "ffi"
@@ -69,14 +69,13 @@ local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), a
 if not ok then
   error(("a type is unknown in the callback's state (declare it with the 'cdef' option): %s"):format(frame), 0)
 end
-local f
+local f, handler
 if encoded then
-  f = require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", tonumber(encoded)))
-else
-  f = assert(loadstring(fn, name))
+  f, handler = require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", tonumber(encoded)))
 end
+f = f or assert(loadstring(fn, name))
 local wrap = loadstring(wrapper, "=lj-async wrapper")(frame, f)
-if on_error then on_error = assert(loadstring(on_error, "=on_error")) end
+if handler then on_error = handler elseif on_error then on_error = assert(loadstring(on_error, "=on_error")) end
 local function traceback(e)
   return debug.traceback(type(e) == "string" and e or tostring(e), 2)
 end
@@ -115,27 +114,12 @@ end
 
 -- -- Code of the callback --
 
--- The on_error handler's code: a function without upvalues (it crosses as bytecode only),
--- source or bytecode.
-local function upvalue_free(f, what, level)
-  if type(f) == "function" and debug.getupvalue(f, 1) ~= nil then
-    local names = {}
-    for i = 1, 255 do
-      local n = debug.getupvalue(f, i)
-      if not n then break end
-      names[i] = n
-    end
-    error(("bad %s: it has upvalues (%s), which an on_error handler cannot take; "
-      .. "require modules and define values inside it"):format(what, table.concat(names, ", ")), level + 1)
-  end
-  local code = core.portable_code(f, what, level + 1)
-  return code  -- not a tail call: error levels count this frame
-end
-
 -- -- Callback objects --
 
 local Callback = {}
 Callback.__index = Callback
+
+local ENCODED_WHATS = { "callback function", "on_error handler" }
 
 --- The function pointer: a cdata of the callback's ctype in this state.
 function Callback:funcptr()
@@ -200,10 +184,15 @@ function Type:new(f, opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
   local code = core.portable_code(f, "callback function", 2)
-  -- A function with upvalues crosses as a message the callback owns (freed if creation fails).
+  local handler = opts.on_error
+  local on_error = handler and core.portable_code(handler, "on_error handler", 2)
+  -- Functions with upvalues (no code above) cross in a message the callback owns (freed if
+  -- creation fails).
   local encoded = nil
-  if not code then encoded = ffi.gc(core.encode_function(f, "callback function", 2), C.ljasync_message_free) end
-  local on_error = opts.on_error and upvalue_free(opts.on_error, "on_error handler", 2)
+  if not code or handler and not on_error then
+    encoded = ffi.gc(core.encode_code(ENCODED_WHATS, 2, (not code) and f or nil, (not on_error) and handler or nil),
+      C.ljasync_message_free)
+  end
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
 
   local sig = self._sig

@@ -250,26 +250,34 @@ M.errbuf = ffi.new("char[?]", M.errbuf_size)
 local code_cache = setmetatable({}, { __mode = "k" })
 local source_ok, source_count = {}, 0
 
---- Encodes `f` (a function with upvalues) and the values after it into a native message
---- (lj-async.encoder: upvalues copied by value, loaded modules as `require`), which the caller
---- owns. Refuses what cannot move with the encoder's own text, the path starting at the
---- function: "bad callback function: upvalue 'co': cannot move a coroutine". Returns nil and
---- the encoder's message when a value after `f` fails (`argument 2` is the first of them).
-function M.encode_function(f, what, level, ...)
-  local msg, err = require("lj-async.encoder").try_encode_message(f, ...)
+--- Encodes the values into a native message (lj-async.encoder: a function's upvalues copied
+--- by value, loaded modules as `require`), which the caller owns. Value i is code named
+--- whats[i] ("callback function"): what cannot move in it is refused with the encoder's own
+--- text, its path starting at the function ("bad callback function: upvalue 'co': cannot move
+--- a coroutine"), raised at `level` above the caller. A refusal elsewhere returns nil and the
+--- encoder's message.
+function M.encode_code(whats, level, ...)
+  local msg, err = require("lj-async.encoder").try_encode_message(...)
   if msg then return msg end
-  local rest = tostring(err):match("^argument 1(.*)$")
-  if not rest then return nil, err end
+  local i, rest = tostring(err):match("^argument (%d+)(.*)$")
+  local what = i and whats[tonumber(i)]
+  if not what then return nil, err end
   rest = rest:gsub("^ %(upvalue '([^']*)'%)", "upvalue '%1'"):gsub("^: ", "")
   error(("bad %s: %s"):format(what, rest), level + 1)
+end
+
+--- encode_code for one function `f` named `what`, then the values after it.
+function M.encode_function(f, what, level, ...)
+  local msg, err = M.encode_code({ what }, level + 1, f, ...)
+  return msg, err  -- not a tail call: error levels count this frame
 end
 
 --- Turns a function, Lua source or bytecode into a string that can enter another state.
 --- `what` names it in errors ("callback function"). A function with upvalues returns nil: the
 --- caller encodes it (encode_function) and the new state decodes it, so only such functions
---- load the encoder there. Source is compiled here to
---- report syntax errors at the call; bytecode is checked where it loads. Errors are raised at
---- `level` (as for error()) above the caller.
+--- load the encoder there. Source is compiled here to report syntax errors at the call;
+--- bytecode is checked where it loads. Errors are raised at `level` (as for error()) above
+--- the caller.
 function M.portable_code(f, what, level, chunkname)
   if type(f) == "string" then
     if f:byte(1) == 27 or source_ok[f] then return f end
