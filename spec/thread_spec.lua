@@ -268,7 +268,7 @@ describe("lj-async.thread", function()
       assert.has_error(function() Thread.spawn(function(x) return x + k end, 1, co) end,
         "bad argument to spawn: argument 2: cannot move a coroutine")  -- arguments count as without upvalues
       local ok, err = pcall(function() Thread.new(function() return co end) end)
-      assert.matches("^spec/thread_spec.lua:%d+: bad thread function", err)
+      assert.matches("thread_spec%.lua:%d+: bad thread function", err)
     end)
 
     it("refuses other values, broken source and bad ud or options", function()
