@@ -7,7 +7,7 @@ local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 local ffi_string, ffi_cast, ffi_gc = ffi.string, ffi.cast, ffi.gc
 local type, tostring, error, pcall, select, unpack = type, tostring, error, pcall, select, unpack
-local setmetatable, tonumber, string_dump = setmetatable, tonumber, string.dump
+local setmetatable, getmetatable, tonumber, string_dump = setmetatable, getmetatable, tonumber, string.dump
 
 core.cdef_once("ljasync_thread", [[
 typedef struct ljasync_thread ljasync_thread;
@@ -95,8 +95,12 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 -- -- Code for the new state (creator's state) --
 
 --- Code for the thread's state (see core.portable_code), or nil for a function with upvalues
---- (encoded instead). Errors at the caller's `level`.
-local function portable_code(f, level, name)
+--- (encoded instead); errors at the caller's `level`. `fname` and `argn` name the argument in
+--- a bytecode error.
+local function portable_code(f, level, name, fname, argn)
+  if type(f) == "string" and f:byte(1) == 27 then  -- the message is only built for bytecode
+    core.check_bytecode(f, ("bad argument #%d to '%s'"):format(argn, fname), level + 1)
+  end
   local code = core.portable_code(f, "thread function", level + 1, "=" .. name)
   return code  -- not a tail call: error levels count this frame
 end
@@ -113,12 +117,15 @@ local function ud_pointer(ud, level)
   error("bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got " .. t, level + 1)
 end
 
+local OPTIONS = { "name" }
+
 local function check_name(opts, level)
   if opts == nil then return "lj-async thread" end
   if type(opts) ~= "table" then error("bad options: expected a table", level + 1) end
+  core.check_options(opts, OPTIONS, level + 1)
   local name = opts.name
   if name == nil then return "lj-async thread" end
-  if type(name) ~= "string" then error("bad option 'name': expected a string", level + 1) end
+  if type(name) ~= "string" then error("bad option 'name': expected a string, got " .. type(name), level + 1) end
   return name
 end
 
@@ -129,7 +136,11 @@ Handle.__index = Handle
 
 local STATUS = { [0] = "running", "done", "failed", "cancelled" }
 
-local function alive(self)
+-- The handle's native thread; `method` names the call when self is not a handle (t.join()).
+local function alive(self, method)
+  if getmetatable(self) ~= Handle then
+    error(("bad self to '%s': expected a thread handle, got %s (call it as t:%s())"):format(method, type(self), method), 3)
+  end
   local h = self._h
   if not h then error("thread has been destroyed", 3) end
   return h
@@ -152,7 +163,7 @@ end
 --- Waits for the thread to end. `timeout`: nil blocks, 0 only looks, else seconds.
 --- Returns true when it has ended (a spawned thread's results follow), false on timeout.
 function Handle:join(timeout)
-  local h = alive(self)
+  local h = alive(self, "join")
   if timeout == nil then
     timeout = -1
   elseif type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
@@ -165,13 +176,13 @@ end
 
 --- "running", "done" (returned), "failed" (raised an error) or "cancelled".
 function Handle:status()
-  return STATUS[C_status(alive(self))]
+  return STATUS[C_status(alive(self, "status"))]
 end
 
 --- The error the thread raised, with its traceback ("cancelled" if it was cancelled), or nil.
 --- Reading it keeps it from being reported to stderr when the handle goes.
 function Handle:error()
-  local h = alive(self)
+  local h = alive(self, "error")
   local n = tonumber(C.ljasync_thread_error(h, errbuf, errbuf_size))
   if n < 0 then return nil end
   if n < errbuf_size then return ffi_string(errbuf, n) end
@@ -182,12 +193,13 @@ end
 
 --- Asks the thread to stop: Thread.cancelled() becomes true there and Thread.sleep wakes.
 function Handle:cancel()
-  C.ljasync_thread_cancel(alive(self))
+  C.ljasync_thread_cancel(alive(self, "cancel"))
 end
 
 --- Frees the handle. A thread still running is detached: it runs to its end and then frees
 --- itself; an error it raises goes to stderr. May be called twice.
 function Handle:destroy()
+  if getmetatable(self) ~= Handle then alive(self, "destroy") end
   local h = self._h
   self._results = nil  -- let go of decoded results (shared objects among them) with the handle
   if h then
@@ -201,6 +213,16 @@ Handle.free = Handle.destroy
 function Handle:__tostring()
   local h = self._h
   return ("lj-async.thread<%s> (%s)"):format(self._name, h and STATUS[C_status(h)] or "destroyed")
+end
+
+-- `args` (a message) is the core's from here, even when the thread does not start.
+local function start(code, ud, name, runner, args, level, spawned)
+  local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
+    ud, args, name, errbuf, errbuf_size)
+  if h == nil then
+    error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
+  end
+  return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = spawned }, Handle)
 end
 
 -- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
@@ -218,26 +240,16 @@ if args == 0 then return finish(f()) end
 return finish(f(require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
--- `args` (a message) is the core's from here, even when the thread does not start.
-local function start(code, ud, name, runner, args, level, spawned)
-  local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
-    ud, args, name, errbuf, errbuf_size)
-  if h == nil then
-    error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
-  end
-  return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = spawned }, Handle)
-end
-
 -- A function with upvalues crosses encoded, as the first value of the spawn runner's message
--- (below); these chunks then call it. Thread.new's gets the address of `ud`.
+-- (above); these chunks then call it. Thread.new's gets the address of `ud`.
 local call_new = string_dump(assert(loadstring(
   "local f, ud = ...\nf(require('ffi').cast('void *', ud))", "=lj-async thread")))
 local call_spawn = string_dump(assert(loadstring(
   "return (function(f, ...) return f(...) end)(...)", "=lj-async thread")))
 
-local function new(func, ud, opts)
+local function new(fname, func, ud, opts)
   local name = check_name(opts, 3)
-  local code = portable_code(func, 3, name)
+  local code = portable_code(func, 3, name, fname, 1)
   ud = ud_pointer(ud, 3)
   if code then
     local h = start(code, ud, name, nil, nil, 3, false)
@@ -248,8 +260,17 @@ local function new(func, ud, opts)
   return h
 end
 
-local function spawn(name, func, ...)
-  local code = portable_code(func, 3, name)
+--- Thread.new(func, ud [, {name = "..."}]): starts a thread calling func(ud) in a new state.
+--- `func` is a function (its upvalues copied by value, as for Thread.spawn), Lua source (its
+--- `...` holds ud) or bytecode; `ud` (pointer cdata, lightuserdata, address or nil) arrives as
+--- a `void *` cdata.
+function Thread.new(func, ud, opts)
+  local h = new("new", func, ud, opts)
+  return h  -- not a tail call: error levels count this frame
+end
+
+local function spawn(fname, argn, name, func, ...)
+  local code = portable_code(func, 3, name, fname, argn)
   local args = nil
   if not code then
     -- The function and the arguments in one message; the arguments count from 1 in errors.
@@ -273,24 +294,15 @@ end
 --- Thread.spawn(func, ...): starts a thread calling func(...) with copies of the arguments;
 --- its join() returns true followed by func's results (copied back, nils kept).
 function Thread.spawn(func, ...)
-  local h = spawn("lj-async thread", func, ...)
+  local h = spawn("spawn", 1, "lj-async thread", func, ...)
   return h
 end
 
 --- Thread.spawn_named(name, func, ...): Thread.spawn with a thread name.
 function Thread.spawn_named(name, func, ...)
   if type(name) ~= "string" then error("bad argument #1 to 'spawn_named': expected a name string", 2) end
-  local h = spawn(name, func, ...)
+  local h = spawn("spawn_named", 2, name, func, ...)
   return h
-end
-
---- Thread.new(func, ud [, {name = "..."}]): starts a thread calling func(ud) in a new state.
---- `func` is a function (its upvalues copied by value, as for Thread.spawn), Lua source (its
---- `...` holds ud) or bytecode; `ud` (pointer cdata, lightuserdata, address or nil) arrives as
---- a `void *` cdata.
-function Thread.new(func, ud, opts)
-  local h = new(func, ud, opts)
-  return h  -- not a tail call: error levels count this frame
 end
 
 --- Number of native thread objects alive (handles not yet freed, detached threads running).
@@ -299,6 +311,6 @@ function Thread.live() return tonumber(C.ljasync_thread_live()) end
 Thread.Handle = Handle
 
 return setmetatable(Thread, { __call = function(_, func, ud, opts)
-  local h = new(func, ud, opts)
+  local h = new("Thread", func, ud, opts)
   return h  -- not a tail call: error levels count this frame
 end })
