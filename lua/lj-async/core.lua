@@ -5,8 +5,16 @@ local M = {}
 
 --- Declares `decl` unless `marker` (a type the block declares) already exists: modules may be
 --- loaded again in one state (busted's insulation), and ffi.cdef refuses redefinitions.
+--- The markers are remembered per state (in its registry), so that the common case raises no
+--- error to find out: every Lua error unwinds through libgcc, and a thread unwinding at the
+--- instant another one forks leaves the child's unwinder locked (docs/thread.md, fork).
+local registry = debug and debug.getregistry and debug.getregistry()
+local declared = registry and registry.ljasync_cdefs or {}
+if registry then registry.ljasync_cdefs = declared end
 function M.cdef_once(marker, decl)
-  if not pcall(ffi.typeof, marker) then ffi.cdef(decl) end
+  if declared[marker] then return end
+  if registry or not pcall(ffi.typeof, marker) then ffi.cdef(decl) end
+  declared[marker] = true
 end
 
 M.cdef_once("ljasync_env_marker", [[
