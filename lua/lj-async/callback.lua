@@ -75,10 +75,8 @@ end
 return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
--- Prepared states get the builder ready-made, so creating a callback does not load it.
-core.add_init(string.dump(assert(loadstring(  -- as bytecode: its string constant loads without lexing
-  ("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code)))),
-  "=lj-async builder")
+-- (Not registered as init code: every thread and worker state would load it too. A callback's
+-- state loads it from the spec, ~2 us.)
 
 -- Source of the wrapper for a given arity: reads the frame, calls, stores the result.
 -- Up to DIRECT_ARGS arguments go straight into the call; above, Lua's limit of ~250 registers

@@ -32,6 +32,8 @@ struct CallbackSpec {
 /// the function pointer still find it and return the default value.
 struct CallbackCore {
     static let freedOwner = UInt.max
+    /// Slot 0's owner until a lazy callback's first call builds its state (no call can take it).
+    static let unbuiltOwner = UInt.max - 1
     static let recursionSlots = 16
 
     let spec: UnsafeMutablePointer<CallbackSpec>
@@ -125,11 +127,21 @@ enum Callback {
             closure: nil, trampoline: nil, code: nil, argSources: argSources, nargs: n, argOffsets: argOffsets, argSizes: argSizes,
             retKind: s.retKind, retOffset: Int(s.retOffset), maxStates: s.maxStates, defaultReturn: defaults))
 
-        if let e = buildSlot(core, 0) {
-            release(core)
-            return .failure(CallbackError(message: e))
+        // Without a `cdef` nothing the state runs at creation can fail that the creating
+        // state has not checked (the code compiled there, the frame's fields are scalars):
+        // the first call builds the state, so an idle callback holds no Lua state at all.
+        // With a `cdef` or a memory limit the state is built now, so a bad cdef or a limit
+        // too small for the state fails the creation.
+        let lazy = s.memoryLimit == 0 && s.builderArgs.count > 6 && s.builderArgs[6] == nil  // arg 7: cdef
+        if lazy {
+            owners[0].store(CallbackCore.unbuiltOwner, ordering: .relaxed)
+        } else {
+            if let e = buildSlot(core, 0) {
+                release(core)
+                return .failure(CallbackError(message: e))
+            }
+            core.pointee.slotCount.pointee.store(1, ordering: .releasing)
         }
-        core.pointee.slotCount.pointee.store(1, ordering: .releasing)
 
         if !forceLibffi.load(ordering: .relaxed), let t = TrampolinePool.shared.allocate(for: UnsafeMutableRawPointer(core)) {
             core.pointee.trampoline = t
@@ -279,7 +291,7 @@ enum Callback {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot
             // (sched_getcpu reads the kernel's rseq area: a few nanoseconds, no system call).
             let count = min(core.pointee.slotCount.pointee.load(ordering: .relaxed), core.pointee.maxStates)
-            slot = Int(ljasync_current_cpu()) % count
+            slot = Int(ljasync_current_cpu()) % max(count, 1)
         }
         if core.pointee.owners[slot * CallbackCore.ownerStride]
             .compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
@@ -331,6 +343,22 @@ enum Callback {
             return -1
         }
         var count = c.slotCount.pointee.load(ordering: .acquiring)
+        if count == 0 {
+            // A lazy callback's first call: build its first state here, on the calling thread.
+            c.sync.lock()
+            if c.slotCount.pointee.load(ordering: .acquiring) == 0 {
+                defer { c.sync.unlock() }
+                if c.freed.pointee.load(ordering: .sequentiallyConsistent) != 0 {
+                    reportLateCall(core)
+                    return -1
+                }
+                guard build(core, 0, me) else { return -1 }
+                c.slotCount.pointee.store(1, ordering: .releasing)
+                return 0
+            }
+            c.sync.unlock()
+            count = c.slotCount.pointee.load(ordering: .acquiring)
+        }
         let s = tryAny(count)
         if s >= 0 { return s }
 
