@@ -57,9 +57,11 @@ local ffi = require "ffi"
 -- user's cdef, then those a cdef may already have made (enum bodies: first alternative that works).
 if pre ~= "" then ffi.cdef(pre) end
 if cdef then ffi.cdef(cdef) end
-for line in post:gmatch("[^\n]+") do
-  for alt in line:gmatch("[^\t]+") do
-    if pcall(ffi.cdef, alt) then break end
+if post ~= "" then  -- (gmatch would open the string library of a light state for nothing)
+  for line in post:gmatch("[^\n]+") do
+    for alt in line:gmatch("[^\t]+") do
+      if pcall(ffi.cdef, alt) then break end
+    end
   end
 end
 local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), addr)
