@@ -1,10 +1,11 @@
 # Two commands for people: `make demo` and `make test`. Both install missing Debian packages first.
+# `make test-matrix`: the busted suite under each LuaJIT CI tests with (.ci/matrix.sh names them).
 PREFIX ?= /usr/local
 BUILD ?= build
 export PATH := $(PATH):/opt/swift/usr/bin
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test demo bench install clean luanti-mod
+.PHONY: all deps build test test-matrix demo bench install clean luanti-mod
 
 all: build
 
@@ -17,6 +18,9 @@ build: deps
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure
+
+test-matrix: build
+	@bash .ci/matrix.sh $(BUILD)
 
 # The modules and the core straight from this tree: nothing needs installing.
 RUN_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/?.lua;;" LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so \

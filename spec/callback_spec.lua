@@ -417,19 +417,50 @@ describe("threads", function()
     main:free()
   end)
 
-  it("works through libffi closures as well as through the x86-64 stub", function()
-    CallbackFactory._force_libffi(true)
-    local ok, err = pcall(function()
-      local cb = CallbackFactory("double(*)(int, double, float, int64_t)")(function(a, b, c, d) return a + b + c + tonumber(d) end)
-      assert.equal(10.5, cb:funcptr()(1, 2.5, 3, 4))
+  -- LJASYNC_ENTRY is read once per process: a child process of the same LuaJIT (on PATH).
+  local function child(env, source)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write('package.path = "./lua/?.lua;" .. package.path\n', source)
+    f:close()
+    local p = io.popen(env .. " luajit " .. script .. " 2>&1")
+    local out = p:read("*a"); p:close()
+    os.remove(script)
+    return out
+  end
+
+  it("takes the entry LJASYNC_ENTRY names: libffi, else the x86-64 stub where there is one", function()
+    local cb = CallbackFactory("int(*)(int)")(function(x) return x + 1 end)
+    local libffi = os.getenv("LJASYNC_ENTRY") == "libffi" or ffi.arch ~= "x64"
+    assert.equal(libffi and "libffi" or "stub", CallbackFactory._entry(cb))
+    assert.equal(8, cb:funcptr()(7))
+    cb:free()
+  end)
+
+  it("works through libffi closures with LJASYNC_ENTRY=libffi, from many threads", function()
+    assert.equal("libffi libffi 10.5 127992000", child("LJASYNC_ENTRY=libffi", [[
+      local ffi = require "ffi"
+      local CF = require "lj-async.callback"
+      ffi.cdef "double ljt_call_threads(int (*fp)(int), int nthreads, int calls, long long *sums);"
+      local T = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
+      local cb = CF("double(*)(int, double, float, int64_t)")(function(a, b, c, d) return a + b + c + tonumber(d) end)
+      local ic = CF("int(*)(int)")(function(x) return x end)
       local sums = ffi.new("long long[8]")
-      local ic = CallbackFactory("int(*)(int)")(function(x) return x end)
       T.ljt_call_threads(ic:funcptr(), 8, 2000, sums)
-      assert.equal((16000 * 15999) / 2, (function() local s = 0 for t = 0, 7 do s = s + tonumber(sums[t]) end return s end)())
-      cb:free(); ic:free()
-    end)
-    CallbackFactory._force_libffi(false)
-    assert(ok, err)
+      local s = 0
+      for t = 0, 7 do s = s + tonumber(sums[t]) end
+      io.write(CF._entry(cb), " ", CF._entry(ic), " ", cb:funcptr()(1, 2.5, 3, 4), " ", s)
+    ]]))
+  end)
+
+  it("refuses an LJASYNC_ENTRY it does not know, at each creation", function()
+    local out = child("LJASYNC_ENTRY=fast", [[
+      local CF = require "lj-async.callback"
+      for _ = 1, 2 do io.write(select(2, pcall(CF("int(*)(int)"), function(x) return x end)), "\n") end
+    ]])
+    local msg = "cannot create callback 'int(*)(int)': bad LJASYNC_ENTRY 'fast': expected 'libffi', or unset for the default entry"
+    local _, count = out:gsub(msg:gsub("%p", "%%%0"), "")
+    assert.equal(2, count, out)
   end)
 end)
 
@@ -468,17 +499,26 @@ describe("errors", function()
     cb:free()
   end)
 
-  it("treats exhausted memory as an ordinary error", function()
-    local cb = CallbackFactory("int(*)(int)")(function(n)
-      local t = {}
-      for i = 1, n do t[i] = ("x"):rep(100) .. i end
-      return #t
-    end, { memory_limit = 4 * 1024 * 1024, default = -1 })
-    local err = H.capture_stderr(function() assert.equal(-1, cb:funcptr()(10000000)) end)
-    assert.matches("not enough memory", err, 1, true)
-    assert.equal(100, cb:funcptr()(100))  -- still usable afterwards
-    cb:free()
-  end)
+  -- 64-bit LuaJIT without GC64 has no lua_newstate with a custom allocator (lib_aux.c).
+  if ffi.abi("gc64") or not ffi.abi("64bit") then
+    it("treats exhausted memory as an ordinary error", function()
+      local cb = CallbackFactory("int(*)(int)")(function(n)
+        local t = {}
+        for i = 1, n do t[i] = ("x"):rep(100) .. i end
+        return #t
+      end, { memory_limit = 4 * 1024 * 1024, default = -1 })
+      local err = H.capture_stderr(function() assert.equal(-1, cb:funcptr()(10000000)) end)
+      assert.matches("not enough memory", err, 1, true)
+      assert.equal(100, cb:funcptr()(100))  -- still usable afterwards
+      cb:free()
+    end)
+  else
+    it("refuses memory_limit where LuaJIT has no custom allocators (64-bit without GC64)", function()
+      assert.has_error(function()
+        CallbackFactory("int(*)(int)")(function(n) return n end, { memory_limit = 4 * 1024 * 1024 })
+      end, "bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)")
+    end)
+  end
 end)
 
 describe("lifetime", function()

@@ -693,13 +693,146 @@ describe("lj-async.encoder", function()
     end)
   end)
 
+  describe("bytes from elsewhere", function()
+    local native = require "lj-async.encoder.native"
+    local sb = buffer.encode
+
+    -- body (tag and payload) with the checksum the encoder would write, so the checksum hides nothing.
+    local function signed(body)
+      local p = ffi.cast("const uint8_t *", body)
+      local sum = tonumber(native.checksum(p + 1, #body - 1, native.CHECKSUM_SEED))
+      return body .. string.char(bit.band(sum, 0xff), bit.band(bit.rshift(sum, 8), 0xff),
+                                 bit.band(bit.rshift(sum, 16), 0xff), bit.rshift(sum, 24))
+    end
+    local function resigned(s, from, to)  -- s with one occurrence of `from` replaced, signed again
+      local i, j = s:find(from, 1, true)
+      assert(i and not s:find(from, j + 1, true), "expected one occurrence")
+      return signed(s:sub(1, i - 1) .. to .. s:sub(j + 1, -5))
+    end
+    local function refused_bytes(msg, s)
+      local ok, err = pcall(decode, s)
+      assert.is_false(ok)
+      assert.matches(msg, err, 1, true)
+    end
+
+    it("never reads a handle table from a string (a forged one names any address)", function()
+      local forged = signed("\130\1\0\0\0" .. "\0\0\0\222\173\190\0\0" .. sb(1) .. "\30" .. sb(1) .. sb("testobject")
+                            .. sb("spec.support.testobject"))
+      refused_bytes("a handle table in bytes from elsewhere (handles cross in native messages only)", forged)
+      local h = TestObject.new(3)
+      refused_bytes("a handle table in bytes from elsewhere", encode(h))   -- even one this process made
+      local msg = encoder.encode_message(h)
+      assert.equal(3, TestObject.value(encoder.decode_message(msg)))      -- messages carry them
+      C.ljasync_message_free(msg)
+      TestObject.close(h)
+    end)
+
+    it("loads only bytecode this process encoded", function()
+      local k = 41
+      local s = encode(function() return k + 1 end)
+      assert.equal(42, decode(s)())
+      local code = string.dump(function() return k + 1 end)
+      -- The same function, its constant changed (41 + 1 -> a forged body), re-signed: refused.
+      local i = s:find("\27LJ", 1, true)
+      local forged = signed(s:sub(1, i + 19) .. string.char(bit.bxor(s:byte(i + 20), 1)) .. s:sub(i + 21, -5))
+      refused_bytes("function bytecode was not encoded by this process", forged)
+      -- Bytecode marked by another process (any other mark): refused.
+      local body = "\2" .. sb(1) .. "\24" .. sb(code) .. sb(ffi.new("uint64_t", 12345)) .. sb(1) .. "\19" .. sb(41)
+      refused_bytes("function bytecode was not encoded by this process", signed(body))
+    end)
+
+    it("loads no module a string names", function()
+      local bitmod = bit
+      local s = encode(function(x) return bitmod.band(x, 1) end)
+      assert.equal(1, decode(s)(3))
+      local forged = resigned(s, sb("bit"), sb("spec.support.nothere"))
+      refused_bytes("module 'spec.support.nothere' is not loaded in this state (bytes from elsewhere load no modules)", forged)
+      assert.is_nil(package.loaded["spec.support.nothere"])
+    end)
+
+    it("refuses a table that claims more entries than there are bytes, before allocating", function()
+      -- string.buffer table tags: 0x0a has an array size (here 2^31 - 1, a 16 GiB table).
+      refused_bytes("malformed encoded data: table size exceeds the data", signed("\1\1\10\255\255\255\255\127\0"))
+      refused_bytes("malformed encoded data: table size exceeds the data",
+                    signed("\2" .. sb(1) .. "\20" .. sb(2 ^ 40) .. "\22"))
+    end)
+
+    it("builds no cdata of a ctype that does not cross by value (a handle, a reference)", function()
+      local function cvalue(name, size)
+        return signed("\2" .. sb(1) .. "\29" .. sb(name) .. sb(size) .. sb(-1) .. ("\1"):rep(size))
+      end
+      refused_bytes("ctype 'struct ljasync_testhandle' is not a value type whose values cross",
+                    cvalue("struct ljasync_testhandle", 8))
+      refused_bytes("ctype 'int &' is not a value type whose values cross", cvalue("int &", 8))
+      refused_bytes("ctype 'void *' is not a value type whose values cross", cvalue("void *", 8))
+      assert.equal(0x01010101, decode(cvalue("int32_t", 4)))
+    end)
+
+    it("refuses a nil table key before string.buffer sees it, on a hot path too", function()
+      -- A plain encoding of a table whose one key is nil: string.buffer's error for it, raised
+      -- on a trace, crashes LuaJIT releases before 2023-08.
+      local nilkey = signed("\1\1\9\1\0\2")
+      for _ = 1, 500 do refused_bytes("malformed encoded data: table key is nil or NaN", nilkey) end
+    end)
+
+    it("decodes a string that may hold a duplicate key with functions no trace compiles", function()
+      local reader = require "lj-async.encoder.reader"
+      -- The closures of each build, reached through upvalues; those both share are neither's.
+      local function closures(t)
+        local set, todo = {}, {}
+        for _, f in pairs(t) do if type(f) == "function" then todo[#todo + 1] = f end end
+        while #todo > 0 do
+          local f = table.remove(todo)
+          if not set[f] then
+            set[f] = true
+            for i = 1, 255 do
+              local name, v = debug.getupvalue(f, i)
+              if not name then break end
+              if type(v) == "function" then todo[#todo + 1] = v end
+            end
+          end
+        end
+        return set
+      end
+      local copy, main = closures(reader.offtrace), closures(reader)
+      for f in pairs(main) do copy[f] = nil end
+      assert.is_true(next(copy) ~= nil)
+      local marked, compiled = {}, 0
+      local function on_record(tr, func) if copy[func] then marked[tr] = true end end
+      local function on_trace(what, tr)
+        if what == "start" then marked[tr] = nil elseif what == "stop" and marked[tr] then compiled = compiled + 1 end
+      end
+      local s = encode({ a = 1, b = 2, c = { 1, 2, 3 } })   -- two keys or more: off the trace
+      jit.flush()
+      jit.attach(on_record, "record")
+      jit.attach(on_trace, "trace")
+      for _ = 1, 3000 do assert.equal(2, decode(s).b) end
+      jit.attach(on_record)
+      jit.attach(on_trace)
+      assert.equal(0, compiled)
+    end)
+
+    it("raises string.buffer's duplicate key error on a hot path without crashing", function()
+      -- A plain encoding of { a = true, a = true }: the checksum is right, the table is not.
+      local dup = signed("\1\1\9\2\33a\2\33a\2")
+      local n = 0
+      for _ = 1, 500 do  -- hot enough to be compiled
+        local ok, err = pcall(decode, dup)
+        if not ok and err:find("malformed encoded data: duplicate table key", 1, true) then n = n + 1 end
+      end
+      assert.equal(500, n)
+    end)
+  end)
+
   describe("the C ABI", function()
     it("resolves every function the encoder declares", function()
       for _, name in ipairs { "ljasync_encoder_scan", "ljasync_message_new", "ljasync_message_data",
                               "ljasync_message_free", "ljasync_object_retain", "ljasync_object_release" } do
         assert.is_not_nil(C[name], name)
       end
-      assert.is_true(encoder._native_scan)  -- this LuaJIT (2.1, GC64) has the layout PlainScan reads
+      -- The core's scan reads GC64 objects (PlainScan.swift); other layouts take the Lua scan,
+      -- which every other test here then exercises (the matrix's non-GC64 leg).
+      assert.equal(ffi.abi("gc64"), encoder._native_scan)
     end)
   end)
 end)

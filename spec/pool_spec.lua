@@ -265,7 +265,8 @@ describe("LÖVE's async API", function()
       'bad option \'mode\': expected "drain" or "discard", got later')
     assert.has_error(function() async.configure { min_workers = 3, max_workers = 2 } end,
       "bad options: min_workers must be <= max_workers")
-    assert.has_error(function() async.configure { nonsense = 1 } end, "bad option 'nonsense'")
+    assert.has_error(function() async.configure { nonsense = 1 } end,
+      "unknown option 'nonsense' (known options: 'autoscale', 'idle_timeout', 'max_queued', 'max_workers', 'min_workers', 'on_error', 'warn_after', 'when_full')")
   end)
 end)
 
@@ -818,5 +819,180 @@ describe("the C ABI and the hot paths", function()
         error("trace problem in the pool: " .. line)
       end
     end
+  end)
+end)
+
+-- Runs Lua source in a fresh `luajit` process (this tree's modules and core); returns what it
+-- wrote to stdout and stderr.
+local function run_script(src)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write('package.path = "./lua/?.lua;" .. package.path\n', src)
+  f:close()
+  local p = io.popen("luajit " .. script .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
+describe("workers that cannot start", function()
+  before_each(function() reset() end)
+
+  -- Init code that raises until IPC key `key` is set: workers started meanwhile cannot start.
+  -- (Init files stay registered for the life of the process: the fix is the key.)
+  local function failing_init(key)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(([[
+      local pool = require "lj-async.pool"
+      assert(pool.ipc_get(%q), "spec fixture: the key is not set yet")
+    ]]):format(key))
+    f:close()
+    finally(function() os.remove(path) end)
+    async.register_async_dofile(path)
+  end
+
+  it("fail the jobs waiting for them with the reason, say so once on stderr, and are not respawned", function()
+    async.configure { autoscale = true }
+    failing_init("spec: init ready 1")
+    local errors, successes = {}, 0
+    local err = H.capture_stderr(function()
+      for _ = 1, 3 do
+        async.handle_async(function() return 1 end,
+          { success = function() successes = successes + 1 end, error = function(e) errors[#errors + 1] = e end })
+      end
+      assert.is_true(async.wait_all(10))
+      pause(0.2)  -- a respawn loop would start (and fail) workers meanwhile
+      assert.equal(0, async.update())
+    end)
+    assert.equal(0, successes)
+    assert.equal(3, #errors)
+    for _, e in ipairs(errors) do
+      assert.matches("no pool worker could start: async file .- failed: .-the key is not set yet", e)
+    end
+    local lines = {}
+    for line in err:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(1, #lines, err)
+    assert.matches("^lj%-async: pool: a worker cannot start: async file .-the key is not set yet", lines[1])
+    assert.equal(0, async.getWorkerCount())
+    assert.equal(0, async.stats().workers)
+    -- Fixed: the next submission tries again once, and works.
+    async.ipc_set("spec: init ready 1", true)
+    assert.same({ true, "fixed" }, { async.await(async.handle_async(function() return "fixed" end), 10) })
+    assert.equal(1, async.getWorkerCount())
+  end)
+
+  it("with explicit counts: getWorkerCount() says 0, and the next submit, ensure or addWorker tries again", function()
+    failing_init("spec: init ready 2")
+    local err = H.capture_stderr(function()
+      async.load(2)
+      local ok, e = async.await(async.handle_async(function() return 1 end), 10)
+      assert.is_false(ok)
+      assert.matches("no pool worker could start", e)
+      assert.equal(0, async.getWorkerCount())
+      -- Each of these tries once more (and fails again, silently: the reason was said).
+      async.addWorker()
+      assert.is_false((async.await(async.handle_async(function() return 1 end), 10)))
+      async.ensure.exactly(2)
+      assert.is_false((async.await(async.handle_async(function() return 1 end), 10)))
+      assert.equal(0, async.getWorkerCount())
+      assert.is_true(async.shutdown { timeout = 10 })
+      assert.equal(0, async.getWorkerCount())
+    end)
+    local n = 0
+    for _ in err:gmatch("a worker cannot start") do n = n + 1 end
+    assert.equal(1, n, err)
+    -- Fixed: the next submission starts the two workers asked for last.
+    async.configure { autoscale = false }
+    async.ensure.exactly(2)
+    assert.is_false((async.await(async.handle_async(function() return 1 end), 10)))  -- both failed first
+    assert.equal(0, async.getWorkerCount())
+    async.ipc_set("spec: init ready 2", true)
+    assert.same({ true, "two" }, { async.await(async.handle_async(function() return "two" end), 10) })
+    assert.equal(2, async.getWorkerCount())
+  end)
+
+  it("a file that fails in a running worker: the worker leaves, its job goes to one that can run it", function()
+    async.load(1)
+    assert.is_true((async.await(async.handle_async(function() return 1 end), 10)))
+    local err = H.capture_stderr(function()
+      failing_init("spec: init ready 3")
+      local ok, e = async.await(async.handle_async(function() return 1 end), 10)
+      assert.is_false(ok)
+      assert.matches("no pool worker could start: async file .-the key is not set yet", e)
+      assert.equal(0, async.getWorkerCount())
+    end)
+    assert.matches("a worker cannot start", err)
+    async.ipc_set("spec: init ready 3", true)
+    assert.same({ true, 3 }, { async.await(async.handle_async(function() return 3 end), 10) })
+    assert.equal(1, async.getWorkerCount())
+  end)
+
+  it("a module the init file needs appears on the path: the next job recovers (fresh process)", function()
+    local out = run_script([=[
+      local async = require "lj-async.pool"
+      local dir = os.tmpname(); os.remove(dir); assert(os.execute("mkdir " .. dir) == 0)
+      package.path = dir .. "/?.lua;" .. package.path
+      require("lj-async.core").C.ljasync_env_set_paths(package.path, package.cpath)
+      local f = io.open(dir .. "/init.lua", "w"); f:write('require "spec_later_module"\n'); f:close()
+      async.register_async_dofile(dir .. "/init.lua")
+      local ok, e = async.await(async.handle_async(function() return 1 end), 10)
+      print(ok, (e:match("module 'spec_later_module' not found")))
+      print("workers", async.getWorkerCount())
+      f = io.open(dir .. "/spec_later_module.lua", "w"); f:write("later = 42\n"); f:close()
+      print(async.await(async.handle_async(function() return later end), 10))
+      os.remove(dir .. "/spec_later_module.lua"); os.remove(dir .. "/init.lua"); os.remove(dir)
+    ]=])
+    assert.matches("false\tmodule 'spec_later_module' not found\nworkers\t0\ntrue\t42\n", out)
+    local n = 0
+    for _ in out:gmatch("a worker cannot start") do n = n + 1 end
+    assert.equal(1, n, out)
+  end)
+
+  it("a state that cannot run the environment's init code fails the job too", function()
+    local core = require "lj-async.core"
+    finally(function() core.add_init("", "=spec: raising init") end)  -- replaced by name
+    core.add_init("error('spec: broken init code')", "=spec: raising init")
+    async.load(1)
+    local ok, e = async.await(async.handle_async(function() return 1 end), 10)
+    assert.is_false(ok)
+    assert.matches("no pool worker could start: init code .-spec: broken init code", e)
+    core.add_init("", "=spec: raising init")
+    assert.same({ true, 1 }, { async.await(async.handle_async(function() return 1 end), 10) })
+  end)
+end)
+
+describe("results nobody took", function()
+  it("a state that closes with results nobody took says so once on stderr", function()
+    local out = run_script([=[
+      local async = require "lj-async.pool"
+      for i = 1, 3 do async.handle_async(function(x) return x end, print, i) end
+      -- The script ends without update(): its state closes with the three in flight or waiting.
+    ]=])
+    assert.equal("lj-async: pool: 3 results were never taken (call async.update() or async.wait())\n", out)
+  end)
+
+  it("so does a process that exits without closing its state (os.exit)", function()
+    local out = run_script([=[
+      local async = require "lj-async.pool"
+      local jobs = {}
+      for i = 1, 2 do jobs[i] = async.handle_async(function(x) return x end, nil, i) end
+      async.load(1)
+      local Thread = require "lj-async.thread"
+      while async.stats().done < 2 do Thread.sleep(0.001) end  -- both results wait in the inbox
+      os.exit(0)
+    ]=])
+    assert.equal("lj-async: pool: 2 results were never taken (call async.update() or async.wait())\n", out)
+  end)
+
+  it("says nothing when every result was taken", function()
+    local out = run_script([=[
+      local async = require "lj-async.pool"
+      for i = 1, 3 do async.handle_async(function(x) return x end, nil, i) end
+      assert(async.wait_all(10))
+      io.write("done")
+    ]=])
+    assert.equal("done", out)
   end)
 end)

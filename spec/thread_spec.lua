@@ -208,7 +208,7 @@ describe("lj-async.thread", function()
         "bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table")
       assert.has_error(function() Thread.new(function() end, "text") end,
         "bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string")
-      assert.has_error(function() Thread.new(function() end, nil, { name = 5 }) end, "bad option 'name': expected a string")
+      assert.has_error(function() Thread.new(function() end, nil, { name = 5 }) end, "bad option 'name': expected a string, got number")
       assert.has_error(function() Thread.new(function() end, nil, "x") end, "bad options: expected a table")
       assert.has_error(function() Thread.sleep(-1) end, "bad argument #1 to 'sleep': expected seconds >= 0, got -1")
     end)
@@ -220,6 +220,21 @@ describe("lj-async.thread", function()
   end)
 
   describe("errors", function()
+    it("a state whose init code fails fails the thread with the reason (the function does not run)", function()
+      local core = require "lj-async.core"
+      finally(function() core.add_init("", "=spec: raising thread init") end)  -- replaced by name
+      core.add_init("error('spec: broken init code')", "=spec: raising thread init")
+      local ran = require("lj-async.sync").channel()
+      local t = Thread.spawn(function(c) c:push("ran") end, ran)
+      assert.is_true(t:join(10))
+      assert.equal("failed", t:status())
+      assert.matches("the thread's Lua state cannot start: init code .-spec: broken init code", t:error())
+      assert.is_nil(ran:pop(0))
+      t:destroy()
+      core.add_init("", "=spec: raising thread init")
+      assert.same({ true, 7 }, { Thread.spawn(function() return 7 end):join(10) })
+    end)
+
     it("reach error() with their traceback; join still returns true", function()
       local t = Thread.new(function()
         local x = nil

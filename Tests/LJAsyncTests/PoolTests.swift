@@ -40,6 +40,20 @@ import Testing
         Inbox.push(inbox, PoolResult(message: message([1]), id: 3, status: .ok))  // freed with the inbox
     }
 
+    @Test func inboxesAreRegisteredUntilFreed() {
+        // fork() and process exit go through the registry: an inbox is in it from creation
+        // until the memory is freed (after its last job came back).
+        let inbox = Inbox.create()
+        #expect(Inbox.registryLock.withLock { Inbox.registry.contains(inbox) })
+        inbox.pointee.submitted.pointee = 1
+        Inbox.close(inbox)
+        #expect(Inbox.registryLock.withLock { Inbox.registry.contains(inbox) })   // one job still out
+        Inbox.push(inbox, PoolResult(message: nil, id: 1, status: .cancelled))   // the last: freed
+        #expect(!Inbox.registryLock.withLock { Inbox.registry.contains(inbox) })
+        #expect(Inbox.untakenText(1) == "pool: 1 result was never taken (call async.update() or async.wait())")
+        #expect(Inbox.untakenText(3) == "pool: 3 results were never taken (call async.update() or async.wait())")
+    }
+
     @Test func inboxEventFDIsReadableExactlyWhileResultsWait() {
         let inbox = Inbox.create()
         inbox.pointee.submitted.pointee = 1

@@ -13,7 +13,9 @@ M.cdef_once("ljasync_env_marker", [[
 typedef struct ljasync_env_marker ljasync_env_marker;
 void ljasync_env_set_paths(const char *path, const char *cpath);
 void ljasync_env_set_core(const char *path);
-void ljasync_env_add_init(const char *name, const char *code, size_t len);
+void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
+int64_t ljasync_env_owner_new(void);
+void ljasync_env_owner_drop(int64_t owner);
 void ljasync_env_set_stock(int32_t n);
 typedef struct ljasync_message ljasync_message;
 void ljasync_object_retain(void *p);
@@ -29,20 +31,52 @@ int32_t ljasync_memo_get(const char *key);
 void ljasync_memo_set(const char *key, int32_t value);
 ]])
 
--- Where the core is: $LJASYNC_CORE, then package.cpath (the installed layout), then the
--- build trees next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install.
+-- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
+-- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
+-- the folder holding the .love (or the fused executable) and the save directory (LÖVE's own C
+-- loader never looks beside a .love, and package.cpath knows none of them); the build trees
+-- next to this file (lua/lj-async/ -> ../../.build/...), so tests need no install. States the
+-- core makes skip this: they load the creator's core (below).
+local CORE_NAMES = { "ljasync_core.so", "libljasync_core.so" }
+
+local function readable(file)
+  local f = io.open(file, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function in_love()
+  local lfs = package.loaded["love.filesystem"]
+  if type(lfs) ~= "table" then
+    local love = rawget(_G, "love")
+    lfs = type(love) == "table" and love.filesystem or nil
+  end
+  if not lfs then return nil end
+  local dirs = {}
+  for _, get in ipairs { "getSource", "getSourceBaseDirectory", "getSaveDirectory" } do
+    local ok, dir = pcall(lfs[get])
+    -- A .love's getSource is the zip itself: opening "x.love/ljasync_core.so" then fails.
+    if ok and type(dir) == "string" and dir ~= "" then dirs[#dirs + 1] = dir end
+  end
+  for _, dir in ipairs(dirs) do
+    for _, name in ipairs(CORE_NAMES) do
+      if readable(dir .. "/" .. name) then return dir .. "/" .. name end
+    end
+  end
+  return nil
+end
+
 local function locate()
   local env = os.getenv("LJASYNC_CORE")
   if env and env ~= "" then return env end
-  local found = package.searchpath("ljasync_core", package.cpath)
+  local found = package.searchpath("ljasync_core", package.cpath) or in_love()
   if found then return found end
   local src = debug.getinfo(1, "S").source
   local dir = src:sub(1, 1) == "@" and src:match("^@(.*)/lj%-async/core%.lua$")
   if dir then
     for _, rel in ipairs { "/../.build/release/libljasync_core.so", "/../build/ljasync_core.so",
                            "/../.build/debug/libljasync_core.so" } do
-      local f = io.open(dir .. rel, "rb")
-      if f then f:close(); return dir .. rel end
+      if readable(dir .. rel) then return dir .. rel end
     end
   end
   return nil
@@ -54,7 +88,8 @@ local registry = debug.getregistry()
 local made_by_core = registry.ljasync_core
 local path = made_by_core or locate()
 if not path then
-  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, or build with 'make')", 2)
+  error("lj-async: cannot find ljasync_core.so (set LJASYNC_CORE, add its directory to package.cpath, "
+    .. "build with 'make', or in LÖVE put it in the game's folder, beside the .love or in the save directory)", 2)
 end
 M.path = path
 M.C = ffi.load(path)
@@ -89,6 +124,21 @@ end
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
 
+-- This state's token for the init code it registers (add_init): when the state closes, the
+-- code no other state registered is withdrawn (an nginx reload closes the master's Lua VM and
+-- makes a new one in the same process). Kept in the registry: one per state, even when this
+-- module is loaded again.
+do
+  local reg = debug.getregistry()
+  local sentinel = reg["lj-async.owner"]
+  if not sentinel then
+    local C = M.C
+    sentinel = ffi.gc(ffi.new("int64_t[1]", C.ljasync_env_owner_new()), function(p) C.ljasync_env_owner_drop(p[0]) end)
+    reg["lj-async.owner"] = sentinel
+  end
+  M.owner = sentinel[0]
+end
+
 -- States made from now on load this same core, even where no path or variable leads to it.
 if not made_by_core then M.C.ljasync_env_set_core(path) end
 
@@ -97,9 +147,12 @@ if not made_by_core then M.C.ljasync_env_set_core(path) end
 -- (State/ModuleCache.swift) through its one searcher, whatever their paths and loaders.
 M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
-  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general",
+  "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
-  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
+  "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
+  "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
+  "lj-async.sync.channel",
 }
 
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as
@@ -250,14 +303,114 @@ function M.portable_code(f, what, level, where, chunkname)
   return dumped
 end
 
+-- Bytecode already loaded once in this state (bounded, as the source check above is).
+local bytecode_ok, bytecode_count = {}, 0
+
+--- Loads bytecode `code` once here (the same LuaJIT as the state it goes to), so bytes that
+--- do not load are refused at the call: "<what> (invalid bytecode: <why>)" at `level`, where
+--- `what` names the argument ("bad argument #1 to 'new'"). Anything but bytecode passes.
+function M.check_bytecode(code, what, level)
+  if type(code) ~= "string" or code:byte(1) ~= 27 or bytecode_ok[code] then return end
+  local ok, err = loadstring(code)
+  if not ok then
+    error(("%s (invalid bytecode: %s)"):format(what, (tostring(err):gsub("^%(binary%): ", ""))), level + 1)
+  end
+  if bytecode_count >= 256 then bytecode_ok, bytecode_count = {}, 0 end
+  bytecode_ok[code], bytecode_count = true, bytecode_count + 1
+end
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
 --- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
 function M.add_init(code, name)
-  if type(code) == "function" then code = string.dump(code) end
+  if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
+  -- A function's upvalues would be nil in the other states: refused, naming them.
+  if type(code) == "function" then code = M.portable_code(code, "init code", 3, "every new state") end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end
-  M.C.ljasync_env_add_init(name or "=init", code, #code)
+  M.C.ljasync_env_add_init(name or "=init", code, #code, M.owner)
+end
+
+
+-- -- Argument checks shared by the public modules --
+
+--- The core's timeout for timeout argument `t`: nil or math.huge -> -1 (wait forever), a
+--- number >= 0 -> itself (0 = try once). Anything else (negative, NaN, not a number) raises
+--- "bad argument #<argn> to '<fname>' (timeout must be nil or seconds >= 0, got <t>)" at
+--- `level` (as for error(); default 2: the caller of the function that calls this). Cheap
+--- and NYI-free: hot paths (push, pop, lock) call it on every call.
+function M.timeout(t, argn, fname, level)
+  if t == nil or t == math.huge then return -1 end
+  if type(t) == "number" and t >= 0 then return t end  -- NaN fails t >= 0
+  error(("bad argument #%d to '%s' (timeout must be nil or seconds >= 0, got %s)"):format(
+    argn, fname, type(t) == "number" and tostring(t) or type(t)), (level or 2) + 1)
+end
+
+-- Edit distance between a and b (insertions, deletions, substitutions, adjacent swaps).
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+--- Checks that every key of the options table `opts` is one of the names in `allowed` (an
+--- array of strings); returns `opts`. The first unknown key (in sorted order, so the message
+--- is stable) raises at `level` (as for error(); default 2) either
+---   unknown option 'capcity' (did you mean 'capacity'?)
+--- when a name is close (edit distance <= 2 and less than a third of its length, case
+--- ignored), or
+---   unknown option 'x' (known options: 'capacity', 'name')
+--- otherwise (`(it takes no options)` when `allowed` is empty; a non-string key shows as [1]).
+--- Values are the caller's to check (`bad option 'capacity' ...`).
+function M.check_options(opts, allowed, level)
+  local unknown
+  for k in pairs(opts) do
+    local known = false
+    for i = 1, #allowed do
+      if allowed[i] == k then known = true; break end
+    end
+    if not known then
+      unknown = unknown or {}
+      unknown[#unknown + 1] = k
+    end
+  end
+  if not unknown then return opts end
+  table.sort(unknown, function(a, b)
+    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then return a < b end
+    return type(a) < type(b)
+  end)
+  local key = unknown[1]
+  local shown = type(key) == "string" and ("'" .. key .. "'") or ("[" .. tostring(key) .. "]")
+  local best, best_d
+  if type(key) == "string" then
+    for i = 1, #allowed do
+      local d = distance(key:lower(), allowed[i]:lower())
+      if d <= 2 and d * 3 <= #allowed[i] and (not best_d or d < best_d) then best, best_d = allowed[i], d end
+    end
+  end
+  local hint
+  if best then
+    hint = ("did you mean '%s'?"):format(best)
+  elseif #allowed == 0 then
+    hint = "it takes no options"
+  else
+    local names = {}
+    for i = 1, #allowed do names[i] = "'" .. allowed[i] .. "'" end
+    hint = "known options: " .. table.concat(names, ", ")
+  end
+  error(("unknown option %s (%s)"):format(shown, hint), (level or 2) + 1)
 end
 
 return M

@@ -4,28 +4,29 @@
 --   plain   (0x01): values that string.buffer encodes exactly (trees of nil, booleans, numbers,
 --                   strings, tables without metatables, int64 and complex): string.buffer's
 --                   encoding of each, after a count and a checksum;
---   general (0x02): everything else that may cross (lj-async/encoder/general.lua); with bit
---                   0x80, a table of shared-object handles follows the tag.
+--   general (0x02): everything else that may cross (encoder/general_writer.lua writes it); with
+--                   bit 0x80, a table of shared-object handles follows the tag.
+-- encoder/reader.lua reads both. Native memory (messages, decode_ptr) holds bytes this process
+-- made and is decoded as such; strings may come from anywhere and are checked first.
 -- Every function here runs on the thread that owns the calling Lua state.
 local ffi = require "ffi"
 local buffer = require "string.buffer"
-local tnew = require "table.new"
 local registry = require "lj-async.encoder.registry"
 local scan = require "lj-async.encoder.scan"
-local general = require "lj-async.encoder.general"
+local writer = require "lj-async.encoder.general_writer"
+local reader = require "lj-async.encoder.reader"
 local native = require "lj-async.encoder.native"
 
-local type, select, tonumber, tostring, error, pcall, unpack, format =
-      type, select, tonumber, tostring, error, pcall, unpack, string.format
+local type, select, tonumber, tostring, error, pcall, unpack =
+      type, select, tonumber, tostring, error, pcall, unpack
 local ffi_typeof, ffi_cast, ffi_new = ffi.typeof, ffi.cast, ffi.new
 local C, checksum, SEED = native.C, native.checksum, native.CHECKSUM_SEED
 local small_value, forget_small, big_plain = scan.small_value, scan.forget_small, scan.big_plain
-local launder = general.launder
 
 if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-endian; this machine is not", 0) end
 
 local u32p = ffi_typeof("uint32_t *")
-local TAG_PLAIN = 0x01
+local TAG_PLAIN = native.TAG_PLAIN
 
 local M = {}
 
@@ -69,7 +70,7 @@ M._native_scan = scan.native  -- for tests and the benchmark
 
 local wbuf = buffer.new()
 local busy = false
-local shared_writer = general.new_writer()
+local shared_writer = writer.new_writer()
 
 -- Encodes n values (a1..a3, and args[1..n] when n > 3) into a buffer, which it returns with
 -- the general writer to reset once the buffer is read (nil for the plain format). Raises the
@@ -119,11 +120,11 @@ local function encode_into(n, a1, a2, a3, args)
       return wbuf
     end
   end
-  local S = reentered and general.new_writer() or shared_writer
-  local ok, err = pcall(general.encode, S, n, args or { a1, a2, a3 })
+  local S = reentered and writer.new_writer() or shared_writer
+  local ok, err = pcall(writer.encode, S, n, args or { a1, a2, a3 })
   if not reentered then busy = false end
   if not ok then
-    general.reset_writer(S)
+    writer.reset_writer(S)
     error(err, 0)
   end
   return S.out, S
@@ -143,7 +144,7 @@ end
 local function to_string(ok, b, S)
   if not ok then return nil, b end
   local s = b:tostring()
-  if S then general.reset_writer(S) end
+  if S then writer.reset_writer(S) end
   return s
 end
 
@@ -176,7 +177,7 @@ local function to_message(ok, b, S)
   if not ok then return nil, b end
   local p, n = b:ref()
   local msg = message_new(p, n)
-  if S then general.reset_writer(S) end
+  if S then writer.reset_writer(S) end
   return msg
 end
 
@@ -195,56 +196,20 @@ end
 
 -- -- Decoding --
 
-local function malformed(what) error("malformed encoded data: " .. what, 0) end
-
 local rbuf = buffer.new()
 local decoding = false
-local shared_reader = general.new_reader()
+local shared_reader = reader.new_reader()
+local rdecode, rcheck, offtrace_decode = reader.decode, reader.check, reader.offtrace.decode
 
 -- The string being decoded, kept referenced while a buffer reads it: compiled buffer:set()
 -- does not anchor its string in LuaJIT releases before 2023-12 (LuaJIT issue #1125), and a
 -- collection in the middle of decoding would free it.
 local anchor
 
--- Decodes the bytes set in b: returns the count and up to three values, or a table of them.
-local function decode_inner(b, R)
-  local p, len = b:ref()
-  if len < 2 then malformed("truncated") end
-  local tag = p[0]
-  if tag ~= TAG_PLAIN then
-    if tag ~= general.TAG and tag ~= general.TAG + general.HAS_HANDLES then
-      malformed(format("unknown format tag 0x%02x", tag))
-    end
-    local n, vals = general.decode(R, p, len)
-    return n, vals[1], vals[2], vals[3], vals
-  end
-  if len < 6 then malformed("truncated") end
-  if ffi_cast(u32p, p + len - 4)[0] ~= checksum(p + 1, len - 5, SEED) then
-    malformed("checksum mismatch")
-  end
-  local n, hdr = p[1], 2
-  if n == 255 then
-    if len < 10 then malformed("truncated") end
-    n, hdr = ffi_cast(u32p, p + 2)[0], 6
-  end
-  b:skip(hdr)
-  if n > len then malformed("value count exceeds the data") end
-  -- Each number is laundered as it is decoded (see general.launder); values stored into a
-  -- table right away need not be.
-  local a, c, d, vals
-  if n == 1 then
-    a = launder(b:decode())
-  elseif n == 2 then
-    a = launder(b:decode()); c = launder(b:decode())
-  elseif n == 3 then
-    a = launder(b:decode()); c = launder(b:decode()); d = launder(b:decode())
-  elseif n > 3 then
-    vals = tnew(n, 0)
-    for i = 1, n do vals[i] = b:decode() end
-    a, c, d = vals[1], vals[2], vals[3]
-  end
-  if #b ~= 4 then malformed("trailing bytes") end  -- only the checksum is left
-  return n, a, c, d, vals
+-- Decodes a string set in b, which may come from anywhere: checked first (see reader.lua).
+local function decode_string(b, R)
+  if rcheck(b) < 0 then return offtrace_decode(b, R, true) end
+  return rdecode(b, R, true)
 end
 
 -- string.buffer's complaints about its input, which come with a position that means nothing.
@@ -253,11 +218,10 @@ local buffer_complaints = { "^unexpected end of buffer", "^cannot deserialize", 
 
 local function decode_error(msg)
   if type(msg) ~= "string" then return msg end
-  local bare = msg:match("^[^\n]-:%d+: (.*)$")
-  if bare then
-    for i = 1, #buffer_complaints do
-      if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
-    end
+  -- From the interpreter with a position; from a trace without one.
+  local bare = msg:match("^[^\n]-:%d+: (.*)$") or msg
+  for i = 1, #buffer_complaints do
+    if bare:find(buffer_complaints[i]) then return "malformed encoded data: " .. bare end
   end
   return msg
 end
@@ -266,10 +230,10 @@ end
 local function finish(R, ok, n, a, c, d, vals)
   if R == shared_reader then
     rbuf:reset()
-    general.reset_reader(R)
+    reader.reset_reader(R)
     anchor, decoding = nil, false
   else
-    general.reset_reader(R)
+    reader.reset_reader(R)
   end
   if not ok then error(decode_error(n), 3) end
   if n == 1 then return a end
@@ -282,11 +246,10 @@ end
 -- Sets up a decoding of s (a string, or a pointer with len): the buffer and reader to use.
 local function start(s, len)
   if decoding then  -- re-entered (from a finalizer): a reader of our own
-    local R = general.new_reader()
+    local R = reader.new_reader()
     R.anchor = s
     local b = buffer.new()
     if len then b:set(s, len) else b:set(s) end
-    R.outer = b
     return b, R
   end
   decoding = true
@@ -297,39 +260,68 @@ end
 
 --- Decodes a string from encode: returns the values (same count, nils kept). Raises on
 --- malformed data, or on what this state lacks (an undeclared ctype, an unregistered metatable).
+--- The string may come from anywhere (a file, a socket): no byte string makes this crash; a
+--- string brings no handles, and functions only if this process encoded them (docs/encoder.md).
 function M.decode(s)
   if type(s) ~= "string" then error("bad encoded data: expected a string, got " .. type(s), 2) end
   local b, R = start(s)
-  return finish(R, pcall(decode_inner, b, R))
+  return finish(R, pcall(decode_string, b, R))
 end
 
---- Decodes len bytes at ptr (a const void * or char * cdata), e.g. a native message's data.
+--- Decodes len bytes at ptr (a const void * or char * cdata) that this process's encoder
+--- made, e.g. a native message's data: read in place, and trusted like a message (bytes from
+--- elsewhere go through decode).
 function M.decode_ptr(ptr, len)
   if type(ptr) ~= "cdata" or type(len) ~= "number" and type(len) ~= "cdata" then
     error("bad arguments: expected a pointer and a length", 2)
   end
   local b, R = start(ptr, tonumber(len))
-  return finish(R, pcall(decode_inner, b, R))
+  return finish(R, pcall(rdecode, b, R, false))
 end
 
---- Decodes one value (the encoding must hold exactly one).
+--- Decodes one value (the encoding must hold exactly one), from anywhere, as decode does.
 function M.decode_value(s)
   if type(s) ~= "string" then error("bad encoded data: expected a string, got " .. type(s), 2) end
   local b, R = start(s)
-  local ok, n, a, c, d, vals = pcall(decode_inner, b, R)
+  local ok, n, a, c, d, vals = pcall(decode_string, b, R)
   if ok and n ~= 1 then ok, n = false, "expected one encoded value, got " .. n end
   return finish(R, ok, n, a, c, d, vals)
 end
 
 local lenbox = ffi_new("size_t[1]")
 local message_data = C.ljasync_message_data
+local message_ptr_t = ffi_typeof("ljasync_message *")
 
 --- Decodes a native message (ljasync_message *); the caller still owns it and frees it.
+--- Only this process's encoder makes messages (encode_message): their handle tables and
+--- bytecode are trusted, and they take the fast path.
 function M.decode_message(msg)
-  if type(msg) ~= "cdata" or msg == nil then error("bad message: expected a ljasync_message *", 2) end
+  if type(msg) ~= "cdata" or msg == nil or not ffi.istype(message_ptr_t, msg) then
+    error("bad message: expected a ljasync_message *, got " .. (type(msg) == "cdata" and tostring(ffi_typeof(msg)) or type(msg)), 2)
+  end
   local p = message_data(msg, lenbox)
   local b, R = start(p, tonumber(lenbox[0]))
-  return finish(R, pcall(decode_inner, b, R))
+  return finish(R, pcall(rdecode, b, R, false))
+end
+
+--- decode (of a string) or decode_message (of a native message), with each module the bytes
+--- name (a function's upvalue that crossed as `require`) given by resolve(name) instead of
+--- this state's modules: a restricted environment's own require (lj-async.sandbox) decides
+--- what such an upvalue becomes there.
+function M.decode_resolving(x, resolve)
+  if type(resolve) ~= "function" then error("bad resolver: expected a function, got " .. type(resolve), 2) end
+  if type(x) == "string" then
+    local b, R = start(x)
+    R.resolve = resolve
+    return finish(R, pcall(decode_string, b, R))
+  end
+  if type(x) ~= "cdata" or x == nil then
+    error("bad encoded data: expected a string or a ljasync_message *, got " .. type(x), 2)
+  end
+  local p = message_data(x, lenbox)
+  local b, R = start(p, tonumber(lenbox[0]))
+  R.resolve = resolve
+  return finish(R, pcall(rdecode, b, R, false))
 end
 
 return M

@@ -9,6 +9,7 @@ local ffi = require "ffi"
 local core = require "lj-async.core"
 local C = require "lj-async.pool_abi"
 local encoder = require "lj-async.encoder"
+local host = require "lj-async.love"  -- LÖVE: the game's modules reach the workers (docs/love.md)
 
 local try_encode_message, decode_message = encoder.try_encode_message, encoder.decode_message
 local message_free, message_data = C.ljasync_message_free, C.ljasync_message_data
@@ -31,16 +32,39 @@ local stored = {}            -- definition record -> true while the engine store
 -- When this state goes (closed, or the module collected), nobody can take its results: its
 -- queued jobs are dropped, its definitions forgotten; jobs already running finish and their
 -- results are freed on arrival (failures reported on stderr).
+-- Results nobody took are said once on stderr: a program that submits and ends without
+-- update() would otherwise lose them without a word.
+local outstanding = 0        -- jobs of this state submitted and not yet delivered
+-- What this state registered process-wide, withdrawn when it goes (an nginx reload closes the
+-- master's Lua VM and makes a new one in the same process, which must not inherit them):
+local my_inits = {}          -- indices of its init entries (async files, portable metatables)
+local settings_before, settings_mine  -- the settings before its first configure, after its last
+local SETTING_FIELDS = { "autoscale", "min_workers", "max_workers", "idle_timeout", "warn_after", "max_queued" }
+local function withdraw()
+  for i = 1, #my_inits do C.ljasync_pool_retire_init(my_inits[i]) end
+  if settings_mine then  -- put back what it changed, unless another state changed it since
+    local now_set = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(now_set)
+    for _, k in ipairs(SETTING_FIELDS) do
+      if now_set[k] ~= settings_mine[k] then return end
+    end
+    C.ljasync_pool_set_settings(settings_before, nil, 0)
+  end
+end
 local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
+  if outstanding > 0 then
+    C.ljasync_pool_report(("pool: %d result%s never taken (call async.update() or async.wait())")
+      :format(outstanding, outstanding == 1 and " was" or "s were"))
+  end
   C.ljasync_pool_discard(p)
   for d in pairs(stored) do C.ljasync_pool_undefine(d.id) end
+  withdraw()
   C.ljasync_pool_inbox_free(p)
 end)
 local BATCH = 256
 local batch = ffi.new("ljasync_pool_result[?]", BATCH)
 local bpos, bn = 0, 0        -- results drained from the inbox and not yet delivered: batch[bpos..bn-1]
 local pending = {}           -- job id -> job, from submission until delivery
-local outstanding = 0        -- jobs of this state submitted and not yet delivered
 -- Job ids are reused once delivered, so `pending` stays a dense array no larger than the
 -- most jobs ever in flight (no rehashing, no fresh pages per batch of jobs).
 local free_ids, nfree, high_id = {}, 0, 0
@@ -152,6 +176,38 @@ local function fail(job, text)
   if job.waiters then wake(job) end
 end
 
+-- -- fork() --
+
+-- In a child of fork() the jobs this state had in flight run in the parent, and their results
+-- go there (Sources/LJAsync/Pool/PoolFork.swift): the child's handles for them fail, once,
+-- delivered by the next update() like any result.
+local fork_generation = C.ljasync_fork_generation
+local generation = fork_generation()
+local orphans = nil          -- jobs of the parent, to fail in this child: orphans[orphan_at..]
+local orphan_at = 1
+
+local function by_id(a, b) return a.id < b.id end
+
+local function after_fork()
+  generation = fork_generation()
+  for i = bpos, bn - 1 do  -- drained before the fork, not yet delivered: their jobs fail too
+    if batch[i].msg ~= nil then message_free(batch[i].msg) end
+  end
+  bpos, bn = 0, 0
+  local list = {}
+  for i = orphan_at, orphans and #orphans or 0 do list[#list + 1] = orphans[i] end  -- a fork before they went
+  for _, job in pairs(pending) do
+    if not job.orphan then job.orphan = true; list[#list + 1] = job end
+  end
+  table.sort(list, by_id)
+  orphans, orphan_at = #list > 0 and list or nil, 1
+end
+
+-- On every entry that touches the inbox or submits: one C call (kept tiny so it compiles).
+local function check_fork()
+  if fork_generation() ~= generation then after_fork() end
+end
+
 local function label(job)
   return job.def and ("job '%s'"):format(job.def.name) or "an anonymous job"
 end
@@ -185,7 +241,8 @@ end
 --- awaiting it gives false, "cancelled"), false when it started, finished or was cancelled.
 function Job:cancel()
   if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:cancel())", 2) end
-  if self.state or C.ljasync_pool_cancel(inbox, self.id) == 0 then return false end
+  check_fork()
+  if self.orphan or self.state or C.ljasync_pool_cancel(inbox, self.id) == 0 then return false end
   settle(self)
   self.state = "cancelled"
   if self.waiters then wake(self) end
@@ -194,6 +251,7 @@ end
 
 --- "pending" (queued or running), "done", "failed" or "cancelled".
 function Job:status()
+  if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:status())", 2) end
   return self.state or "pending"
 end
 
@@ -219,6 +277,7 @@ end
 
 -- Queues a job whose message is built; returns the handle, or nil, "full".
 local function submit(d, def_id, cb, msg)
+  check_fork()
   local id
   if nfree > 0 then
     id = free_ids[nfree]
@@ -339,14 +398,46 @@ M.ensure = ensure
 
 -- -- Results --
 
+-- Fails the parent's jobs (see check_fork), at most `limit`; returns how many. Failures
+-- nobody handles are summed up in one line instead of one per job.
+local function deliver_orphans(limit)
+  local count, unhandled = 0, 0
+  while orphans and count < limit do
+    local job = orphans[orphan_at]
+    orphan_at = orphan_at + 1
+    if orphan_at > #orphans then orphans, orphan_at = nil, 1 end
+    if not job.state then
+      settle(job)
+      count = count + 1
+      local text = ("%s was submitted before this process forked: it runs in the parent process, "
+        .. "and its result goes there"):format(label(job))
+      local cb = job.cb
+      if job.keep or on_error or (type(cb) == "table" and cb.error) then
+        fail(job, text)
+      else
+        job.state, job.error = "failed", text
+        unhandled = unhandled + 1
+        if job.waiters then wake(job) end
+      end
+    end
+  end
+  if unhandled > 0 then
+    report(("pool: %d job%s submitted before this process forked run%s in the parent process; here %s failed")
+      :format(unhandled, unhandled == 1 and "" or "s", unhandled == 1 and "s" or "", unhandled == 1 and "it" or "they"))
+  end
+  return count
+end
+
 --- Runs the callbacks of finished jobs of this state: all waiting, or at most `max`.
 --- Returns how many results were delivered.
 function M.update(max)
-  if max ~= nil and (type(max) ~= "number" or max < 0) then
+  if max ~= nil and (type(max) ~= "number" or not (max >= 0)) then
     error(("bad budget: expected a number of results >= 0, got %s"):format(type(max) == "number" and tostring(max) or type(max)), 2)
   end
   local limit = max or huge
   local count = 0
+  check_fork()
+  if orphans then count = deliver_orphans(limit) end
   while count < limit do
     if bpos >= bn then
       bpos, bn = 0, drain_c(inbox, batch, min(BATCH, limit - count))
@@ -423,10 +514,13 @@ end
 --- A file descriptor readable while results of this state wait (an eventfd), for event loops
 --- (luv, cqueues, epoll). Call update() when it is readable.
 function M.fd()
+  check_fork()
   local fd = C.ljasync_pool_inbox_fd(inbox)
   if fd < 0 then return nil, "no eventfd" end
   return fd
 end
+
+local SHUTDOWN_OPTIONS = { "mode", "timeout" }
 
 --- Stops every worker of the process. mode "drain" (default): jobs queued before now still
 --- run, and this state's callbacks are delivered before it returns; "discard": this state's
@@ -435,6 +529,7 @@ end
 --- Afterwards the pool is as at start: no workers, autoscaling on (a new job starts workers).
 function M.shutdown(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
+  if opts then core.check_options(opts, SHUTDOWN_OPTIONS, 2) end
   local mode = opts and opts.mode or "drain"
   if mode ~= "drain" and mode ~= "discard" then
     error(("bad option 'mode': expected \"drain\" or \"discard\", got %s"):format(tostring(mode)), 2)
@@ -473,13 +568,11 @@ end
 --- The file is read now; syntax errors are raised here.
 function M.register_async_dofile(path)
   if type(path) ~= "string" then error(("bad path: expected a string, got %s"):format(type(path)), 2) end
-  local f, err = io.open(path, "rb")
-  if not f then error("cannot register async file: " .. tostring(err), 2) end
-  local src = f:read("*a")
-  f:close()
-  local ok, perr = loadstring(src, "@" .. path)
+  local src, chunkname = host.read(path)  -- in LÖVE, a love.filesystem path first
+  if not src then error("cannot register async file: " .. tostring(chunkname), 2) end
+  local ok, perr = loadstring(src, chunkname)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  C.ljasync_pool_add_init(0, "@" .. path, src, #src)
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, chunkname, src, #src) - 1
 end
 
 local kept_messages = {}
@@ -493,7 +586,7 @@ function M.register_portable_metatable(name, mt)
   local msg, why = try_encode_message(name, mt)
   if not msg then return false, why end
   local n = message_data(msg, lenbox)
-  C.ljasync_pool_add_init(1, name, n, lenbox[0])
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(1, name, n, lenbox[0]) - 1
   -- Kept for the life of the process, like the init entry that lists its bytes: the message
   -- owns the references of any shared handle in the metatable.
   kept_messages[#kept_messages + 1] = msg
@@ -553,6 +646,9 @@ end
 
 -- -- Settings and statistics --
 
+local CONFIGURE_OPTIONS = { "autoscale", "idle_timeout", "max_queued", "max_workers", "min_workers",
+                            "on_error", "warn_after", "when_full" }
+
 --- Changes settings (fields left out keep their values) and returns the current ones.
 --- Process-wide: autoscale (boolean), min_workers, max_workers, idle_timeout (s),
 --- warn_after (s a job may wait in the queue before a warning; 0 = never), max_queued (0 = no cap).
@@ -562,11 +658,7 @@ function M.configure(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
   C.ljasync_pool_get_settings(settings)
   if opts then
-    local known = { autoscale = true, min_workers = true, max_workers = true, idle_timeout = true,
-                    warn_after = true, max_queued = true, when_full = true, on_error = true }
-    for k in pairs(opts) do
-      if not known[k] then error(("bad option '%s'"):format(tostring(k)), 2) end
-    end
+    core.check_options(opts, CONFIGURE_OPTIONS, 2)
     if opts.autoscale ~= nil then
       if type(opts.autoscale) ~= "boolean" then error("bad option 'autoscale': expected a boolean", 2) end
       settings.autoscale = opts.autoscale and 1 or 0
@@ -592,9 +684,14 @@ function M.configure(opts)
       if type(opts.on_error) ~= "function" then error("bad option 'on_error': expected a function", 2) end
       on_error = opts.on_error
     end
+    local before = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(before)
     if C.ljasync_pool_set_settings(settings, errbuf, errbuf_size) ~= 0 then
       error("bad options: " .. ffi_string(errbuf), 2)
     end
+    settings_before = settings_before or before
+    settings_mine = settings_mine or ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(settings_mine)
   end
   return {
     autoscale = settings.autoscale ~= 0, min_workers = settings.min_workers, max_workers = settings.max_workers,
@@ -621,6 +718,10 @@ end
 function M.cpu_count()
   return C.ljasync_pool_cpu_count()
 end
+
+--- Makes module `name` reachable by `require` in workers (for modules they cannot find
+--- themselves, such as a LÖVE game's files inside its .love; see docs/love.md).
+M.provide = host.provide
 
 M.Job = Job
 return M

@@ -86,21 +86,27 @@ end
 local ninits = 0
 local kindbox, lenbox, namebox = ffi.new("int32_t[1]"), ffi.new("size_t[1]"), ffi.new("const char *[1]")
 
+-- Runs the entries up to `upto` (nil: every one registered so far). Returns the reason the
+-- first failing one gives: a worker whose init code fails does not run jobs.
 local function load_inits(upto)
-  while ninits < upto do
+  while upto == nil or ninits < upto do
     local p = C.ljasync_pool_init(ninits, kindbox, lenbox, namebox)
+    if p == nil then return nil end
     ninits = ninits + 1
     local name = ffi_string(namebox[0])
-    if kindbox[0] == 0 then
+    if kindbox[0] == -1 then
+      -- retired: the state that registered it has closed
+    elseif kindbox[0] == 0 then
       local chunk, err = loadstring(ffi_string(p, lenbox[0]), name)
       local ok = chunk ~= nil
       if ok then ok, err = xpcall(chunk, handler) end
-      if not ok then report(("async file %s failed in a pool worker: %s"):format(name:gsub("^@", ""), tostring(err))) end
+      if not ok then return ("async file %s failed: %s"):format(name:gsub("^@", ""), tostring(err)) end
     else
       local ok, err = pcall(function() encoder.register_portable_metatable(decode_ptr(p, lenbox[0])) end)
-      if not ok then report(("portable metatable '%s' cannot be registered in a pool worker: %s"):format(name, tostring(err))) end
+      if not ok then return ("portable metatable '%s' cannot be registered: %s"):format(name, tostring(err)) end
     end
   end
+  return nil
 end
 
 -- -- The loop --
@@ -108,9 +114,18 @@ end
 return function(address)
   local w = ffi.cast("ljasync_pool_worker *", address)
   local job = ffi.new("ljasync_pool_job")
+  -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
+  local bad = load_inits(nil)
+  if bad then error(bad, 0) end
   local result, status = nil, 0
   while step(w, result, status, job) ~= 0 do
-    if job.inits > ninits then load_inits(job.inits) end
+    if job.inits > ninits then
+      bad = load_inits(job.inits)
+      if bad then
+        step(w, nil, 2, job)  -- gives the job back; the worker leaves as one that cannot start
+        error(bad, 0)
+      end
+    end
     local def, msg = job.def, job.msg
     local ok, res, label
     if def == 0 then

@@ -18,7 +18,6 @@
 -- run_metatable and the environment's functions run in a worker, on the worker's thread.
 local ffi = require "ffi"
 local encoder = require "lj-async.encoder"
-local general = require "lj-async.encoder.general"
 
 local type, next, pairs, ipairs, error, pcall, select, unpack, tostring, rawget, rawset, setmetatable =
       type, next, pairs, ipairs, error, pcall, select, unpack, tostring, rawget, rawset, setmetatable
@@ -27,8 +26,6 @@ local getinfo, getupvalue, getmetatable = debug.getinfo, debug.getupvalue, getme
 local ffi_typeof = ffi.typeof
 local loaded = package.loaded
 
--- The globals the encoder's decoder reads `require` from (its module's environment).
-local decoder_globals = getfenv(general.decode)
 
 local M = {}
 
@@ -54,7 +51,7 @@ local privileged = setmetatable({}, { __mode = "k" })  -- tables no restricted c
 local owned = setmetatable({}, { __mode = "k" })       -- the environments' own tables and functions
 local allowed_c = setmetatable({}, { __mode = "k" })   -- C functions some environment holds
 local requires = setmetatable({}, { __mode = "k" })    -- environment -> its require
-privileged[decoder_globals] = true
+privileged[getfenv(encoder.decode)] = true
 privileged[getfenv(0)] = true
 
 local function own(v) owned[v] = true; return v end
@@ -199,12 +196,9 @@ end
 
 local function pack(...) return { n = select("#", ...), ... } end
 
--- Decodes with `decode(arg)` while the decoder's require is env's; adopts the values.
-local function decode_in(env, env_name, decode, arg)
-  local saved = rawget(decoder_globals, "require")
-  rawset(decoder_globals, "require", requires[env])
-  local r = pack(pcall(decode, arg))
-  rawset(decoder_globals, "require", saved)
+-- Decodes payload with env's require for the modules it names; adopts the values.
+local function decode_in(env, env_name, payload)
+  local r = pack(pcall(encoder.decode_resolving, payload, requires[env]))
   if not r[1] then
     local msg = r[2]
     if type(msg) == "string" then  -- positions inside the encoder tell the job's author nothing
@@ -224,7 +218,7 @@ end
 --- Runs a job submitted with M.submit: `payload` encodes the function and its arguments.
 function M.run(env_name, payload)
   local env = M.env(env_name)
-  local r = decode_in(env, env_name, encoder.decode, payload)
+  local r = decode_in(env, env_name, payload)
   local f = r[2]
   if type(f) ~= "function" then error("the job's function arrived as a " .. type(f), 0) end
   return f(unpack(r, 3, r.n))
@@ -240,7 +234,7 @@ end
 
 --- Registers a portable metatable sent by M.add_metatable, its functions in `env_name`.
 function M.run_metatable(env_name, payload)
-  local r = decode_in(M.env(env_name), env_name, encoder.decode, payload)
+  local r = decode_in(M.env(env_name), env_name, payload)
   encoder.register_portable_metatable(r[2], r[3])
 end
 
@@ -258,7 +252,7 @@ function M.ipc_functions(env, env_name)
     if type(key) ~= "string" then error(("bad key: expected a string, got %s"):format(type(key)), 2) end
     local m = C.ljasync_pool_ipc_get(key, #key)
     if m == nil then return nil end
-    local ok, r = pcall(decode_in, env, env_name, encoder.decode_message, m)
+    local ok, r = pcall(decode_in, env, env_name, m)
     C.ljasync_message_free(m)
     if not ok then error(r, 2) end
     return r[2]

@@ -75,13 +75,27 @@ typealias CallbackRef = UnsafeMutablePointer<CallbackCore>
 enum Callback {
     /// Callbacks created and not yet destroyed, for leak tests.
     static let live = Atomic<Int>(0)
-    /// Tests set this to exercise the libffi entry on platforms that have the stub.
+    /// Swift tests set this to exercise the libffi entry on platforms that have the stub.
     static let forceLibffi = Atomic<Bool>(false)
+    /// `LJASYNC_ENTRY`, read once per process (at the first creation): `libffi` makes every
+    /// callback a libffi closure, the entry of every platform but x86-64; unset or empty keeps
+    /// the default. Any other value fails each creation with this message.
+    static let entryFromEnvironment: Result<Bool, CallbackError> = {
+        guard let raw = getenv("LJASYNC_ENTRY"), raw.pointee != 0 else { return .success(false) }
+        let value = String(cString: raw)
+        if value == "libffi" { return .success(true) }
+        return .failure(CallbackError(message: "bad LJASYNC_ENTRY '\(value)': expected 'libffi', or unset for the default entry"))
+    }()
 
     // -- Creation (owner's thread) --
 
     /// Builds the first state and the closure. Returns the core or an error message.
     static func create(_ s: CallbackSpec) -> Result<CallbackRef, CallbackError> {
+        let libffiOnly: Bool
+        switch entryFromEnvironment {
+        case .success(let v): libffiOnly = v || forceLibffi.load(ordering: .relaxed)
+        case .failure(let e): return .failure(e)
+        }
         let spec = UnsafeMutablePointer<CallbackSpec>.allocate(capacity: 1)
         spec.initialize(to: s)
         let capacity = s.maxStates + CallbackCore.recursionSlots
@@ -143,7 +157,7 @@ enum Callback {
             core.pointee.slotCount.pointee.store(1, ordering: .releasing)
         }
 
-        if !forceLibffi.load(ordering: .relaxed), let t = TrampolinePool.shared.allocate(for: UnsafeMutableRawPointer(core)) {
+        if !libffiOnly, let t = TrampolinePool.shared.allocate(for: UnsafeMutableRawPointer(core)) {
             core.pointee.trampoline = t
             core.pointee.code = t
             live.add(1, ordering: .relaxed)
@@ -184,8 +198,9 @@ enum Callback {
         }
         let frame = calloc(1, max(spec.pointee.frameSize, 16))!
         var failure: String?
-        // Prepared states already hold the builder (lua/lj-async/callback.lua registers it as
-        // init code); others load it from the spec.
+        // A builder in package.loaded["lj-async.builder"] is used; callback.lua no longer
+        // registers one as init code (every thread and worker state would load it), so the
+        // builder normally loads from the spec.
         lua_getfield(L, Lua.globalsIndex, "package")
         lua_getfield(L, -1, "loaded")
         lua_getfield(L, -1, "lj-async.builder")

@@ -84,8 +84,8 @@ public func ljasync_callback_live() -> Int {
     Callback.live.load(ordering: .relaxed)
 }
 
-/// 1: callbacks created from now on use libffi closures even where the x86-64 stub exists.
-@_cdecl("ljasync_callback_force_libffi")
-public func ljasync_callback_force_libffi(_ on: Int32) {
-    Callback.forceLibffi.store(on != 0, ordering: .relaxed)
+/// 1 when the callback's function pointer is a libffi closure, 0 when it is the x86-64 stub.
+@_cdecl("ljasync_callback_uses_libffi")
+public func ljasync_callback_uses_libffi(_ cb: OpaquePointer) -> Int32 {
+    CallbackRef(cb).pointee.closure != nil ? 1 : 0
 }

@@ -1,4 +1,4 @@
-// The C ABI of the value encoder's native help, declared in lua/lj-async/encoder.lua.
+// The C ABI of the value encoder's native help, declared in lua/lj-async/encoder/native.lua.
 
 /// Scans the tables at `roots[0..<n]` (GCtab addresses, one Lua state's): 1 if they are plain
 /// data for string.buffer (see PlainScan), 0 if not. `ctypes` holds the three cdata ctype ids
@@ -27,4 +27,30 @@ public func ljasync_encoder_scan(
 public func ljasync_encoder_checksum(_ p: UnsafeRawPointer?, _ n: Int, _ seed: UInt32) -> UInt32 {
     guard let p, n > 0 else { return Checksum.of(UnsafeRawPointer(bitPattern: 1)!, count: 0, seed: seed) }
     return Checksum.of(p, count: n, seed: seed)
+}
+
+/// Checks the structure of `n` bytes at `p` (see Validator): `values` string.buffer values
+/// (the plain format), or with `values` < 0 a count and that many general-format values.
+/// 0 when the reader can decode them without tripping, -1 when so but string.buffer may meet
+/// a duplicate table key, else a Validator.Failure code, with its offset in `*at`. Any thread.
+@_cdecl("ljasync_encoder_validate")
+public func ljasync_encoder_validate(_ p: UnsafePointer<UInt8>?, _ n: Int, _ values: Int, _ at: UnsafeMutablePointer<Int>) -> Int32 {
+    guard let p, n > 0 else {
+        at.pointee = 0
+        return values == 0 ? 0 : Validator.Failure.truncated.rawValue
+    }
+    var v = Validator(p, count: n)
+    do throws(Validator.Failure) {
+        try v.payload(values: values)
+        return v.mayDuplicate ? -1 : 0
+    } catch {
+        at.pointee = v.r
+        return error.rawValue
+    }
+}
+
+/// The mark of `n` bytes of bytecode at `p` (see BytecodeMark). Any thread.
+@_cdecl("ljasync_encoder_mark")
+public func ljasync_encoder_mark(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
+    BytecodeMark.of(p, count: n)
 }

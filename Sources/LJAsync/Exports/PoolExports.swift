@@ -144,7 +144,12 @@ public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _
     PoolInits.add(kind: kind, name: name, code: code, length: len)
 }
 
-/// Entry i (0-based) of the init list: its code (valid for the life of the process).
+/// Retires entry i (0-based): its registering state closed; workers started later skip it.
+@_cdecl("ljasync_pool_retire_init")
+public func ljasync_pool_retire_init(_ i: Int32) { PoolInits.retire(i) }
+
+/// Entry i (0-based) of the init list: its code (valid for the life of the process); kind -1
+/// when retired.
 @_cdecl("ljasync_pool_init")
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {
@@ -190,3 +195,9 @@ public func ljasync_pool_report(_ text: UnsafePointer<CChar>) { reportToStderr(S
 /// Monotonic time in seconds, for timeouts computed in Lua.
 @_cdecl("ljasync_pool_now")
 public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }
+
+/// Counts the forks this process descends from (0 in the process that loaded lj-async; each
+/// child of a fork sees one more than its parent). pool.lua compares it to fail, in a child,
+/// its handles of jobs that run in the parent.
+@_cdecl("ljasync_fork_generation")
+public func ljasync_fork_generation() -> Int32 { Int32(truncatingIfNeeded: Fork.generation) }

@@ -55,11 +55,41 @@ struct PoolInbox {
 typealias InboxRef = UnsafeMutablePointer<PoolInbox>
 
 enum Inbox {
+    /// Every inbox not yet destroyed (guarded by `registryLock`): fork() and process exit go
+    /// through them. Lock order: registry, then the pool's lock, then inboxes.
+    nonisolated(unsafe) static let registryLock = MutexCond()
+    nonisolated(unsafe) static var registry: [InboxRef] = []
+
+    private static let exitReport: Void = { atexit { Inbox.reportUntaken() } }()
+
     /// A new inbox. Runs on the owner's thread.
     static func create() -> InboxRef {
+        Fork.install()
+        _ = exitReport
         let p = InboxRef.allocate(capacity: 1)
         p.initialize(to: PoolInbox())
+        registryLock.withLock { registry.append(p) }
         return p
+    }
+
+    /// At process exit: an owner that never closed (os.exit without closing its state) and
+    /// still has results coming or waiting says so once. (pool.lua says it when its state
+    /// closes.) Runs in exit(), on the exiting thread.
+    private static func reportUntaken() {
+        let counts: [Int] = registryLock.withLock {
+            registry.map { inbox in
+                inbox.pointee.sync.withLock {
+                    inbox.pointee.closed ? 0
+                        : inbox.pointee.submitted.pointee - inbox.pointee.delivered + inbox.pointee.results.count
+                }
+            }
+        }
+        for n in counts where n > 0 { reportToStderr(untakenText(n)) }
+    }
+
+    /// The one line said for an owner that goes with results nobody took.
+    static func untakenText(_ n: Int) -> String {
+        "pool: \(n) result\(n == 1 ? " was" : "s were") never taken (call async.update() or async.wait())"
     }
 
     /// Appends a result. Any thread. The message belongs to the inbox from now on.
@@ -245,6 +275,9 @@ enum Inbox {
     }
 
     private static func destroy(_ inbox: InboxRef) {
+        registryLock.withLock {
+            if let i = registry.firstIndex(of: inbox) { registry.remove(at: i) }
+        }
         if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
         inbox.pointee.results.free()
         inbox.pointee.waiting.deallocate()
@@ -252,5 +285,38 @@ enum Inbox {
         inbox.pointee.sync.destroy()
         inbox.deinitialize(count: 1)
         inbox.deallocate()
+    }
+
+    // -- fork() (Fork.swift) --
+
+    /// Before fork(), with the pool's lock held: every inbox locked, none mid-change.
+    static func forkLockAll() {
+        for inbox in registry { inbox.pointee.sync.lock() }
+    }
+
+    static func forkUnlockAll() {
+        for inbox in registry { inbox.pointee.sync.unlock() }
+    }
+
+    /// In the child: the parent's results and jobs in flight are not this process's (pool.lua
+    /// fails the handles); each inbox starts empty, with its locks re-created and without the
+    /// parent's eventfd (a new one is made on the next `armFD`). Closed inboxes, which only
+    /// waited for the parent's jobs, are freed.
+    static func forkChild() {
+        registryLock.reinitAfterFork()
+        let all = registry
+        for inbox in all {
+            inbox.pointee.sync.reinitAfterFork()
+            while let r = inbox.pointee.results.popFirst() { if let m = r.message { Message.free(m) } }
+            inbox.pointee.waiting.pointee.store(0, ordering: .relaxed)
+            inbox.pointee.delivered = 0
+            inbox.pointee.submitted.pointee = 0
+            inbox.pointee.sleeping = false
+            inbox.pointee.workersGone = false
+            if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
+            inbox.pointee.fd = -1
+            inbox.pointee.fdReadable = false
+            if inbox.pointee.closed { destroy(inbox) }
+        }
     }
 }

@@ -45,6 +45,13 @@ struct PoolCore {
     }()
     var watchers: [InboxRef] = []
     var serial = 0
+    /// Why the last worker could not start; while set, the pool starts no worker by itself
+    /// (no respawn loop). The next submit, ensure or add tries again once.
+    var startError: String? = nil
+    var reportedError: String? = nil  // the reason last written to stderr (one line per reason)
+    /// Workers asked for explicitly (autoscaling off) that are not running: failed to start,
+    /// or lost in a fork. The next submit starts them again.
+    var owed = 0
     var settings = PoolSettings(autoscale: 1, minWorkers: 0, maxWorkers: Int32(Pool.cpuCount),
                                 idleTimeout: 5, warnAfter: 11.5, maxQueued: 0)
     var warnAfterNs: UInt64 = 11_500_000_000
@@ -87,6 +94,12 @@ enum Pool {
         inbox.pointee.submitted.pointee += 1
         if p.pointee.spinners > 0 { p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed) }
         var spawn: [WorkerRef] = []
+        let retry = p.pointee.startError != nil  // a failed start: this submission tries once more
+        p.pointee.startError = nil
+        if p.pointee.settings.autoscale == 0 && p.pointee.owed > 0 {
+            spawn = makeWorkers(p.pointee.owed)
+            p.pointee.owed = 0
+        }
         if p.pointee.queue.count <= p.pointee.spinners {
             // A worker that just finished is looking for work and will take it: no wake-up.
         } else if let w = p.pointee.idle.popLast() {
@@ -94,7 +107,7 @@ enum Pool {
             w.pointee.woken = true
             pthread_cond_signal(w.pointee.cond)
         } else if p.pointee.settings.autoscale != 0 && p.pointee.live < Int(p.pointee.settings.maxWorkers)
-                    && p.pointee.queue.count > p.pointee.starting {
+                    && (p.pointee.queue.count > p.pointee.starting || retry) {
             spawn = makeWorkers(1)
         }
         var late: String?
@@ -213,7 +226,7 @@ enum Pool {
         for i in 0..<p.pointee.idle.count { pthread_cond_signal(p.pointee.idle[i].pointee.cond) }
         if p.pointee.spaceWaiters > 0 { p.pointee.sync.broadcast() }
         var made: [WorkerRef] = []
-        if s.autoscale != 0 {
+        if s.autoscale != 0 && p.pointee.startError == nil {  // after a failed start, only submit retries
             if p.pointee.live > Int(s.maxWorkers) { stop(p.pointee.live - Int(s.maxWorkers)) }
             let want = min(Int(s.maxWorkers), max(Int(s.minWorkers), min(p.pointee.queue.count, Int(s.maxWorkers))))
             if p.pointee.live < want { made = makeWorkers(want - p.pointee.live) }

@@ -34,6 +34,11 @@ final class PoolDefinitions: @unchecked Sendable {
         if let old { Message.free(old.message) }
     }
 
+    // fork(): held across it by the forking thread; re-created in the child (Fork.swift).
+    func forkLock() { sync.lock() }
+    func forkUnlock() { sync.unlock() }
+    func forkReinit() { sync.reinitAfterFork() }
+
     /// A copy of the definition (the caller frees it) and its name, or nil if undefined.
     func copy(_ id: Int32) -> (name: String, message: UnsafeMutablePointer<Message>)? {
         sync.withLock {
@@ -63,6 +68,11 @@ enum PoolInits {
 
     static var count: Int32 { published.load(ordering: .acquiring) }
 
+    // fork(): held across it by the forking thread; re-created in the child (Fork.swift).
+    static func forkLock() { sync.lock() }
+    static func forkUnlock() { sync.unlock() }
+    static func forkReinit() { sync.reinitAfterFork() }
+
     /// Appends an entry; returns the new count. Any thread.
     static func add(kind: Int32, name: UnsafePointer<CChar>, code: UnsafeRawPointer, length: Int) -> Int32 {
         sync.withLock {
@@ -82,8 +92,20 @@ enum PoolInits {
         }
     }
 
-    /// Entry `i` (0-based), valid forever. Requires `i < count`.
+    nonisolated(unsafe) private static var retired = Set<Int32>()
+
+    /// Entry `i` (0-based), valid forever. Requires `i < count`. A retired entry reads as
+    /// kind -1: workers that start from now on skip it.
     static func entry(_ i: Int32) -> Entry {
-        sync.withLock { entries[Int(i)] }
+        sync.withLock {
+            let e = entries[Int(i)]
+            return retired.contains(i) ? Entry(kind: -1, name: e.name, code: e.code, length: e.length) : e
+        }
+    }
+
+    /// Retires entry `i`: the Lua state that registered it is gone (an nginx reload closes the
+    /// master's Lua VM). Workers that ran it keep what it did; later ones skip it.
+    static func retire(_ i: Int32) {
+        sync.withLock { if i >= 0 && i < published.load(ordering: .relaxed) { retired.insert(i) } }
     }
 }

@@ -32,6 +32,15 @@ final class PoolIPC: @unchecked Sendable {
         sync.destroy()
     }
 
+    // fork(): held across it by the forking thread; re-created in the child (Fork.swift),
+    // where the parent's pollers do not exist.
+    func forkLock() { sync.lock() }
+    func forkUnlock() { sync.unlock() }
+    func forkReinit() {
+        sync.reinitAfterFork()
+        pollers = 0
+    }
+
     /// Stores `value` (taken) under `key`; nil deletes.
     func set(_ key: [UInt8], _ value: UnsafeMutablePointer<Message>?) {
         let old: UnsafeMutablePointer<Message>? = sync.withLock {

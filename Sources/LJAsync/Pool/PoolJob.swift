@@ -29,6 +29,7 @@ struct PoolWorker {
     var idle = false
     var woken = false
     var started = false
+    var unready = false         // init code failed after it started (see Pool.step, status 2)
     var current: PoolJob? = nil
     /// Jobs taken together with `current` (short jobs only, see `Pool.step`), not started yet.
     var taken = Ring<PoolJob>(capacity: 16)

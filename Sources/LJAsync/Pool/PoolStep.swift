@@ -22,6 +22,13 @@ extension Pool {
     static func step(_ w: WorkerRef, result: UnsafeMutablePointer<Message>?, status: Int32,
                      out: UnsafeMutableRawPointer) -> Int32 {
         let p = core
+        if status == 2 {
+            // Init code registered meanwhile failed here: the worker leaves through
+            // failedToStart, which gives its jobs back (pool_worker.lua raises next).
+            if let result { Message.free(result) }
+            w.pointee.unready = true
+            return 0
+        }
         if let job = w.pointee.current {
             w.pointee.current = nil
             if let m = job.message { Message.free(m) }
@@ -46,6 +53,7 @@ extension Pool {
         if !w.pointee.started {
             w.pointee.started = true
             p.pointee.starting -= 1
+            p.pointee.reportedError = nil  // a later failure is news again
         }
         var spun = false
         while true {

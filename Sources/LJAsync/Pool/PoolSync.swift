@@ -32,4 +32,10 @@ struct PoolSync {
     /// Waits with the mutex held; nil deadline = no limit. False when the deadline passed.
     @discardableResult
     @inline(__always) func wait(until deadline: timespec?) -> Bool { cond.wait(mutex, until: deadline) }
+
+    /// In a forked child: the lock unlocked and the condition without waiters (Fork.swift).
+    func reinitAfterFork() {
+        Fork.reinit(mutex: mutex, adaptive: true)
+        Fork.reinit(cond: cond.raw)
+    }
 }

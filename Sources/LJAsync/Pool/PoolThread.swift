@@ -8,29 +8,37 @@ enum PoolThread {
 
     /// Runs on the new worker thread: takes a state (never on the owner's thread), runs the
     /// worker loop, then retires the state and frees the worker record. The loop leaves through
-    /// `Pool.step` returning 0; any other way out is a crash, handled by `Pool.crashed`.
+    /// `Pool.step` returning 0; any other way out is a crash, handled by `Pool.crashed`, or,
+    /// before the worker took its first step (state, `pool_worker`, init code) or when init
+    /// code registered later failed, a failed start (`Pool.failedToStart`).
     static func main(_ w: WorkerRef) {
         setThreadName("lj-async work")
-        guard let L = StateStock.shared.take() else {
-            reportToStderr("a pool worker cannot create its Lua state: out of memory")
-            Pool.crashed(w, reason: "out of memory")
+        let (state, errors) = StateStock.shared.takeChecked()
+        guard let L = state else {
+            Pool.failedToStart(w, reason: "cannot create its Lua state: out of memory")
             PoolWorker.destroy(w)
             return
         }
-        lua_pushcclosure(L, traceback, 0)
-        lua_getfield(L, Lua.globalsIndex, "require")
-        lua_pushstring(L, module)
-        var failure: String?
-        if lua_pcall(L, 1, 1, 1) != 0 {
-            failure = "cannot load \(module): " + Lua.string(L, -1)
-        } else {
-            lua_pushnumber(L, Double(UInt(bitPattern: w)))
-            if lua_pcall(L, 1, 0, 1) != 0 { failure = Lua.string(L, -1) }
+        var failure: String? = errors.isEmpty ? nil : errors.joined(separator: "\n")
+        if failure == nil {
+            lua_pushcclosure(L, traceback, 0)
+            lua_getfield(L, Lua.globalsIndex, "require")
+            lua_pushstring(L, module)
+            if lua_pcall(L, 1, 1, 1) != 0 {
+                failure = "cannot load \(module): " + Lua.string(L, -1)
+            } else {
+                lua_pushnumber(L, Double(UInt(bitPattern: w)))
+                if lua_pcall(L, 1, 0, 1) != 0 { failure = Lua.string(L, -1) }
+            }
         }
         lua_settop(L, 0)
         if let failure {
-            reportToStderr("pool worker \(w.pointee.serial) stopped by an error: \(failure)")
-            Pool.crashed(w, reason: failure)
+            if !w.pointee.started || w.pointee.unready {
+                Pool.failedToStart(w, reason: failure)
+            } else {
+                reportToStderr("pool worker \(w.pointee.serial) stopped by an error: \(failure)")
+                Pool.crashed(w, reason: failure)
+            }
         }
         StateStock.shared.retire(L)
         PoolWorker.destroy(w)

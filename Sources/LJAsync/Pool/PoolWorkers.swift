@@ -29,16 +29,13 @@ extension Pool {
             pthread_attr_init(&attr)
             pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
             var tid = pthread_t()
-            let rc = pthread_create(&tid, &attr, { arg in
+            let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
                 PoolThread.main(arg!.assumingMemoryBound(to: PoolWorker.self))
                 return nil
-            }, UnsafeMutableRawPointer(w))
+            }, UnsafeMutableRawPointer(w)) }
             pthread_attr_destroy(&attr)
             if rc != 0 {
-                reportToStderr("cannot start a pool worker thread: \(String(cString: strerror(rc)))")
-                core.pointee.sync.lock()
-                remove(w)
-                core.pointee.sync.unlock()
+                failedToStart(w, reason: "cannot create its thread: \(String(cString: strerror(rc)))")
                 PoolWorker.destroy(w)
             }
         }
@@ -102,6 +99,8 @@ extension Pool {
         let p = core
         p.pointee.sync.lock()
         if manual { p.pointee.settings.autoscale = 0 }
+        p.pointee.startError = nil  // an explicit count tries again
+        p.pointee.owed = 0
         var made: [WorkerRef] = []
         if p.pointee.live < lo { made = makeWorkers(lo - p.pointee.live) }
         if p.pointee.live > hi { stop(p.pointee.live - hi) }
@@ -116,6 +115,8 @@ extension Pool {
         let p = core
         p.pointee.sync.lock()
         p.pointee.settings.autoscale = 0
+        p.pointee.startError = nil
+        p.pointee.owed = 0
         let made = makeWorkers(n)
         let live = p.pointee.live
         p.pointee.sync.unlock()
@@ -140,6 +141,7 @@ extension Pool {
         let p = core
         p.pointee.sync.lock()
         p.pointee.settings.autoscale = 0
+        p.pointee.owed = 0  // nothing is owed after a shutdown: the pool is as at start
         stop(p.pointee.live)
         let left = p.pointee.stopping + p.pointee.live
         p.pointee.sync.unlock()
@@ -148,6 +150,52 @@ extension Pool {
 
     static var liveCount: Int {
         core.pointee.sync.withLock { core.pointee.live }
+    }
+
+    /// A worker could not get ready: its state could not be made, `pool_worker` not loaded, or
+    /// init code (the environment's, or an async file) raised. Jobs it holds go back to the
+    /// front of the queue; it is not replaced, and the pool starts no worker by itself until
+    /// the next submit, ensure or add. When no worker is left to run them, the queued jobs fail
+    /// with the reason. stderr gets one line per reason until a worker starts again.
+    /// Worker's thread.
+    static func failedToStart(_ w: WorkerRef, reason: String) {
+        let p = core
+        flushOutbox(w)
+        var doomed: [PoolJob] = []
+        p.pointee.sync.lock()
+        let held = w.pointee.taken.count + (w.pointee.current == nil ? 0 : 1)
+        p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed + held
+        p.pointee.done += w.pointee.finishedOK
+        p.pointee.failed += w.pointee.finishedFailed
+        w.pointee.finishedOK = 0
+        w.pointee.finishedFailed = 0
+        while let j = w.pointee.taken.popLast() { p.pointee.queue.pushFront(j) }
+        if let j = w.pointee.current {
+            w.pointee.current = nil
+            p.pointee.queue.pushFront(j)
+        }
+        let counted = p.pointee.all.contains(w)
+        if counted && !w.pointee.stopping && p.pointee.settings.autoscale == 0 { p.pointee.owed += 1 }
+        remove(w)
+        p.pointee.startError = reason
+        let report = p.pointee.reportedError != reason
+        p.pointee.reportedError = reason
+        if p.pointee.live == 0 {
+            _ = p.pointee.queue.removeAll { j in doomed.append(j); return true }
+            p.pointee.failed += doomed.count
+            queueShrank()
+        }
+        p.pointee.sync.unlock()
+        if report {
+            var first = reason.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? reason
+            if first.hasSuffix(":") { first.removeLast() }  // "module 'x' not found:" + the places looked at
+            reportToStderr("pool: a worker cannot start: \(first) (the pool starts no more workers until the next submit, ensure or addWorker)")
+        }
+        let text = "no pool worker could start: " + reason
+        for j in doomed {
+            if let m = j.message { Message.free(m) }
+            Inbox.push(j.inbox, PoolResult(message: failureMessage(text), id: j.id, status: .failed))
+        }
     }
 
     /// A worker's Lua loop ended abnormally: its job (if any) fails, it leaves, and a live

@@ -11,7 +11,9 @@ import Synchronization
 /// thread and worker state loads core.lua) pays one comparison, not a fresh state.
 enum LuaJITBinding {
     /// The `string.dump` of core.lua's probe function from states already known to match.
-    private static let accepted = Mutex<[[UInt8]]>([])
+    /// A pthread mutex fork() takes and re-creates (`Fork.cacheLocks`).
+    nonisolated(unsafe) static let lock = MutexCond()
+    nonisolated(unsafe) private static var accepted: [[UInt8]] = []
 
     /// Where the API came from, or the reason none could be bound (nil message never).
     static func status() -> (ok: Bool, message: String) {
@@ -25,8 +27,8 @@ enum LuaJITBinding {
     /// the bound LuaJIT; else why not, naming both LuaJITs. Call only once `status()` is ok.
     /// A dump already accepted costs one comparison and no allocation.
     static func checkBytecode(_ code: UnsafeRawBufferPointer, callerVersion: @autoclosure () -> String) -> String? {
-        let known = accepted.withLock { list in
-            list.contains { a in a.count == code.count && a.withUnsafeBytes { memcmp($0.baseAddress!, code.baseAddress!, code.count) == 0 } }
+        let known = lock.withLock {
+            accepted.contains { a in a.count == code.count && a.withUnsafeBytes { memcmp($0.baseAddress!, code.baseAddress!, code.count) == 0 } }
         }
         if known { return nil }
         let boundFrom = status().message
@@ -37,7 +39,7 @@ enum LuaJITBinding {
         let loaded = luaL_loadbuffer(L, code.baseAddress!.assumingMemoryBound(to: CChar.self), code.count,
                                      "=lj-async probe") == 0 && lua_pcall(L, 0, 1, 0) == 0
         if loaded && lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == 42 {
-            accepted.withLock { if $0.count < 8 { $0.append(Array(code)) } }
+            lock.withLock { if accepted.count < 8 { accepted.append(Array(code)) } }
             return nil
         }
         let reason = loaded ? "it returned a wrong value" : Lua.string(L, -1)

@@ -13,8 +13,9 @@ import Synchronization
 /// pointers handed out stay valid for the life of the process (the bytes are never freed).
 /// Notes say why a name has no entry (the creating state could not find or dump it); they are
 /// informational only and never block a later `put`.
-/// Thread-safety: internally locked (nobody waits on the lock: a `Synchronization.Mutex`).
-final class ModuleCache: Sendable {
+/// Thread-safety: internally locked by a pthread mutex that fork() takes and re-creates
+/// (`Fork.cacheLocks`: a `Synchronization.Mutex` held by a vanished thread traps in the child).
+final class ModuleCache: @unchecked Sendable {
     static let shared = ModuleCache()
 
     struct Entry: @unchecked Sendable {
@@ -28,28 +29,29 @@ final class ModuleCache: Sendable {
         var notes: [String: String] = [:]
     }
 
-    private let contents = Mutex(Contents())
+    let lock = MutexCond()
+    private var contents = Contents()
 
     /// Stores `count` bytes under `name` unless an entry exists (the first one wins).
     /// Returns whether it stored them.
     @discardableResult
     func put(_ name: String, chunkName: String, _ src: UnsafeRawPointer, _ count: Int) -> Bool {
-        contents.withLock { c in
-            if c.entries[name] != nil { return false }
+        lock.withLock {
+            if contents.entries[name] != nil { return false }
             let bytes = malloc(max(count, 1))!
             memcpy(bytes, src, count)
-            c.entries[name] = Entry(bytes: bytes, count: count, chunkName: chunkName)
-            c.notes[name] = nil
+            contents.entries[name] = Entry(bytes: bytes, count: count, chunkName: chunkName)
+            contents.notes[name] = nil
             return true
         }
     }
 
-    func get(_ name: String) -> Entry? { contents.withLock { $0.entries[name] } }
+    func get(_ name: String) -> Entry? { lock.withLock { contents.entries[name] } }
 
     /// Records why `name` has no entry, for the error a state requiring it then sees.
     func note(_ name: String, _ why: String) {
-        contents.withLock { c in
-            if c.entries[name] == nil { c.notes[name] = why }
+        lock.withLock {
+            if contents.entries[name] == nil { contents.notes[name] = why }
         }
     }
 
@@ -95,7 +97,7 @@ final class ModuleCache: Sendable {
     static let searcher: lua_CFunction = { L in
         guard let L, let name = lua_tolstring(L, 1, nil) else { return 0 }
         let module = String(cString: name)
-        let (entry, note): (Entry?, String?) = shared.contents.withLock { ($0.entries[module], $0.notes[module]) }
+        let (entry, note): (Entry?, String?) = shared.lock.withLock { (shared.contents.entries[module], shared.contents.notes[module]) }
         guard let e = entry else {
             guard module.hasPrefix("lj-async.") else { return 0 }
             lua_pushstring(L, "\n\tno bytecode for '\(module)' in lj-async's module cache"
@@ -116,7 +118,7 @@ final class ModuleCache: Sendable {
 /// encoder's native scan matches this LuaJIT's object layout). Thread-safety: internally locked.
 final class ProcessMemo: @unchecked Sendable {
     static let shared = ProcessMemo()
-    private let lock = MutexCond()
+    let lock = MutexCond()
     private var values: [String: Int32] = [:]
 
     func get(_ key: String) -> Int32? { lock.withLock { values[key] } }

@@ -8,38 +8,54 @@ import Glibc
 /// light state makes cheap (docs/design.md, "States").
 ///
 /// Invariants: a state in the stock has run nothing but the environment's prelude and init code;
-/// it is handed out once and never comes back (retired states are only closed).
+/// it is handed out once and never comes back (retired states are only closed). The errors
+/// its init code raised travel with it to the taker, who decides (a worker or thread fails to
+/// start; a callback reports them): the preparer itself reports nothing.
+/// Fork: `forkPrepare` (the forking thread) waits until the preparer is outside `makeState`
+/// and holds `sync` across fork(); in the child `forkChild` re-creates the lock and lets the
+/// next use start a new preparer (the parent's thread does not exist there).
 /// Thread-safety: all methods may be called from any thread.
 final class StateStock: @unchecked Sendable {
     static let shared = StateStock()
 
     private let sync = MutexCond()
-    private var ready: [(state: LuaState, generation: Int)] = []
+    private var ready: [(state: LuaState, generation: Int, errors: [String])] = []
     private var retired: [(state: LuaState, limit: MemoryLimit?)] = []
     private var started = false
+    private var making = false      // the preparer runs makeState, outside `sync`
+    private var forking = false     // a fork waits for the preparer to pause
     /// How many prepared states to keep.
     var target = 4
 
-    /// A fresh state following the current environment: from the stock when one is ready,
-    /// else made on this thread. With a memory limit, always made here with its own allocator.
+    /// A fresh state following the current environment, with the errors its init code raised
+    /// reported on stderr (callbacks' states).
     func take(limit: MemoryLimit? = nil) -> LuaState? {
+        let (L, errors) = takeChecked(limit: limit)
+        for e in errors { reportToStderr(e) }
+        return L
+    }
+
+    /// A fresh state following the current environment, and the errors its prelude or init
+    /// code raised (empty when it is ready): from the stock when one is ready, else made on
+    /// this thread. With a memory limit, always made here with its own allocator. The state is
+    /// nil only when none can be made (out of memory).
+    func takeChecked(limit: MemoryLimit? = nil) -> (LuaState?, [String]) {
+        Fork.install()
         let env = Environment.shared
         if limit == nil {
             let gen = env.generation
-            let hit: LuaState? = sync.withLock {
+            let hit: (LuaState, [String])? = sync.withLock {
                 startIfNeeded()
                 defer { sync.signal() }  // the preparer refills
                 while let last = ready.popLast() {
-                    if last.generation == gen { return last.state }
+                    if last.generation == gen { return (last.state, last.errors) }
                     retired.append((last.state, nil))
                 }
                 return nil
             }
             if let hit { return hit }
         }
-        let (L, errors) = Environment.makeState(env.snapshot(), allocator: limit)
-        for e in errors { reportToStderr(e) }
-        return L
+        return Environment.makeState(env.snapshot(), allocator: limit)
     }
 
     /// At most this many states wait to be closed; past that, `retire` closes on the caller.
@@ -49,6 +65,7 @@ final class StateStock: @unchecked Sendable {
     /// priority: when it lags far behind (a saturated machine), the caller closes the state
     /// itself, so retired states never pile up.
     func retire(_ L: LuaState, limit: MemoryLimit? = nil) {
+        Fork.install()
         let queued: Bool = sync.withLock {
             startIfNeeded()
             guard retired.count < StateStock.maxRetired else { return false }
@@ -84,7 +101,7 @@ final class StateStock: @unchecked Sendable {
         started = true
         var tid = pthread_t()
         let me = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { arg in
+        let rc = withSignalsBlocked { pthread_create(&tid, nil, { arg in
             let stock = Unmanaged<StateStock>.fromOpaque(arg!).takeRetainedValue()
             setThreadName("lj-async prep")
             // Lowest priority (Linux nice is per thread): preparing fills idle CPU time instead
@@ -93,7 +110,7 @@ final class StateStock: @unchecked Sendable {
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             stock.run()
             return nil
-        }, me)
+        }, me) }
         precondition(rc == 0, "pthread_create failed: \(rc)")
         pthread_detach(tid)
     }
@@ -109,18 +126,20 @@ final class StateStock: @unchecked Sendable {
                 sync.lock()
                 continue
             }
-            if ready.count < target {
+            if ready.count < target && !forking {
                 let snap = Environment.shared.snapshot()
+                making = true
                 sync.unlock()
                 let (L, errors) = Environment.makeState(snap, collect: true)
                 // Every kind of state ends up requiring ffi (a thread's `ud`, a callback's
                 // frame, the spawn runner, the pool worker): open it here, off the taker's path.
                 if let L { StateStock.requireFFI(L) }
-                for e in errors { reportToStderr(e) }
                 sync.lock()
+                making = false
+                if forking { sync.broadcast() }
                 if let L {
                     if snap.generation == Environment.shared.generation {
-                        ready.append((L, snap.generation))
+                        ready.append((L, snap.generation, errors))
                     } else {
                         retired.append((L, nil))
                     }
@@ -129,6 +148,33 @@ final class StateStock: @unchecked Sendable {
             }
             sync.wait(until: nil)
         }
+    }
+
+    // -- fork() (the forking thread; see Fork.swift) --
+
+    /// Before fork(): lets the preparer finish the state it is making (it takes locks of the
+    /// environment and the module cache meanwhile), then holds `sync` so it cannot start
+    /// another. Closing retired states may go on: it takes no lock of ours.
+    func forkPrepare() {
+        sync.lock()
+        forking = true
+        while making { sync.wait(until: nil) }
+    }
+
+    /// After fork(), in the parent: the preparer goes on.
+    func forkParent() {
+        forking = false
+        sync.signal()
+        sync.unlock()
+    }
+
+    /// After fork(), in the child (one thread): the prepared states are the child's copies and
+    /// stay usable; retired ones are closed by the new preparer, started on the next use.
+    func forkChild() {
+        sync.reinitAfterFork()
+        forking = false
+        making = false
+        started = false
     }
 }
 

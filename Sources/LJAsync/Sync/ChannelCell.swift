@@ -1,7 +1,7 @@
 // One value in a channel: scalars and short strings inline, the rest behind one owned pointer.
 import Glibc
 
-/// A 32-byte cell, laid out as `ljasync_cell` in lua/lj-async/sync.lua:
+/// A 32-byte cell, laid out as `ljasync_cell` in lua/lj-async/sync/abi.lua:
 /// `uint32_t tag; uint32_t len;` then 24 bytes that hold a double, up to 24 string bytes,
 /// a heap string (pointer, size) or a Message pointer.
 ///

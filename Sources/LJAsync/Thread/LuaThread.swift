@@ -16,6 +16,11 @@ let liveThreads = Atomic<Int>(0)
 ///
 /// Thread-safety: `sync` guards the fields marked so; `cancelFlag` is an atomic that the
 /// running state reads without the lock. Everything else is fixed before the pthread starts.
+///
+/// Fork: in a child, an object made before the fork has no pthread (it runs in the parent).
+/// The handle's first call there (`adoptAfterFork`) re-creates `sync` (the pthread may have
+/// held it) and, if the thread was still running, records it as failed with that reason and
+/// drops the reference the pthread held, so join() returns instead of waiting forever.
 final class LuaThread: @unchecked Sendable {
     enum Outcome: Int32 { case running = 0, done = 1, failed = 2, cancelled = 3 }
 
@@ -28,6 +33,8 @@ final class LuaThread: @unchecked Sendable {
     /// Nonzero once `cancel()` was called. Read by the thread's Lua code through a pointer.
     let cancelFlag: UnsafeMutablePointer<Atomic<Int32>>
     let name: String
+    /// The fork generation this object last saw (see Fork.swift).
+    private let forkGeneration = Atomic<Int>(Fork.generation)
 
     // Fixed before start; then used by the pthread only.
     private var job: ThreadJob
@@ -62,6 +69,7 @@ final class LuaThread: @unchecked Sendable {
     /// Creates and starts a thread. On success the caller owns one reference (the handle's).
     /// Everything slow (taking a state, loading the code) happens on the new thread.
     static func start(_ job: ThreadJob, name: String) -> Result<LuaThread, ThreadError> {
+        Fork.install()
         let t = LuaThread(job: job, name: name)
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
@@ -71,10 +79,10 @@ final class LuaThread: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(t).toOpaque()  // the running thread's reference
-        let rc = pthread_create(&tid, &attr, { arg in
+        let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
             Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
             return nil
-        }, arg)
+        }, arg) }
         if rc != 0 {
             Unmanaged<LuaThread>.fromOpaque(arg).release()
             return .failure(ThreadError(message: "cannot start a thread: \(String(cString: strerror(rc)))"))
@@ -88,8 +96,17 @@ final class LuaThread: @unchecked Sendable {
     /// under a traceback handler, records the outcome, wakes joiners, closes the state.
     private func run() {
         setThreadName(name)
-        guard let L = StateStock.shared.take() else {
+        let (state, errors) = StateStock.shared.takeChecked()
+        guard let L = state else {
             finish(failure: "cannot create a Lua state: out of memory", cancelled: false, results: nil)
+            return
+        }
+        if !errors.isEmpty {
+            // Init code (add_init) failed: the function would run in a state missing it.
+            StateStock.shared.retire(L)
+            if let args = job.args { Message.free(args); job.args = nil }
+            finish(failure: "the thread's Lua state cannot start: " + errors.joined(separator: "\n"),
+                   cancelled: false, results: nil)
             return
         }
         var failure: String?
@@ -199,7 +216,8 @@ final class LuaThread: @unchecked Sendable {
     /// Waits until the function returned, for at most `timeout` seconds (negative: forever,
     /// 0: just look). Returns true when the thread has ended. No busy waiting.
     func join(timeout: Double) -> Bool {
-        sync.withLock {
+        adoptAfterFork()
+        return sync.withLock {
             if outcome != .running || timeout == 0 { return outcome != .running }
             let deadline = ThreadSystem.deadline(after: timeout)
             while outcome == .running {
@@ -209,12 +227,16 @@ final class LuaThread: @unchecked Sendable {
         }
     }
 
-    var status: Outcome { sync.withLock { outcome } }
+    var status: Outcome {
+        adoptAfterFork()
+        return sync.withLock { outcome }
+    }
 
     /// The error message with its traceback ("cancelled" for a cancelled thread), or nil
     /// (also while running). Once returned, the error counts as seen: not reported to stderr.
     func readError() -> String? {
-        sync.withLock {
+        adoptAfterFork()
+        return sync.withLock {
             if outcome == .cancelled { return "cancelled" }
             if errorText != nil { errorRead = true }
             return errorText
@@ -222,10 +244,14 @@ final class LuaThread: @unchecked Sendable {
     }
 
     /// The encoded results of a spawned thread once it ended (owned by this object).
-    var encodedResults: UnsafeMutablePointer<Message>? { sync.withLock { results } }
+    var encodedResults: UnsafeMutablePointer<Message>? {
+        adoptAfterFork()
+        return sync.withLock { results }
+    }
 
     /// Asks the thread to stop: sets the flag its Lua code polls and wakes `sleep`.
     func cancel() {
+        adoptAfterFork()
         cancelFlag.pointee.store(1, ordering: .releasing)
         sync.withLock { sync.broadcast() }
     }
@@ -242,9 +268,26 @@ final class LuaThread: @unchecked Sendable {
         }
     }
 
+    /// In a forked child, on the handle's first call: see the type's comment. Handle's thread.
+    @inline(__always) private func adoptAfterFork() {
+        let now = Fork.generation
+        let seen = forkGeneration.load(ordering: .acquiring)
+        if seen == now { return }
+        guard forkGeneration.compareExchange(expected: seen, desired: now, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        sync.reinitAfterFork()
+        if outcome == .running {
+            outcome = .failed
+            errorText = "thread '\(name)' runs in the parent process: this process forked while it ran, "
+                + "and a child has no copy of the thread (join it in the parent)"
+            Unmanaged.passUnretained(self).release()  // the pthread's reference: it never ends here
+        }
+    }
+
     /// The handle lets go: a running thread goes on detached; an error nobody read is
     /// reported now (or by the thread when it ends). Call once; may free the object.
     func releaseHandle() {
+        adoptAfterFork()
         let unread: String? = sync.withLock {
             handleReleased = true
             return outcome == .failed && !errorRead ? errorText : nil

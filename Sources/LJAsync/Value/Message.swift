@@ -9,6 +9,11 @@ import Glibc
 /// releases them when freed, so a message dropped undecoded (a channel closed with values in
 /// it) leaks nothing. Decoding takes references of its own.
 ///
+/// Trust: the handle table is believed (its addresses are retained and released) because only
+/// this process's encoder makes messages; `ljasync_message_new` is for bytes it just encoded.
+/// Byte strings from elsewhere never reach a state's handle table: the encoder's `decode`
+/// refuses a string that has one (docs/encoder.md, "Bytes from elsewhere").
+///
 /// Lifetime: one owner at a time (a queue, then the state that popped it); `free` once.
 /// Thread-safety: immutable after creation; moving it between threads needs no lock.
 struct Message {

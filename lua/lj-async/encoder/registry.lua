@@ -100,7 +100,12 @@ function R.classify(ct)
       -- A boxed scalar converts to its value, not to a pointer: its bytes go through a box.
       -- (Spelled out, not ffi.typeof("$[1]", ct): busted replaces ffi.typeof with a version
       -- that caches by the first argument alone, so every "$[1]" would be the first type.)
-      c = { what = "value", name = name, size = size, box = ffi_new(name .. "[1]") }
+      local box = ffi_new(name .. "[1]")
+      if ffi_sizeof(box) == size then
+        c = { what = "value", name = name, size = size, box = box }
+      else  -- the spelling does not name the same type again: never copy through it
+        c = { what = "refuse", why = "cannot move a cdata of type '" .. name .. "'" }
+      end
     else
       c = { what = "value", name = name, size = size }
     end
@@ -113,16 +118,16 @@ end
 
 -- -- Ctypes by name (decode side) --
 
---- The ctype spelled `name` in this state, and whether it is a scalar; raises if undeclared.
-function R.ctype_of(name)
-  local entry = ctype_cache[name]
-  if entry then return entry[1], entry[2] end
-  local ok, ct = pcall(ffi_typeof, name)
+--- The ctype spelled `name` in this state; raises if undeclared. Remembered unless `once`
+--- (names from forged bytes must not fill the cache).
+function R.ctype_of(name, once)
+  local ct = ctype_cache[name]
+  if ct then return ct end
+  local ok
+  ok, ct = pcall(ffi_typeof, name)
   if not ok then error("ctype '" .. name .. "' is not declared in this state", 0) end
-  local info = ffi.typeinfo(tonumber(ct)).info
-  local scalar = is_scalar(rshift(info, 28), info)
-  ctype_cache[name] = { ct, scalar }
-  return ct, scalar
+  if not once then ctype_cache[name] = ct end
+  return ct
 end
 
 return R

@@ -1,0 +1,97 @@
+// fork(): the pthread_atfork handlers that keep lj-async's locks and background threads sound in both processes.
+import Glibc
+import Synchronization
+
+/// What happens to lj-async when the process forks.
+///
+/// The child has only the forking thread: the state preparer and the pool's workers are gone,
+/// and any lock another thread held at the fork would stay locked for good. So `prepare` (the
+/// forking thread, before fork) takes every lock of the preparer, the process-wide caches and
+/// the pool, in the order the code takes them (stock; environment, module cache, memo; pool
+/// definitions, init list, IPC; inbox registry; pool queue; each inbox), after the preparer
+/// has left `makeState`. `parent` releases them. `child`
+/// re-creates them (a condition variable with waiters that no longer exist must not be
+/// reused) and resets what belonged to the parent's threads: the pool forgets its workers
+/// and the jobs queued or running in the parent (they are the parent's: pool.lua fails the
+/// child's handles for them once, seeing `generation` change), inboxes drop the parent's
+/// results and their eventfd, and the next use starts new background threads.
+///
+/// Not covered: locks of the Swift runtime, of shared objects (channels, mutexes) and of
+/// callbacks a C thread was calling at the moment of the fork.
+///
+/// Thread-safety: `install` from any thread, once per process in effect; the handlers run on
+/// the forking thread (`child` in the child, alone).
+enum Fork {
+    /// Bumped in every child: objects made before a fork compare it with their own copy.
+    static let generationCounter = Atomic<Int>(0)
+
+    static var generation: Int { generationCounter.load(ordering: .acquiring) }
+
+    private static let installed: Void = {
+        let rc = pthread_atfork({ Fork.prepare() }, { Fork.parent() }, { Fork.child() })
+        if rc != 0 { reportToStderr("cannot register fork handlers (pthread_atfork: \(rc)); lj-async will not work in a forked child") }
+    }()
+
+    /// Registers the handlers (idempotent). Called before the first background thread or
+    /// inbox exists, so a fork before that has nothing to handle.
+    static func install() { _ = installed }
+
+    private static func prepare() {
+        StateStock.shared.forkPrepare()
+        for l in cacheLocks { l.lock() }
+        Pool.forkPrepare()
+    }
+
+    private static func parent() {
+        Pool.forkParent()
+        for l in cacheLocks.reversed() { l.unlock() }
+        StateStock.shared.forkParent()
+    }
+
+    private static func child() {
+        generationCounter.add(1, ordering: .releasing)
+        StateStock.shared.forkChild()
+        for l in cacheLocks { l.reinitAfterFork() }
+        Pool.forkChild()
+    }
+
+    /// The locks of the process-wide caches every new state and thread goes through (the
+    /// environment, the module cache, the memo, the LuaJIT binding's accepted dumps): leaf
+    /// locks, held for microseconds by any thread that makes a state or loads an lj-async
+    /// module, so a busy process forks while one is held (seen here: the child's workers then
+    /// waited in ModuleCache.get for good). Each is a pthread mutex, so the child can re-create
+    /// it: a `Synchronization.Mutex` is a PI futex naming its owner's thread id, and acquiring
+    /// one the parent's thread held traps in the child ("Unknown error ... acquire a Mutex").
+    nonisolated(unsafe) private static let cacheLocks: [MutexCond] = [
+        Environment.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
+    ]
+
+    /// How many cache locks fork() takes (a test checks that the caches still have theirs).
+    static var cacheLockCount: Int { cacheLocks.count }
+
+    /// Re-creates a mutex in place (unlocked), `adaptive` as RawMutex makes them.
+    static func reinit(mutex m: UnsafeMutablePointer<pthread_mutex_t>, adaptive: Bool) {
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        if adaptive { pthread_mutexattr_settype(&attr, RawMutex.adaptive) }
+        pthread_mutex_init(m, &attr)
+        pthread_mutexattr_destroy(&attr)
+    }
+
+    /// Re-creates a condition variable in place, on the monotonic clock as Condvar makes them.
+    static func reinit(cond c: UnsafeMutablePointer<pthread_cond_t>) {
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(c, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+}
+
+extension MutexCond {
+    /// In a forked child: the lock unlocked and the condition without waiters.
+    func reinitAfterFork() {
+        Fork.reinit(mutex: mutex, adaptive: false)
+        Fork.reinit(cond: cond)
+    }
+}

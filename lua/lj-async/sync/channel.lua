@@ -1,0 +1,259 @@
+-- Private: lj-async.sync's channel, a multi-producer multi-consumer FIFO of copied values.
+-- Plain values (numbers, booleans, nil, strings) move as native cells; the rest as encoder
+-- messages.
+local ffi = require "ffi"
+local C = require "lj-async.sync.abi"
+local core = require "lj-async.core"
+local encoder = require "lj-async.encoder"
+local handle = require "lj-async.sync.handle"
+local check = require "lj-async.sync.check"
+
+local ffi_string, ffi_copy = ffi.string, ffi.copy
+local type, tonumber, tostring, error, pcall, select = type, tonumber, tostring, error, pcall, select
+local timeout_arg, freed, integer, MAX = core.timeout, handle.freed, check.integer, check.MAX
+
+-- Hot functions as upvalues: the JIT then calls them directly.
+local push_number, push_simple, push_string = C.ljasync_channel_push_number, C.ljasync_channel_push_simple,
+  C.ljasync_channel_push_string
+local push_message, push_cells, chan_pop = C.ljasync_channel_push_message, C.ljasync_channel_push_cells,
+  C.ljasync_channel_pop
+local bytes_free, message_free = C.ljasync_channel_bytes_free, C.ljasync_message_free
+local encode_message, decode_message = encoder.encode_message, encoder.decode_message
+
+-- Tags of ljasync_cell, as Sources/LJAsync/Sync/ChannelCell.swift numbers them.
+local T_NIL, T_FALSE, T_TRUE, T_NUMBER, T_SHORT, T_HEAP = 0, 1, 2, 3, 4, 5
+local INLINE = 24
+
+-- Scratch, allocated once per state (a state runs one Lua thread at a time, and nothing
+-- between a C call and the reads of its results can re-enter these functions).
+local BATCH = 256
+local cells = ffi.new("ljasync_cell[?]", BATCH)
+
+-- Called before a slow path (the encoder). It is a builtin the JIT does not compile, so a
+-- trace reaching it ends cleanly (stitches) instead of recording into the encoder: aborts
+-- there would count against the hot function the trace started in (Channel:push or :pop)
+-- and blacklist it, leaving even numbers interpreted in that state from then on.
+local trace_barrier = coroutine.running
+
+local Channel = {}
+
+-- The value in cells[i] (not a number: callers handle those inline). Takes ownership of
+-- what the cell holds, freeing it even when decoding fails.
+local function cell_value(i, level)
+  local tag = cells[i].tag
+  if tag == T_SHORT then
+    local s = ffi_string(cells[i].s, cells[i].len)
+    return s
+  end
+  if tag == T_TRUE then return true end
+  if tag == T_FALSE then return false end
+  if tag == T_NIL then return nil end
+  if tag == T_NUMBER then return cells[i].n end
+  if tag == T_HEAP then
+    local p = cells[i].h.p
+    local ok, s = pcall(ffi_string, p, cells[i].h.size)
+    bytes_free(p)
+    if not ok then error(s, level + 1) end
+    return s
+  end
+  local m = cells[i].m
+  trace_barrier()
+  local ok, v = pcall(decode_message, m)
+  message_free(m)
+  if not ok then error("cannot decode a channel value: " .. tostring(v), level + 1) end
+  return v
+end
+
+local function push_status(st, level)
+  if st == 0 then return true end
+  if st == 1 then return false, "full" end
+  if st == 2 then return false, "closed" end
+  error("out of memory copying a string into the channel", level + 1)
+end
+
+-- Pushes `v` with core timeout `t`; returns the core status (0 pushed, 1 full, 2 closed,
+-- -1 out of memory). Values without a fast path go through the encoder, whose errors are
+-- raised at `level`.
+local function push_value(p, v, t, level)
+  -- No `return f(...)` of a C function in hot paths: a trace that starts in this function
+  -- cannot return to its caller after such a tail call ("NYI: return to lower frame"), and
+  -- falls back to the interpreter for good.
+  local tv, st = type(v)
+  if tv == "number" then
+    st = push_number(p, v, t)
+  elseif tv == "string" then
+    st = push_string(p, v, #v, t)
+  elseif tv == "boolean" then
+    st = push_simple(p, v and T_TRUE or T_FALSE, t)
+  elseif tv == "nil" then
+    st = push_simple(p, T_NIL, t)
+  end
+  if st then return st end
+  trace_barrier()
+  local ok, m = pcall(encode_message, v)
+  if not ok then error(m, level + 1) end
+  st = push_message(p, m, t)
+  if st ~= 0 then message_free(m) end  -- not taken: still ours
+  return st
+end
+
+--- Pushes a copy of `v`, waiting at most `timeout` seconds while the channel is full
+--- (nil = forever, 0 = try once). Returns true, or false, "full" (still full at the
+--- deadline), or false, "closed". Numbers, booleans, nil and strings take a fast path;
+--- anything else is copied by lj-async.encoder (which raises for what cannot move).
+function Channel:push(v, timeout)
+  local p = self.p
+  if p == nil then freed("channel") end
+  local st = push_value(p, v, timeout_arg(timeout, 2, "push"), 2)
+  if st == 0 then return true end
+  return push_status(st, 2)
+end
+
+--- Pushes t[i], ..., t[j] in order (default i = 1, j = #t), batching plain values (numbers,
+--- booleans, strings up to 24 bytes) into one call each. Waits as push does, for each
+--- batch. Returns the number pushed (j - i + 1 on success), or that number and "full" or
+--- "closed" when it stopped early.
+function Channel:push_many(t, i, j, timeout)
+  local p = self.p
+  if p == nil then freed("channel") end
+  if type(t) ~= "table" then error("bad argument #1 to 'push_many' (expected a table, got " .. type(t) .. ")", 2) end
+  i = i == nil and 1 or integer(i, 1, MAX, "start index", "argument #2 to 'push_many'", 2)
+  j = j == nil and #t or integer(j, 0, MAX, "end index", "argument #3 to 'push_many'", 2)
+  local tmo = timeout_arg(timeout, 4, "push_many")
+  local done = 0
+  local k = i
+  while k <= j do
+    -- Fill a batch of plain cells.
+    local n = 0
+    while k + n <= j and n < BATCH do
+      local v = t[k + n]
+      local tv = type(v)
+      if tv == "number" then
+        cells[n].tag = T_NUMBER; cells[n].n = v
+      elseif tv == "boolean" then
+        cells[n].tag = v and T_TRUE or T_FALSE
+      elseif tv == "nil" then
+        cells[n].tag = T_NIL
+      elseif tv == "string" and #v <= INLINE then
+        cells[n].tag = T_SHORT; cells[n].len = #v
+        ffi_copy(cells[n].s, v, #v)
+      else
+        break
+      end
+      n = n + 1
+    end
+    if n > 0 then
+      local off = 0
+      while off < n do
+        local r = push_cells(p, cells + off, n - off, tmo)
+        if r < 0 then
+          if r == -3 then error("internal error: a cell that owns memory reached push_cells", 2) end
+          return done, r == -1 and "full" or "closed"
+        end
+        off = off + r
+        done = done + r
+      end
+      k = k + n
+    else
+      local st = push_value(p, t[k], tmo, 2)
+      if st ~= 0 then return done, select(2, push_status(st, 2)) end
+      done = done + 1
+      k = k + 1
+    end
+  end
+  return done
+end
+
+--- Pops the oldest value, waiting at most `timeout` seconds (nil = forever, 0 = try once).
+--- Returns the value, or nil, "timeout", or nil, "closed" once the channel is closed and
+--- drained. A nil that was pushed pops as a single nil (no second result).
+function Channel:pop(timeout)
+  local p = self.p
+  if p == nil then freed("channel") end
+  local n = chan_pop(p, cells, 1, timeout_arg(timeout, 1, "pop"))
+  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
+  if cells[0].tag == T_NUMBER then return cells[0].n end
+  return cell_value(0, 2)
+end
+
+--- Pops without waiting: the value, or nil, "timeout" (empty), or nil, "closed".
+function Channel:try_pop()
+  local p = self.p
+  if p == nil then freed("channel") end
+  local n = chan_pop(p, cells, 1, 0)
+  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
+  if cells[0].tag == T_NUMBER then return cells[0].n end
+  return cell_value(0, 2)
+end
+
+--- Pops up to `max` values (capped at 256) into `out` (a table, reused if given), waiting at most
+--- `timeout` for the first. Returns out, n (out[1..n] set; nils leave holes), or nil,
+--- "timeout" / nil, "closed". A non-plain value (a table, ...) always comes in a batch of
+--- its own.
+function Channel:pop_many(max, timeout, out)
+  local p = self.p
+  if p == nil then freed("channel") end
+  max = integer(max, 1, MAX, "count", "argument #1 to 'pop_many'", 2)
+  if max > BATCH then max = BATCH end
+  local tmo = timeout_arg(timeout, 2, "pop_many")
+  if out ~= nil and type(out) ~= "table" then
+    error("bad argument #3 to 'pop_many' (expected a table or nil, got " .. type(out) .. ")", 2)
+  end
+  local n = chan_pop(p, cells, max, tmo)
+  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
+  if out == nil then out = {} end
+  for k = 0, n - 1 do
+    if cells[k].tag == T_NUMBER then out[k + 1] = cells[k].n else out[k + 1] = cell_value(k, 2) end
+  end
+  return out, n
+end
+
+--- Refuses further pushes and wakes every waiter; queued values can still be popped.
+function Channel:close()
+  local p = self.p
+  if p == nil then freed("channel") end
+  C.ljasync_channel_close(p)
+end
+
+--- Whether close() was called.
+function Channel:closed()
+  local p = self.p
+  if p == nil then freed("channel") end
+  return C.ljasync_channel_closed(p) == 1
+end
+
+--- Number of queued values (a snapshot).
+function Channel:length()
+  local p = self.p
+  if p == nil then freed("channel") end
+  return tonumber(C.ljasync_channel_length(p))
+end
+
+--- Number of threads blocked in push or pop on this channel now (a snapshot; diagnostics).
+function Channel:waiting()
+  local p = self.p
+  if p == nil then freed("channel") end
+  return tonumber(C.ljasync_channel_waiters(p))
+end
+
+--- Capacity, or nil when unbounded.
+function Channel:capacity()
+  local p = self.p
+  if p == nil then freed("channel") end
+  local c = tonumber(C.ljasync_channel_capacity(p))
+  return c > 0 and c or nil
+end
+
+local ct, adopt = handle.kind("channel", "channel", Channel, nil, { __len = function(h) return h:length() end })
+
+local M = { ctype = ct }
+
+--- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most
+--- `capacity` values (nil = unbounded).
+function M.new(arg)
+  local capacity, where = check.one_option(arg, "capacity", "channel", 2)
+  if capacity == nil then capacity = 0 else capacity = integer(capacity, 1, MAX, "capacity", where, 2) end
+  return adopt(C.ljasync_channel_new(capacity))
+end
+
+return M

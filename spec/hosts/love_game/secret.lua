@@ -1,0 +1,2 @@
+-- A game module nobody provides: a job requiring it must fail with the hint.
+return { never = true }

@@ -1,0 +1,2 @@
+-- A game module only jobs use: the game names it with async.provide.
+return { value = 42 }
