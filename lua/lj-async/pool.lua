@@ -714,7 +714,7 @@ function M.stats()
   }
 end
 
---- The number of CPUs online (autoscaling's default maximum).
+--- The CPUs this process may run on, its affinity mask (autoscaling's default maximum).
 function M.cpu_count()
   return C.ljasync_pool_cpu_count()
 end

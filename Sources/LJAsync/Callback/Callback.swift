@@ -46,7 +46,7 @@ struct CallbackCore {
     let waiters: UnsafeMutablePointer<Atomic<Int>>
     let freed: UnsafeMutablePointer<Atomic<Int>>      // 0 live, 1 freed, 2 freed + destroyed
     let errorCount: UnsafeMutablePointer<Atomic<Int>>
-    let sync: MutexCond                                // waits, growth, error text
+    let sync: PthreadLock                                // waits, growth, error text
     var lastError: UnsafeMutablePointer<CChar>?        // guarded by `sync`
     var deferredFree: Bool                             // guarded by `sync`
     var spareCount: Int                                // recursion slots built; guarded by `sync`
@@ -137,7 +137,7 @@ enum Callback {
         core.initialize(to: CallbackCore(
             spec: spec, capacity: capacity, owners: owners, states: states, frames: frames, limits: limits,
             slotCount: atomic(0), waiters: atomic(0), freed: atomic(0), errorCount: atomic(0),
-            sync: MutexCond(), lastError: nil, deferredFree: false, spareCount: 0, cif: cif, argTypes: argTypes,
+            sync: PthreadLock(), lastError: nil, deferredFree: false, spareCount: 0, cif: cif, argTypes: argTypes,
             closure: nil, trampoline: nil, code: nil, argSources: argSources, nargs: n, argOffsets: argOffsets, argSizes: argSizes,
             retKind: s.retKind, retOffset: Int(s.retOffset), maxStates: s.maxStates, defaultReturn: defaults))
 

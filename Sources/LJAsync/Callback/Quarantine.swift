@@ -11,7 +11,7 @@ final class Quarantine: @unchecked Sendable {
     static let shared = Quarantine()
     static let capacity = 1024
 
-    private let lock = MutexCond()
+    private let lock = PthreadLock()
     private var ring: [CallbackRef?] = Array(repeating: nil, count: Quarantine.capacity)
     private var next = 0
 

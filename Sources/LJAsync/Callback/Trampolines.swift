@@ -15,7 +15,7 @@ final class TrampolinePool: @unchecked Sendable {
     static let slotSize = 32
     static let dataSize = 16
 
-    private let lock = MutexCond()
+    private let lock = PthreadLock()
     private var free: [UnsafeMutableRawPointer] = []
     private let entry = ljasync_entry_address()
     // The stub reads the thread id where this libc keeps it; anything else disables the stub.

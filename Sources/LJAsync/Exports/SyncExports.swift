@@ -1,8 +1,11 @@
 // The C ABI of the synchronization objects, declared for Lua in lua/lj-async/sync/abi.lua.
 //
 // Objects reach C as opaque pointers holding one strong reference (release them with
-// ljasync_object_release). Status codes: 0 = done, 1 = timeout (or full/empty), 2 = closed,
-// negative = misuse (see each function). Timeouts are seconds: negative = forever, 0 = try once.
+// ljasync_object_release). Each function says what it returns; two shapes recur. A blocking
+// call on one value returns 0 = done, 1 = timeout (or full/empty), 2 = closed, or a negative
+// code for misuse or failure (the mutex's -1 held / -2 not held, -1 out of memory, ...). The
+// batch calls (push_cells, pop) return a count >= 1, or the status negated: -1 timeout (full
+// or empty), -2 closed. Timeouts are seconds: negative = forever, 0 = try once.
 // Every function may be called from any thread.
 import Glibc
 
@@ -228,13 +231,6 @@ public func ljasync_channel_pop(_ p: UnsafeRawPointer, _ raw: UnsafeMutableRawPo
 @_cdecl("ljasync_channel_bytes_free")
 public func ljasync_channel_bytes_free(_ b: UnsafeMutableRawPointer?) {
     free(b)
-}
-
-/// Frees what popped cells own (strings, messages), for callers that drop them.
-@_cdecl("ljasync_channel_cells_release")
-public func ljasync_channel_cells_release(_ raw: UnsafeMutableRawPointer, _ n: Int32) {
-    let cells = raw.assumingMemoryBound(to: ChannelCell.self)
-    for i in 0..<Int(Swift.max(n, 0)) { cells[i].release() }
 }
 
 @_cdecl("ljasync_channel_close")

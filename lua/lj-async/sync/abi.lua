@@ -59,7 +59,6 @@ int32_t ljasync_channel_push_message(ljasync_channel *c, ljasync_message *m, dou
 int32_t ljasync_channel_push_cells(ljasync_channel *c, const ljasync_cell *cells, int32_t n, double timeout);
 int32_t ljasync_channel_pop(ljasync_channel *c, ljasync_cell *out, int32_t max, double timeout);
 void ljasync_channel_bytes_free(char *p);
-void ljasync_channel_cells_release(ljasync_cell *cells, int32_t n);
 void ljasync_channel_close(ljasync_channel *c);
 intptr_t ljasync_channel_length(ljasync_channel *c);
 int32_t ljasync_channel_closed(ljasync_channel *c);
