@@ -63,9 +63,11 @@ if cdef then
   local ok, err = pcall(ffi.cdef, cdef)
   if not ok then error("bad option 'cdef': " .. tostring(err), 0) end
 end
-for line in post:gmatch("[^\n]+") do
-  for alt in line:gmatch("[^\t]+") do
-    if pcall(ffi.cdef, alt) then break end
+if post ~= "" then  -- (gmatch would open the string library of a light state for nothing)
+  for line in post:gmatch("[^\n]+") do
+    for alt in line:gmatch("[^\t]+") do
+      if pcall(ffi.cdef, alt) then break end
+    end
   end
 end
 local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), addr)
@@ -85,10 +87,8 @@ end
 return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
--- Prepared states get the builder ready-made, so creating a callback does not load it.
-core.add_init(string.dump(assert(loadstring(  -- as bytecode: its string constant loads without lexing
-  ("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code)))),
-  "=lj-async builder")
+-- (Not registered as init code: every thread and worker state would load it too. A callback's
+-- state loads it from the spec, ~2 us.)
 
 -- Source of the wrapper for a given arity: reads the frame, calls, stores the result.
 -- Up to DIRECT_ARGS arguments go straight into the call; above, Lua's limit of ~250 registers
