@@ -72,8 +72,8 @@ extension CallbackCore {
         if maxStates > 1 {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot
             // (sched_getcpu reads the kernel's rseq area: a few nanoseconds, no system call).
-            // (No division when the CPU's index is in range: a divide is ~4 ns here.)
-            let count = min(slotCount.load(ordering: .relaxed), maxStates)
+            // No division when the CPU's index is a slot (a divide costs tens of cycles).
+            let count = max(min(slotCount.load(ordering: .relaxed), maxStates), 1)
             let cpu = Int(ljasync_current_cpu())
             slot = cpu < count ? cpu : cpu % count
         }

@@ -2,8 +2,10 @@
 import CLuaJIT
 import Glibc
 
-/// A small stock of ready states, so creating a callback or thread on the caller's thread
-/// costs microseconds instead of the ~130 µs of luaL_newstate + openlibs + ffi.
+/// A small stock of ready states (light states with ffi opened), so a thread, worker or
+/// callback starting on a quiet machine finds its state made; when the stock is empty (a busy
+/// machine: the preparer runs at nice 19) the state is made on the taker's thread, which a
+/// light state makes cheap (docs/design.md, "States").
 ///
 /// Invariants: a state in the stock has run nothing but the environment's prelude and init code;
 /// it is handed out once and never comes back (retired states are only closed). The errors
@@ -74,6 +76,15 @@ final class StateStock: @unchecked Sendable {
         if !queued { lua_close(L); limit?.free() }
     }
 
+    /// `require "ffi"` in `L` (its light prelude opens ffi on first use); errors are left to
+    /// the code that needs ffi. Runs on the state's thread.
+    static func requireFFI(_ L: LuaState) {
+        lua_getfield(L, Lua.globalsIndex, "require")
+        lua_pushstring(L, "ffi")
+        _ = lua_pcall(L, 1, 0, 0)
+        lua_settop(L, 0)
+    }
+
     private func startIfNeeded() {
         if started { return }
         started = true
@@ -109,6 +120,9 @@ final class StateStock: @unchecked Sendable {
                 making = true
                 sync.unlock()
                 let (L, errors) = Environment.makeState(snap, collect: true)
+                // Every kind of state ends up requiring ffi (a thread's `ud`, a callback's
+                // frame, the spawn runner, the pool worker): open it here, off the taker's path.
+                if let L { StateStock.requireFFI(L) }
                 sync.lock()
                 making = false
                 if forking { sync.broadcast() }
