@@ -6,28 +6,11 @@ local M = {}
 --- Declares `decl` unless `marker` (a type the block declares) already exists: modules may be
 --- loaded again in one state (busted's insulation), and ffi.cdef refuses redefinitions.
 function M.cdef_once(marker, decl)
-  if not pcall(ffi.typeof, marker) then ffi.cdef(decl) end
+  if not pcall(ffi.typeof, marker) then
+    if type(decl) == "function" then decl() else ffi.cdef(decl) end
+  end
 end
 
-M.cdef_once("ljasync_env_marker", [[
-typedef struct ljasync_env_marker ljasync_env_marker;
-void ljasync_env_set_paths(const char *path, const char *cpath);
-void ljasync_env_set_core(const char *path);
-void ljasync_env_add_init(const char *name, const char *code, size_t len);
-void ljasync_env_set_stock(int32_t n);
-typedef struct ljasync_message ljasync_message;
-void ljasync_object_retain(void *p);
-void ljasync_object_release(void *p);
-ljasync_message *ljasync_message_new(const void *data, size_t len);
-const void *ljasync_message_data(ljasync_message *m, size_t *len);
-void ljasync_message_free(ljasync_message *m);
-int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
-const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
-void ljasync_module_note(const char *name, const char *why);
-int ljasync_module_install(void *L);  /* a lua_CFunction: reached through package.loadlib */
-int32_t ljasync_memo_get(const char *key);
-void ljasync_memo_set(const char *key, int32_t value);
-]])
 
 -- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
 -- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
@@ -92,13 +75,18 @@ end
 M.path = path
 M.C = ffi.load(path)
 
+-- The whole C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h,
+-- embedded in the core): declared once per state, so no module declares any of it by hand.
+-- `_Nullable` (the header's nullability for Swift) is the one word ffi.cdef does not know.
+M.cdef_once("ljasync_cell", function()
+  ffi.cdef "const char *ljasync_abi_cdef(size_t *len);"
+  local len = ffi.new("size_t[1]")
+  local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
+  ffi.cdef((text:gsub("_Nullable", "")))
+end)
+
 -- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):
 -- refuse here, with its reason, when it found none, or one that cannot load this state's bytecode.
-M.cdef_once("ljasync_luajit_marker", [[
-typedef struct ljasync_luajit_marker ljasync_luajit_marker;
-int32_t ljasync_luajit_status(char *out, size_t len);
-int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *out, size_t out_len);
-]])
 do
   local buf = ffi.new("char[1024]")
   local function refuse()

@@ -1,4 +1,5 @@
 // A multi-producer multi-consumer FIFO of cells, bounded or not, that states share.
+import CLJAsync
 import Glibc
 
 /// The channel's queue: a ring of cells guarded by one mutex, with two condition variables
@@ -199,7 +200,7 @@ final class Channel: SyncObject, @unchecked Sendable {
         var n = 0
         while n < avail {
             let c = ring[head]
-            let isMessage = c.tag == ChannelCell.Tag.message.rawValue
+            let isMessage = c.tag == LJASYNC_CELL_MESSAGE.rawValue
             if isMessage && n > 0 { break }
             out[n] = c
             head = (head + 1) & mask

@@ -1,4 +1,5 @@
 // A pthread condition variable on the monotonic clock, in raw memory at a stable address.
+import CLJAsync
 import Glibc
 
 /// A condition variable whose timed waits use CLOCK_MONOTONIC deadlines (see `Clock`).
@@ -47,7 +48,7 @@ struct Condvar {
 /// It is never used for waiting on data: that is what the condition variables are for.
 enum RawMutex {
     /// PTHREAD_MUTEX_ADAPTIVE_NP, a GNU extension that Swift's Glibc module leaves out.
-    static let adaptive: Int32 = 3
+    static let adaptive = Int32(LJASYNC_MUTEX_ADAPTIVE)
 
     static func make() -> UnsafeMutablePointer<pthread_mutex_t> {
         let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
