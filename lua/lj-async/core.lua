@@ -77,12 +77,12 @@ M.C = ffi.load(path)
 
 -- The whole C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h,
 -- embedded in the core): declared once per state, so no module declares any of it by hand.
--- `_Nullable` (the header's nullability for Swift) is the one word ffi.cdef does not know.
+-- `_Nullable`/`_Nonnull` (the header's nullability for Swift) are the words ffi.cdef does not know.
 M.cdef_once("ljasync_cell", function()
   ffi.cdef "const char *ljasync_abi_cdef(size_t *len);"
   local len = ffi.new("size_t[1]")
   local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
-  ffi.cdef((text:gsub("_Nullable", "")))
+  ffi.cdef((text:gsub("_Nullable", ""):gsub("_Nonnull", "")))
 end)
 
 -- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):

@@ -4,8 +4,9 @@
  * against its prototype) and reads the shared structs as imported C types. Lua ffi.cdefs the
  * text between the two CDEF markers, which the core embeds at build time (cdef.c) and hands to
  * lua/lj-async/core.lua through ljasync_abi_cdef: that text holds no `#` directive (ffi.cdef
- * cannot parse them) and its one annotation, `_Nullable`, is removed by core.lua before the
- * cdef. Pointers are non-null unless marked `_Nullable`.
+ * cannot parse them) and its two annotations, `_Nullable` and `_Nonnull` (the latter only where
+ * clang needs it, on the outer level of a pointer to pointer), are removed by core.lua before
+ * the cdef. Pointers are non-null unless marked `_Nullable`.
  *
  * Status codes: 0 = done, 1 = timed out (or full/empty), 2 = closed, negative = misuse; each
  * function says which it returns. Timeouts are seconds: negative = forever, 0 = try once.
@@ -96,8 +97,8 @@ enum ljasync_format {
   LJASYNC_G_REF = 0x17, LJASYNC_G_FUNC = 0x18, LJASYNC_G_UPJOIN = 0x19, LJASYNC_G_MODULE = 0x1a,
   LJASYNC_G_MODFIELD = 0x1b, LJASYNC_G_POINTER = 0x1c, LJASYNC_G_CVALUE = 0x1d, LJASYNC_G_HANDLE = 0x1e
 };
-/* A failure crossing states as text is this byte followed by the text (pool results, thread
-   errors): no successful encoding starts with it. */
+/* A failure crossing states as text (a job's error): this byte, then the text. No successful
+   encoding starts with it. Made and read by ljasync_failure_new/ljasync_failure_text only. */
 enum { LJASYNC_FAILURE_TAG = 0x00 };
 
 /* -- The ABI itself -- */
@@ -107,10 +108,10 @@ const char *ljasync_abi_layout(void);
 /* The test hooks (struct ljasync_test_hooks), or NULL unless LJASYNC_TESTING=1. */
 const void *_Nullable ljasync_test_hooks(void);
 struct ljasync_test_hooks {
-  void *(*testobject_new)(int64_t value);         /* a TestObject holding one reference */
-  int64_t (*testobject_value)(const void *p);
-  int64_t (*testobject_live_count)(void);
-  void (*env_set_stock)(int32_t n);               /* warm states kept per purpose (0 = none) */
+  void *_Nullable (*_Nullable testobject_new)(int64_t value);         /* a TestObject holding one reference */
+  int64_t (*_Nullable testobject_value)(const void *p);
+  int64_t (*_Nullable testobject_live_count)(void);
+  void (*_Nullable env_set_stock)(int32_t n);               /* warm states kept per purpose (0 = none) */
 };
 
 /* -- Environment of new states, module cache, memo -- */
@@ -122,6 +123,8 @@ void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
+ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
+const char *ljasync_failure_text(ljasync_message *m, size_t *len);
 int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *_Nullable ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
 void ljasync_module_note(const char *name, const char *why);
@@ -152,7 +155,7 @@ intptr_t ljasync_thread_id(void);
 
 /* -- Callbacks -- */
 ljasync_callback *_Nullable ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
-    int32_t nparts, const char *_Nullable const *parts, const size_t *lens, int32_t nargs,
+    int32_t nparts, const char *_Nullable const *_Nonnull parts, const size_t *lens, int32_t nargs,
     const uint8_t *kinds, const uint32_t *offsets, int32_t frame_size, const void *_Nullable default_ret,
     int32_t max_states, double memory_limit, char *_Nullable err, size_t errlen);
 void *_Nullable ljasync_callback_funcptr(ljasync_callback *cb);
@@ -231,7 +234,7 @@ int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
 ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
 int32_t ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len);
-const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *name);
+const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);
 int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *_Nullable old, ljasync_message *_Nullable new_);

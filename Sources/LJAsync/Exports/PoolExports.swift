@@ -154,8 +154,8 @@ public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _
 /// Entry i (0-based) of the init list: its code (valid for the life of the process).
 @implementation @c
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
-                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UnsafeRawPointer? {
-    guard i >= 0, i < PoolInits.count, let name else { return nil }
+                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {
+    guard i >= 0, i < PoolInits.count else { return nil }
     let e = PoolInits.entry(i)
     kind.pointee = e.kind
     len.pointee = e.length

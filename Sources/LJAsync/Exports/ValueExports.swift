@@ -27,6 +27,22 @@ public func ljasync_message_data(_ m: OpaquePointer, _ len: UnsafeMutablePointer
     return UnsafeRawPointer(msg.pointee.bytes)
 }
 
+/// A failure message holding `len` bytes of text (LJASYNC_FAILURE_TAG, then the text).
+@implementation @c
+public func ljasync_failure_new(_ text: UnsafePointer<CChar>?, _ len: Int) -> OpaquePointer {
+    let s = text.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: len), as: UTF8.self) } ?? ""
+    return OpaquePointer(Message.failure(s))
+}
+
+/// The text of a failure message (valid until the message is freed); *len its length.
+@implementation @c
+public func ljasync_failure_text(_ m: OpaquePointer, _ len: UnsafeMutablePointer<Int>) -> UnsafePointer<CChar> {
+    let msg = UnsafeMutablePointer<Message>(m)
+    let n = msg.pointee.count
+    len.pointee = n > 1 ? n - 1 : 0
+    return UnsafeRawPointer(msg.pointee.bytes + (n > 0 ? 1 : 0)).assumingMemoryBound(to: CChar.self)
+}
+
 /// Frees a message and releases the references it owns.
 @implementation @c
 public func ljasync_message_free(_ m: OpaquePointer) {

@@ -254,12 +254,8 @@ enum Inbox {
         if let m = r.message { Message.free(m) }
     }
 
-    /// The text of a failure message (the bytes after the leading zero byte).
-    static func errorText(_ m: UnsafeMutablePointer<Message>) -> String {
-        let n = m.pointee.count
-        guard n > 1 else { return "" }
-        return String(decoding: UnsafeRawBufferPointer(start: m.pointee.bytes + 1, count: n - 1), as: UTF8.self)
-    }
+    /// The text of a failure message (Value/Failure.swift).
+    static func errorText(_ m: UnsafeMutablePointer<Message>) -> String { Message.failureText(m) }
 
     private static func destroy(_ inbox: InboxRef) {
         registryLock.withLock {

@@ -263,10 +263,6 @@ enum Pool {
         return "\(tenths / 10).\(tenths % 10)"
     }
 
-    /// A failure result: a zero byte, then the text (the zero keeps the handle bit clear).
-    static func failureMessage(_ text: String) -> UnsafeMutablePointer<Message> {
-        var bytes: [UInt8] = [0]
-        bytes.append(contentsOf: text.utf8)
-        return bytes.withUnsafeBytes { Message.create($0.baseAddress!, $0.count) }
-    }
+    /// A failure result (Value/Failure.swift).
+    static func failureMessage(_ text: String) -> UnsafeMutablePointer<Message> { Message.failure(text) }
 }
