@@ -265,7 +265,8 @@ describe("LÖVE's async API", function()
       'bad option \'mode\': expected "drain" or "discard", got later')
     assert.has_error(function() async.configure { min_workers = 3, max_workers = 2 } end,
       "bad options: min_workers must be <= max_workers")
-    assert.has_error(function() async.configure { nonsense = 1 } end, "bad option 'nonsense'")
+    assert.has_error(function() async.configure { nonsense = 1 } end,
+      "unknown option 'nonsense' (known options: 'autoscale', 'idle_timeout', 'max_queued', 'max_workers', 'min_workers', 'on_error', 'warn_after', 'when_full')")
   end)
 end)
 

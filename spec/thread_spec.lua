@@ -208,7 +208,7 @@ describe("lj-async.thread", function()
         "bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table")
       assert.has_error(function() Thread.new(function() end, "text") end,
         "bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string")
-      assert.has_error(function() Thread.new(function() end, nil, { name = 5 }) end, "bad option 'name': expected a string")
+      assert.has_error(function() Thread.new(function() end, nil, { name = 5 }) end, "bad option 'name': expected a string, got number")
       assert.has_error(function() Thread.new(function() end, nil, "x") end, "bad options: expected a table")
       assert.has_error(function() Thread.sleep(-1) end, "bad argument #1 to 'sleep': expected seconds >= 0, got -1")
     end)

@@ -43,7 +43,10 @@ local ffi = require "ffi"
 -- Declarations the types need that a cdef may repeat (incomplete tags, typedefs), then the
 -- user's cdef, then those a cdef may already have made (enum bodies: first alternative that works).
 if pre ~= "" then ffi.cdef(pre) end
-if cdef then ffi.cdef(cdef) end
+if cdef then
+  local ok, err = pcall(ffi.cdef, cdef)
+  if not ok then error("bad option 'cdef': " .. tostring(err), 0) end
+end
 for line in post:gmatch("[^\n]+") do
   for alt in line:gmatch("[^\t]+") do
     if pcall(ffi.cdef, alt) then break end
@@ -99,8 +102,16 @@ end
 local Callback = {}
 Callback.__index = Callback
 
+-- Methods called with a dot (cb.free()) or on something else get an error saying so.
+local function check_self(self, method)
+  if getmetatable(self) ~= Callback then
+    error(("bad self to '%s': expected a callback, got %s (call it as cb:%s())"):format(method, type(self), method), 3)
+  end
+end
+
 --- The function pointer: a cdata of the callback's ctype in this state.
 function Callback:funcptr()
+  check_self(self, "funcptr")
   local fp = self._fp
   if not fp then error("callback has been freed", 2) end
   return fp
@@ -108,6 +119,7 @@ end
 
 --- Frees the callback and its states. Calls in flight finish first. May be called twice.
 function Callback:free()
+  check_self(self, "free")
   local h = self._h
   if h then
     self._h, self._fp = nil, nil
@@ -119,6 +131,7 @@ Callback.destroy = Callback.free
 
 --- Number of errors raised in the callback so far, and the last message (with traceback).
 function Callback:errors()
+  check_self(self, "errors")
   local h = self._h
   if not h then return 0, nil end
   local n = tonumber(C.ljasync_callback_errors(h, errbuf, errbuf_size))
@@ -128,6 +141,7 @@ end
 
 --- Number of Lua states the callback currently holds.
 function Callback:states()
+  check_self(self, "states")
   return self._h and C.ljasync_callback_states(self._h) or 0
 end
 
@@ -149,40 +163,108 @@ local function cpu_count()
   return require("lj-async.thread").cpus()
 end
 
+--- The most states one callback may hold (`states = n`); "parallel" is capped to it too.
+local MAX_STATES = 1024
+
+-- Option names, for the unknown-key check.
+local OPTIONS = { "cdef", "default", "memory_limit", "name", "on_error", "states" }
+
+-- Integer ranges of the result kinds, for `default`: lowest value, and the first one past the top.
+local int_range = {
+  [K.int8] = { -2 ^ 7, 2 ^ 7 }, [K.uint8] = { 0, 2 ^ 8 }, [K.int16] = { -2 ^ 15, 2 ^ 15 },
+  [K.uint16] = { 0, 2 ^ 16 }, [K.int32] = { -2 ^ 31, 2 ^ 31 }, [K.uint32] = { 0, 2 ^ 32 },
+  [K.int64] = { -2 ^ 63, 2 ^ 63 }, [K.uint64] = { 0, 2 ^ 64 },
+}
+
+local kind_name = {}
+for k, v in pairs(K) do kind_name[v] = k == "bool" and "bool" or k .. "_t" end
+
+-- A struct holding one field of the result type, as the creating state spells it (the frame's
+-- own spelling); false when that spelling names types only the callback's state has (anonymous
+-- structs and enums), and the result kind's C type stands in.
+local function result_box(sig)
+  if sig.result_box == nil then
+    local ok, ct = pcall(ffi_typeof, "struct { " .. sig.result_field .. "; }")
+    sig.result_box = ok and ct or false
+  end
+  return sig.result_box
+end
+
+-- The raw bytes `default` becomes: converted to the result type here, in the creating state,
+-- by LuaJIT's own conversion (as the callback's results are), or an error naming the option.
+local function default_bytes(sig, v, level)
+  local kind = sig.kinds[1]
+  if kind == K.void then error("bad option 'default': the callback returns void", level + 1) end
+  local range = int_range[kind]
+  if range and type(v) == "number" and (v ~= math.floor(v) or v < range[1] or v >= range[2]) then
+    error(("bad option 'default': %s does not fit the result type (%s)"):format(tostring(v), kind_name[kind]), level + 1)
+  end
+  local bytes = u64x2()
+  local box = result_box(sig)
+  local ok, err = pcall(function()
+    if box then
+      local b = box()
+      b.r = v
+      ffi.copy(bytes, b, ffi.sizeof(b))
+    else
+      ffi_cast(ffi_typeof(kind_pointer[kind]), bytes)[0] = v
+    end
+  end)
+  if not ok then
+    error(("bad option 'default': %s"):format(tostring(err):gsub("^[^\n]-:%d+: ", "")), level + 1)
+  end
+  return bytes
+end
+
 --- Creates a callback running `f` (function, source or bytecode). Options:
 ---   default = value returned to C when the callback fails (0/NULL/false if absent)
 ---   on_error = function(msg) or source, run in the callback's state when it fails
 ---   cdef = declarations to run in the callback's state (typedefs, structs)
----   states = n or "parallel": up to n states serve parallel callers (default 1: serialized)
+---   states = n (1..MAX_STATES) or "parallel": up to n states serve parallel callers (default 1: serialized)
 ---   memory_limit = bytes per state; exhausting it is an ordinary error
 ---   name = a label for messages
 function Type:new(f, opts)
+  if getmetatable(self) ~= Type then
+    error(("bad self to 'new': expected a callback type, got %s (call it as T(f) or T:new(f))"):format(type(self)), 2)
+  end
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table", 2) end
   opts = opts or {}
+  core.check_options(opts, OPTIONS, 2)
+  core.check_bytecode(f, "bad argument #1 to 'T'", 2)
   local code = core.portable_code(f, "callback function", 2, "its new Lua state")
-  local on_error = opts.on_error and core.portable_code(opts.on_error, "on_error handler", 2, "its new Lua state")
-  if opts.cdef ~= nil and type(opts.cdef) ~= "string" then error("bad option 'cdef': expected a string", 2) end
-
-  local sig = self._sig
-  local default = u64x2()
-  if opts.default ~= nil then
-    if sig.kinds[1] == K.void then error("bad option 'default': the callback returns void", 2) end
-    local ok, err = pcall(function() ffi_cast(ffi_typeof(kind_pointer[sig.kinds[1]]), default)[0] = opts.default end)
-    if not ok then error("bad option 'default': " .. tostring(err), 2) end
+  local on_error = opts.on_error
+  if on_error ~= nil then
+    core.check_bytecode(on_error, "bad option 'on_error'", 2)
+    on_error = core.portable_code(on_error, "option 'on_error'", 2, "its new Lua state", "=on_error")
+  end
+  if opts.cdef ~= nil and type(opts.cdef) ~= "string" then
+    error(("bad option 'cdef': expected a string, got %s"):format(type(opts.cdef)), 2)
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error(("bad option 'name': expected a string, got %s"):format(type(opts.name)), 2)
   end
 
+  local sig = self._sig
+  local default = opts.default ~= nil and default_bytes(sig, opts.default, 2) or u64x2()
+
   local states = opts.states or 1
-  if states == "parallel" then states = cpu_count() end
+  if states == "parallel" then states = math.min(cpu_count(), MAX_STATES) end
   if type(states) ~= "number" or states < 1 or states ~= math.floor(states) then
     error("bad option 'states': expected a positive integer or 'parallel'", 2)
   end
+  if states > MAX_STATES then
+    error(("bad option 'states': at most %d states per callback, got %s"):format(MAX_STATES, tostring(states)), 2)
+  end
   local limit = opts.memory_limit or 0
-  if type(limit) ~= "number" or limit < 0 then error("bad option 'memory_limit': expected bytes", 2) end
+  if opts.memory_limit ~= nil and (type(limit) ~= "number" or not (limit >= 1 and limit <= 2 ^ 53) or limit ~= math.floor(limit)) then
+    error(("bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got %s")
+      :format(type(limit) == "number" and tostring(limit) or type(limit)), 2)
+  end
   if limit > 0 and not custom_allocators then
     error("bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)", 2)
   end
 
-  local name = opts.name and tostring(opts.name) or self.ctype
+  local name = opts.name or self.ctype
   local parts = scratch_parts
   parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8] =
     code, "=" .. name, sig.wrapper, sig.fields, sig.pre, sig.post, opts.cdef, on_error
@@ -195,10 +277,15 @@ function Type:new(f, opts)
     sig.nparams, sig.kinds_c, sig.offsets_c, sig.frame_size, default, states, limit, errbuf, errbuf_size)
   for i = 1, NPARTS do parts[i] = nil end  -- the core copied them
   if h == nil then
-    error(("cannot create callback '%s': %s"):format(name, ffi_string(errbuf)), 2)
+    local why = ffi_string(errbuf)
+    if why:match("^bad option 'cdef': ") then error(why, 2) end  -- from the builder (above)
+    if limit > 0 and why:match("out of memory") then why = ("%s (memory_limit is %d bytes)"):format(why, limit) end
+    error(("cannot create callback '%s': %s"):format(name, why), 2)
   end
   ffi.gc(h, C.ljasync_callback_free)
-  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self }, Callback)
+  -- _default: a pointer default (a cdata, a string) must outlive the callback that returns it.
+  return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self,
+                        _default = opts.default }, Callback)
 end
 Type.__call = Type.new
 
@@ -224,6 +311,7 @@ local function analyse(ct, level)
     end
   end
   sig.frame_size = math.max(8, math.ceil(offset / 8) * 8)
+  sig.result_field = sig.kinds[1] ~= K.void and sig.fields[1] or nil  -- "T r", for `default`
   sig.fields = #sig.fields > 0 and table.concat(sig.fields, "; ") .. ";" or "char unused;"
   sig.pre = table.concat(sig.pre, "\n")
   sig.post = table.concat(sig.post, "\n")

@@ -110,6 +110,21 @@ end
 -- States made from now on get this state's module paths, so `require` works the same there.
 M.C.ljasync_env_set_paths(package.path, package.cpath)
 
+-- This state's token for the init code it registers (add_init): when the state closes, the
+-- code no other state registered is withdrawn (an nginx reload closes the master's Lua VM and
+-- makes a new one in the same process). Kept in the registry: one per state, even when this
+-- module is loaded again.
+do
+  local reg = debug.getregistry()
+  local sentinel = reg["lj-async.owner"]
+  if not sentinel then
+    local C = M.C
+    sentinel = ffi.gc(ffi.new("int64_t[1]", C.ljasync_env_owner_new()), function(p) C.ljasync_env_owner_drop(p[0]) end)
+    reg["lj-async.owner"] = sentinel
+  end
+  M.owner = sentinel[0]
+end
+
 -- States made from now on load this same core, even where no path or variable leads to it.
 if not made_by_core then M.C.ljasync_env_set_core(path) end
 
@@ -120,7 +135,7 @@ M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
-  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
   "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
   "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
   "lj-async.sync.channel",
@@ -274,14 +289,32 @@ function M.portable_code(f, what, level, where, chunkname)
   return dumped
 end
 
+-- Bytecode already loaded once in this state (bounded, as the source check above is).
+local bytecode_ok, bytecode_count = {}, 0
+
+--- Loads bytecode `code` once here (the same LuaJIT as the state it goes to), so bytes that
+--- do not load are refused at the call: "<what> (invalid bytecode: <why>)" at `level`, where
+--- `what` names the argument ("bad argument #1 to 'new'"). Anything but bytecode passes.
+function M.check_bytecode(code, what, level)
+  if type(code) ~= "string" or code:byte(1) ~= 27 or bytecode_ok[code] then return end
+  local ok, err = loadstring(code)
+  if not ok then
+    error(("%s (invalid bytecode: %s)"):format(what, (tostring(err):gsub("^%(binary%): ", ""))), level + 1)
+  end
+  if bytecode_count >= 256 then bytecode_ok, bytecode_count = {}, 0 end
+  bytecode_ok[code], bytecode_count = true, bytecode_count + 1
+end
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
 --- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
 function M.add_init(code, name)
-  if type(code) == "function" then code = string.dump(code) end
+  if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
+  -- A function's upvalues would be nil in the other states: refused, naming them.
+  if type(code) == "function" then code = M.portable_code(code, "init code", 3, "every new state") end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end
-  M.C.ljasync_env_add_init(name or "=init", code, #code)
+  M.C.ljasync_env_add_init(name or "=init", code, #code, M.owner)
 end
 
 

@@ -290,12 +290,15 @@ end
 
 local lenbox = ffi_new("size_t[1]")
 local message_data = C.ljasync_message_data
+local message_ptr_t = ffi_typeof("ljasync_message *")
 
 --- Decodes a native message (ljasync_message *); the caller still owns it and frees it.
 --- Only this process's encoder makes messages (encode_message): their handle tables and
 --- bytecode are trusted, and they take the fast path.
 function M.decode_message(msg)
-  if type(msg) ~= "cdata" or msg == nil then error("bad message: expected a ljasync_message *", 2) end
+  if type(msg) ~= "cdata" or msg == nil or not ffi.istype(message_ptr_t, msg) then
+    error("bad message: expected a ljasync_message *, got " .. (type(msg) == "cdata" and tostring(ffi_typeof(msg)) or type(msg)), 2)
+  end
   local p = message_data(msg, lenbox)
   local b, R = start(p, tonumber(lenbox[0]))
   return finish(R, pcall(rdecode, b, R, false))

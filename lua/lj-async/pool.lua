@@ -35,6 +35,22 @@ local stored = {}            -- definition record -> true while the engine store
 -- Results nobody took are said once on stderr: a program that submits and ends without
 -- update() would otherwise lose them without a word.
 local outstanding = 0        -- jobs of this state submitted and not yet delivered
+-- What this state registered process-wide, withdrawn when it goes (an nginx reload closes the
+-- master's Lua VM and makes a new one in the same process, which must not inherit them):
+local my_inits = {}          -- indices of its init entries (async files, portable metatables)
+local settings_before, settings_mine  -- the settings before its first configure, after its last
+local SETTING_FIELDS = { "autoscale", "min_workers", "max_workers", "idle_timeout", "warn_after", "max_queued" }
+local function withdraw()
+  for i = 1, #my_inits do C.ljasync_pool_retire_init(my_inits[i]) end
+  if settings_mine then  -- put back what it changed, unless another state changed it since
+    local now_set = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(now_set)
+    for _, k in ipairs(SETTING_FIELDS) do
+      if now_set[k] ~= settings_mine[k] then return end
+    end
+    C.ljasync_pool_set_settings(settings_before, nil, 0)
+  end
+end
 local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
   if outstanding > 0 then
     C.ljasync_pool_report(("pool: %d result%s never taken (call async.update() or async.wait())")
@@ -42,6 +58,7 @@ local inbox = ffi.gc(C.ljasync_pool_inbox_new(), function(p)
   end
   C.ljasync_pool_discard(p)
   for d in pairs(stored) do C.ljasync_pool_undefine(d.id) end
+  withdraw()
   C.ljasync_pool_inbox_free(p)
 end)
 local BATCH = 256
@@ -233,6 +250,7 @@ end
 
 --- "pending" (queued or running), "done", "failed" or "cancelled".
 function Job:status()
+  if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:status())", 2) end
   return self.state or "pending"
 end
 
@@ -412,7 +430,7 @@ end
 --- Runs the callbacks of finished jobs of this state: all waiting, or at most `max`.
 --- Returns how many results were delivered.
 function M.update(max)
-  if max ~= nil and (type(max) ~= "number" or max < 0) then
+  if max ~= nil and (type(max) ~= "number" or not (max >= 0)) then
     error(("bad budget: expected a number of results >= 0, got %s"):format(type(max) == "number" and tostring(max) or type(max)), 2)
   end
   local limit = max or huge
@@ -501,6 +519,8 @@ function M.fd()
   return fd
 end
 
+local SHUTDOWN_OPTIONS = { "mode", "timeout" }
+
 --- Stops every worker of the process. mode "drain" (default): jobs queued before now still
 --- run, and this state's callbacks are delivered before it returns; "discard": this state's
 --- queued jobs are dropped first (awaiting them gives "cancelled"). `timeout` bounds the wait:
@@ -508,6 +528,7 @@ end
 --- Afterwards the pool is as at start: no workers, autoscaling on (a new job starts workers).
 function M.shutdown(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
+  if opts then core.check_options(opts, SHUTDOWN_OPTIONS, 2) end
   local mode = opts and opts.mode or "drain"
   if mode ~= "drain" and mode ~= "discard" then
     error(("bad option 'mode': expected \"drain\" or \"discard\", got %s"):format(tostring(mode)), 2)
@@ -550,7 +571,7 @@ function M.register_async_dofile(path)
   if not src then error("cannot register async file: " .. tostring(chunkname), 2) end
   local ok, perr = loadstring(src, chunkname)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  C.ljasync_pool_add_init(0, chunkname, src, #src)
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, chunkname, src, #src) - 1
 end
 
 local kept_messages = {}
@@ -564,7 +585,7 @@ function M.register_portable_metatable(name, mt)
   local msg, why = try_encode_message(name, mt)
   if not msg then return false, why end
   local n = message_data(msg, lenbox)
-  C.ljasync_pool_add_init(1, name, n, lenbox[0])
+  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(1, name, n, lenbox[0]) - 1
   -- Kept for the life of the process, like the init entry that lists its bytes: the message
   -- owns the references of any shared handle in the metatable.
   kept_messages[#kept_messages + 1] = msg
@@ -624,6 +645,9 @@ end
 
 -- -- Settings and statistics --
 
+local CONFIGURE_OPTIONS = { "autoscale", "idle_timeout", "max_queued", "max_workers", "min_workers",
+                            "on_error", "warn_after", "when_full" }
+
 --- Changes settings (fields left out keep their values) and returns the current ones.
 --- Process-wide: autoscale (boolean), min_workers, max_workers, idle_timeout (s),
 --- warn_after (s a job may wait in the queue before a warning; 0 = never), max_queued (0 = no cap).
@@ -633,11 +657,7 @@ function M.configure(opts)
   if opts ~= nil and type(opts) ~= "table" then error("bad options: expected a table or nil", 2) end
   C.ljasync_pool_get_settings(settings)
   if opts then
-    local known = { autoscale = true, min_workers = true, max_workers = true, idle_timeout = true,
-                    warn_after = true, max_queued = true, when_full = true, on_error = true }
-    for k in pairs(opts) do
-      if not known[k] then error(("bad option '%s'"):format(tostring(k)), 2) end
-    end
+    core.check_options(opts, CONFIGURE_OPTIONS, 2)
     if opts.autoscale ~= nil then
       if type(opts.autoscale) ~= "boolean" then error("bad option 'autoscale': expected a boolean", 2) end
       settings.autoscale = opts.autoscale and 1 or 0
@@ -663,9 +683,14 @@ function M.configure(opts)
       if type(opts.on_error) ~= "function" then error("bad option 'on_error': expected a function", 2) end
       on_error = opts.on_error
     end
+    local before = ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(before)
     if C.ljasync_pool_set_settings(settings, errbuf, errbuf_size) ~= 0 then
       error("bad options: " .. ffi_string(errbuf), 2)
     end
+    settings_before = settings_before or before
+    settings_mine = settings_mine or ffi.new("ljasync_pool_settings")
+    C.ljasync_pool_get_settings(settings_mine)
   end
   return {
     autoscale = settings.autoscale ~= 0, min_workers = settings.min_workers, max_workers = settings.max_workers,

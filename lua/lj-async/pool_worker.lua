@@ -93,7 +93,9 @@ local function load_inits(upto)
     if p == nil then return nil end
     ninits = ninits + 1
     local name = ffi_string(namebox[0])
-    if kindbox[0] == 0 then
+    if kindbox[0] == -1 then
+      -- retired: the state that registered it has closed
+    elseif kindbox[0] == 0 then
       local chunk, err = loadstring(ffi_string(p, lenbox[0]), name)
       local ok = chunk ~= nil
       if ok then ok, err = xpcall(chunk, handler) end

@@ -7,7 +7,7 @@ local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 local ffi_string, ffi_cast, ffi_gc = ffi.string, ffi.cast, ffi.gc
 local type, tostring, error, pcall, select, unpack = type, tostring, error, pcall, select, unpack
-local setmetatable, tonumber, string_dump = setmetatable, tonumber, string.dump
+local setmetatable, getmetatable, tonumber, string_dump = setmetatable, getmetatable, tonumber, string.dump
 
 local C_join, C_status, C_flag = C.ljasync_thread_join, C.ljasync_thread_status, C.ljasync_thread_flag
 local C_sleep, C_cancelled = C.ljasync_thread_sleep, C.ljasync_thread_cancelled
@@ -75,7 +75,11 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 -- -- Code for the new state (creator's state) --
 
 --- Code for the thread's state (see core.portable_code); errors at the caller's `level`.
-local function portable_code(f, level, name)
+--- `fname` and `argn` name the argument in a bytecode error.
+local function portable_code(f, level, name, fname, argn)
+  if type(f) == "string" and f:byte(1) == 27 then  -- the message is only built for bytecode
+    core.check_bytecode(f, ("bad argument #%d to '%s'"):format(argn, fname), level + 1)
+  end
   local code = core.portable_code(f, "thread function", level + 1, "the thread's Lua state", "=" .. name)
   return code  -- not a tail call: error levels count this frame
 end
@@ -92,12 +96,15 @@ local function ud_pointer(ud, level)
   error("bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got " .. t, level + 1)
 end
 
+local OPTIONS = { "name" }
+
 local function check_name(opts, level)
   if opts == nil then return "lj-async thread" end
   if type(opts) ~= "table" then error("bad options: expected a table", level + 1) end
+  core.check_options(opts, OPTIONS, level + 1)
   local name = opts.name
   if name == nil then return "lj-async thread" end
-  if type(name) ~= "string" then error("bad option 'name': expected a string", level + 1) end
+  if type(name) ~= "string" then error("bad option 'name': expected a string, got " .. type(name), level + 1) end
   return name
 end
 
@@ -108,7 +115,11 @@ Handle.__index = Handle
 
 local STATUS = { [0] = "running", "done", "failed", "cancelled" }
 
-local function alive(self)
+-- The handle's native thread; `method` names the call when self is not a handle (t.join()).
+local function alive(self, method)
+  if getmetatable(self) ~= Handle then
+    error(("bad self to '%s': expected a thread handle, got %s (call it as t:%s())"):format(method, type(self), method), 3)
+  end
   local h = self._h
   if not h then error("thread has been destroyed", 3) end
   return h
@@ -131,7 +142,7 @@ end
 --- Waits for the thread to end. `timeout`: nil blocks, 0 only looks, else seconds.
 --- Returns true when it has ended (a spawned thread's results follow), false on timeout.
 function Handle:join(timeout)
-  local h = alive(self)
+  local h = alive(self, "join")
   if timeout == nil then
     timeout = -1
   elseif type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
@@ -144,13 +155,13 @@ end
 
 --- "running", "done" (returned), "failed" (raised an error) or "cancelled".
 function Handle:status()
-  return STATUS[C_status(alive(self))]
+  return STATUS[C_status(alive(self, "status"))]
 end
 
 --- The error the thread raised, with its traceback ("cancelled" if it was cancelled), or nil.
 --- Reading it keeps it from being reported to stderr when the handle goes.
 function Handle:error()
-  local h = alive(self)
+  local h = alive(self, "error")
   local n = tonumber(C.ljasync_thread_error(h, errbuf, errbuf_size))
   if n < 0 then return nil end
   if n < errbuf_size then return ffi_string(errbuf, n) end
@@ -161,12 +172,13 @@ end
 
 --- Asks the thread to stop: Thread.cancelled() becomes true there and Thread.sleep wakes.
 function Handle:cancel()
-  C.ljasync_thread_cancel(alive(self))
+  C.ljasync_thread_cancel(alive(self, "cancel"))
 end
 
 --- Frees the handle. A thread still running is detached: it runs to its end and then frees
 --- itself; an error it raises goes to stderr. May be called twice.
 function Handle:destroy()
+  if getmetatable(self) ~= Handle then alive(self, "destroy") end
   local h = self._h
   self._results = nil  -- let go of decoded results (shared objects among them) with the handle
   if h then
@@ -196,7 +208,7 @@ end
 --- `ud` (pointer cdata, lightuserdata, address or nil) arrives as a `void *` cdata.
 function Thread.new(func, ud, opts)
   local name = check_name(opts, 2)
-  local code = portable_code(func, 2, name)
+  local code = portable_code(func, 2, name, "new", 1)
   local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
   return h
 end
@@ -216,8 +228,8 @@ if args == 0 then return finish(f()) end
 return finish(f(require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
-local function spawn(name, func, ...)
-  local code = portable_code(func, 3, name)
+local function spawn(fname, argn, name, func, ...)
+  local code = portable_code(func, 3, name, fname, argn)
   local args = nil
   if select("#", ...) > 0 then
     -- Values that cannot cross fail here, naming the argument, before anything started.
@@ -232,14 +244,14 @@ end
 --- Thread.spawn(func, ...): starts a thread calling func(...) with copies of the arguments;
 --- its join() returns true followed by func's results (copied back, nils kept).
 function Thread.spawn(func, ...)
-  local h = spawn("lj-async thread", func, ...)
+  local h = spawn("spawn", 1, "lj-async thread", func, ...)
   return h
 end
 
 --- Thread.spawn_named(name, func, ...): Thread.spawn with a thread name.
 function Thread.spawn_named(name, func, ...)
   if type(name) ~= "string" then error("bad argument #1 to 'spawn_named': expected a name string", 2) end
-  local h = spawn(name, func, ...)
+  local h = spawn("spawn_named", 2, name, func, ...)
   return h
 end
 
@@ -250,7 +262,7 @@ Thread.Handle = Handle
 
 return setmetatable(Thread, { __call = function(_, func, ud, opts)
   local name = check_name(opts, 2)
-  local code = portable_code(func, 2, name)
+  local code = portable_code(func, 2, name, "Thread", 1)
   local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
   return h
 end })

@@ -117,7 +117,9 @@ struct ljasync_test_hooks {
 /* -- Environment of new states, module cache, memo -- */
 void ljasync_env_set_paths(const char *path, const char *cpath);
 void ljasync_env_set_core(const char *path);
-void ljasync_env_add_init(const char *name, const char *code, size_t len);
+void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
+int64_t ljasync_env_owner_new(void);   /* a token per registering state (core.lua) */
+void ljasync_env_owner_drop(int64_t owner);
 void ljasync_object_retain(void *p);
 void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
@@ -234,6 +236,7 @@ int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
 ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
 int32_t ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len);
+void ljasync_pool_retire_init(int32_t i);
 const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);

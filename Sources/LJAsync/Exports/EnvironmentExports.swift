@@ -15,12 +15,21 @@ public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
     Environment.shared.setCore(String(cString: path))
 }
 
-/// Registers code (Lua source or bytecode) run by every state created from now on.
+/// Registers code (Lua source or bytecode) run by every state created from now on, on behalf
+/// of the Lua state holding the token `owner` (ljasync_env_owner_new).
 @implementation @c
-public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int) {
+public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int, _ owner: Int64) {
     let bytes = Array(UnsafeRawBufferPointer(start: code, count: len))
-    Environment.shared.addInit(name: String(cString: name), code: bytes)
+    Environment.shared.addInit(name: String(cString: name), code: bytes, owner: owner)
 }
+
+/// A token for a Lua state that registers init code (one per state, made by core.lua).
+@implementation @c
+public func ljasync_env_owner_new() -> Int64 { Environment.shared.newOwner() }
+
+/// That state is closing: its init code no other state registered is withdrawn.
+@implementation @c
+public func ljasync_env_owner_drop(_ owner: Int64) { Environment.shared.dropOwner(owner) }
 
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
 /// Returns 1 when stored, 0 when the name already had an entry.

@@ -151,7 +151,12 @@ public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _
     PoolInits.add(kind: kind, name: name, code: code, length: len)
 }
 
-/// Entry i (0-based) of the init list: its code (valid for the life of the process).
+/// Retires entry i (0-based): its registering state closed; workers started later skip it.
+@implementation @c
+public func ljasync_pool_retire_init(_ i: Int32) { PoolInits.retire(i) }
+
+/// Entry i (0-based) of the init list: its code (valid for the life of the process); kind -1
+/// when retired.
 @implementation @c
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {

@@ -92,8 +92,20 @@ enum PoolInits {
         }
     }
 
-    /// Entry `i` (0-based), valid forever. Requires `i < count`.
+    nonisolated(unsafe) private static var retired = Set<Int32>()
+
+    /// Entry `i` (0-based), valid forever. Requires `i < count`. A retired entry reads as
+    /// kind -1: workers that start from now on skip it.
     static func entry(_ i: Int32) -> Entry {
-        sync.withLock { entries[Int(i)] }
+        sync.withLock {
+            let e = entries[Int(i)]
+            return retired.contains(i) ? Entry(kind: -1, name: e.name, code: e.code, length: e.length) : e
+        }
+    }
+
+    /// Retires entry `i`: the Lua state that registered it is gone (an nginx reload closes the
+    /// master's Lua VM). Workers that ran it keep what it did; later ones skip it.
+    static func retire(_ i: Int32) {
+        sync.withLock { if i >= 0 && i < published.load(ordering: .relaxed) { retired.insert(i) } }
     }
 }

@@ -29,10 +29,10 @@ extension Pool {
             pthread_attr_init(&attr)
             pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
             var tid = pthread_t()
-            let rc = pthread_create(&tid, &attr, { arg in
+            let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
                 PoolThread.main(arg!.assumingMemoryBound(to: PoolWorker.self))
                 return nil
-            }, UnsafeMutableRawPointer(w))
+            }, UnsafeMutableRawPointer(w)) }
             pthread_attr_destroy(&attr)
             if rc != 0 {
                 failedToStart(w, reason: "cannot create its thread: \(String(cString: strerror(rc)))")

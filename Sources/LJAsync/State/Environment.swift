@@ -45,17 +45,46 @@ final class Environment: @unchecked Sendable {
         }
     }
 
-    /// Adds code (source or bytecode) that every state created from now on runs first.
-    /// Code under a name already registered replaces it; the same code again changes nothing.
-    func addInit(name: String, code: [UInt8]) {
+    /// The Lua states (owner tokens, see `newOwner`) that registered each init entry, by name.
+    private var owners: [String: Set<Int64>] = [:]
+    private var lastOwner: Int64 = 0
+
+    /// A token for one Lua state that registers init code; `dropOwner` withdraws its entries.
+    func newOwner() -> Int64 { lock.withLock { lastOwner += 1; return lastOwner } }
+
+    /// Adds code (source or bytecode) that every state created from now on runs first, on
+    /// behalf of `owner`. Code under a name already registered replaces it (the new owner alone
+    /// owns it then); the same code again only adds the owner.
+    func addInit(name: String, code: [UInt8], owner: Int64) {
         lock.withLock {
             if let i = current.inits.firstIndex(where: { $0.name == name }) {
-                if current.inits[i].code == code { return }
+                if current.inits[i].code == code { owners[name, default: []].insert(owner); return }
                 current.inits[i].code = code
             } else {
                 current.inits.append((name, code))
             }
+            owners[name] = [owner]
             current.generation += 1
+        }
+    }
+
+    /// The state behind `owner` is gone (closed): the entries no other live state registered
+    /// are withdrawn, so states created from now on no longer run them. (An nginx reload makes
+    /// a new Lua VM in the same process: the old VM's init code must not reach the new one's.)
+    func dropOwner(_ owner: Int64) {
+        lock.withLock {
+            var removed = false
+            for (name, var set) in owners where set.contains(owner) {
+                set.remove(owner)
+                if set.isEmpty {
+                    owners[name] = nil
+                    current.inits.removeAll { $0.name == name }
+                    removed = true
+                } else {
+                    owners[name] = set
+                }
+            }
+            if removed { current.generation += 1 }
         }
     }
 

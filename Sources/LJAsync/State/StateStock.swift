@@ -91,7 +91,7 @@ final class StateStock: @unchecked Sendable {
         started = true
         var tid = pthread_t()
         let me = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { arg in
+        let rc = withSignalsBlocked { pthread_create(&tid, nil, { arg in
             let stock = Unmanaged<StateStock>.fromOpaque(arg!).takeRetainedValue()
             setThreadName("lj-async prep")
             // Lowest priority (Linux nice is per thread): preparing fills idle CPU time instead
@@ -100,7 +100,7 @@ final class StateStock: @unchecked Sendable {
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
             stock.run()
             return nil
-        }, me)
+        }, me) }
         precondition(rc == 0, "pthread_create failed: \(rc)")
         pthread_detach(tid)
     }

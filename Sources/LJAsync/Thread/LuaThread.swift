@@ -79,10 +79,10 @@ final class LuaThread: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(t).toOpaque()  // the running thread's reference
-        let rc = pthread_create(&tid, &attr, { arg in
+        let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
             Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
             return nil
-        }, arg)
+        }, arg) }
         if rc != 0 {
             Unmanaged<LuaThread>.fromOpaque(arg).release()
             return .failure(ThreadError(message: "cannot start a thread: \(String(cString: strerror(rc)))"))

@@ -1,0 +1,285 @@
+-- The misuse cases of spec/misuse_spec.lua: { name, code, expected result line }. The code runs
+-- in a child (spec/support/misuse_child.lua) with CB (lj-async.callback), Thread, sync, pool,
+-- encoder, ffi and noop (a function without upvalues) in scope. The result line is
+-- "error: <message>" (the caller's position dropped) or "return: <values>"; a fourth entry is
+-- the line expected instead on 64-bit LuaJIT without GC64 (no memory_limit there).
+return {
+  -- -- lj-async.callback: ctypes --
+  { "callback: a ctype that is not a string", [[CB(5)]], [=[error: bad ctype: expected a string, got number (ctypes cannot be moved between states)]=] },
+  { "callback: a ctype object", [[CB(ffi.typeof("int(*)(int)"))]], [=[error: bad ctype ctype<int (*)()>: pass the type as a string, e.g. CallbackFactory("int32_t (*)(int32_t)") (ctypes cannot be moved between states)]=] },
+  { "callback: not a function pointer", [[CB("int")]], [=[error: bad ctype 'int': not a function pointer type]=] },
+  { "callback: a function type, not a pointer", [[CB("int(int)")]], [=[error: bad ctype 'int(int)': not a function pointer type (write it as 'RET(*)(ARGS)')]=] },
+  { "callback: variadic", [[CB("int(*)(int, ...)")]], [=[error: bad ctype 'int(*)(int, ...)': variadic callbacks are not supported]=] },
+  { "callback: a struct by value", [[ffi.cdef "struct misuse_s { int x; };"; CB("void(*)(struct misuse_s)")]], [=[error: bad ctype 'void(*)(struct misuse_s)': parameter 1 ('struct misuse_s'): structs and unions passed by value are not supported (pass a pointer)]=] },
+  { "callback: a ctype that does not parse", [[CB("int(*)(")]], [=[error: bad ctype 'int(*)(': declaration specifier expected near '<eof>']=] },
+  -- -- lj-async.callback: functions --
+  { "callback: a number as the function", [[CB("int(*)(int)")(42)]], [=[error: bad callback function: expected a function, Lua source or bytecode, got number]=] },
+  { "callback: source that does not compile", [[CB("int(*)(int)")("return +")]], [=[error: bad callback function: callback function:1: unexpected symbol near '+']=] },
+  { "callback: a function with upvalues", [[local x = 1; CB("int(*)(int)")(function() return x end)]], [=[error: bad callback function: it has upvalues (x), which would be nil in its new Lua state; require modules and define values inside the function]=] },
+  { "callback: bytecode that does not load", [[CB("int(*)(int)")("\27LJ\2garbage")]], [=[error: bad argument #1 to 'T' (invalid bytecode: cannot load incompatible bytecode)]=] },
+  -- -- lj-async.callback: options --
+  { "callback: options not a table", [[CB("int(*)(int)")(noop, 5)]], [=[error: bad options: expected a table]=] },
+  { "callback: an unknown option (typo)", [[CB("int(*)(int)")(noop, { stats = 2 })]], [=[error: unknown option 'stats' (did you mean 'states'?)]=] },
+  { "callback: an unknown option (far)", [[CB("int(*)(int)")(noop, { zzz = 2 })]], [=[error: unknown option 'zzz' (known options: 'cdef', 'default', 'memory_limit', 'name', 'on_error', 'states')]=] },
+  { "callback: a non-string option key", [[CB("int(*)(int)")(noop, { true })]], [=[error: unknown option [1] (known options: 'cdef', 'default', 'memory_limit', 'name', 'on_error', 'states')]=] },
+  { "callback: states = 0", [[CB("int(*)(int)")(noop, { states = 0 })]], [=[error: bad option 'states': expected a positive integer or 'parallel']=] },
+  { "callback: states = 1.5", [[CB("int(*)(int)")(noop, { states = 1.5 })]], [=[error: bad option 'states': expected a positive integer or 'parallel']=] },
+  { "callback: states a word", [[CB("int(*)(int)")(noop, { states = "many" })]], [=[error: bad option 'states': expected a positive integer or 'parallel']=] },
+  { "callback: states = math.huge", [[CB("int(*)(int)")(noop, { states = math.huge })]], [=[error: bad option 'states': at most 1024 states per callback, got inf]=] },
+  { "callback: states = 2^31", [[CB("int(*)(int)")(noop, { states = 2^31 })]], [=[error: bad option 'states': at most 1024 states per callback, got 2147483648]=] },
+  { "callback: states = 1e12", [[CB("int(*)(int)")(noop, { states = 1e12 })]], [=[error: bad option 'states': at most 1024 states per callback, got 1000000000000]=] },
+  { "callback: states = NaN", [[CB("int(*)(int)")(noop, { states = 0/0 })]], [=[error: bad option 'states': expected a positive integer or 'parallel']=] },
+  { "callback: memory_limit = 0", [[CB("int(*)(int)")(noop, { memory_limit = 0 })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got 0]=] },
+  { "callback: memory_limit negative", [[CB("int(*)(int)")(noop, { memory_limit = -5 })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got -5]=] },
+  { "callback: memory_limit = math.huge", [[CB("int(*)(int)")(noop, { memory_limit = math.huge })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got inf]=] },
+  { "callback: memory_limit = NaN", [[CB("int(*)(int)")(noop, { memory_limit = 0/0 })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got nan]=] },
+  { "callback: memory_limit a string", [[CB("int(*)(int)")(noop, { memory_limit = "1MB" })]], [=[error: bad option 'memory_limit': expected a whole number of bytes from 1 to 2^53, got string]=] },
+  { "callback: memory_limit too small for a state", [[CB("int(*)(int)")(noop, { memory_limit = 1000 })]], [=[error: cannot create callback 'int(*)(int)': cannot create a Lua state: out of memory (memory_limit is 1000 bytes)]=],
+    [=[error: bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)]=] },
+  { "callback: name a table", [[CB("int(*)(int)")(noop, { name = {} })]], [=[error: bad option 'name': expected a string, got table]=] },
+  { "callback: name a number", [[CB("int(*)(int)")(noop, { name = 5 })]], [=[error: bad option 'name': expected a string, got number]=] },
+  { "callback: cdef a number", [[CB("int(*)(int)")(noop, { cdef = 5 })]], [=[error: bad option 'cdef': expected a string, got number]=] },
+  { "callback: cdef that does not parse", [[CB("int(*)(int)")(noop, { cdef = "struct { int x }" })]], [=[error: bad option 'cdef': ';' expected near '}']=] },
+  { "callback: default a string for an int", [[CB("int(*)(int)")(noop, { default = "x" })]], [=[error: bad option 'default': cannot convert 'string' to 'int']=] },
+  { "callback: default out of range", [[CB("int(*)(int)")(noop, { default = 2^40 })]], [=[error: bad option 'default': 1099511627776 does not fit the result type (int32_t)]=] },
+  { "callback: default negative for unsigned", [[CB("uint8_t(*)(void)")(noop, { default = -1 })]], [=[error: bad option 'default': -1 does not fit the result type (uint8_t)]=] },
+  { "callback: default fractional for an int", [[CB("int(*)(int)")(noop, { default = 1.5 })]], [=[error: bad option 'default': 1.5 does not fit the result type (int32_t)]=] },
+  { "callback: default for a void result", [[CB("void(*)(void)")(noop, { default = 1 })]], [=[error: bad option 'default': the callback returns void]=] },
+  { "callback: default a number for a pointer", [[CB("void *(*)(void)")(noop, { default = 5 })]], [=[error: bad option 'default': cannot convert 'number' to 'void *']=] },
+  { "callback: default of another pointer type", [[CB("int *(*)(void)")(noop, { default = ffi.new("char[1]") })]], [=[error: bad option 'default': cannot convert 'char [1]' to 'int *']=] },
+  { "callback: default an unknown enum constant", [[
+    ffi.cdef "enum misuse_e1 { MISUSE_A, MISUSE_B = 5 };"; CB("enum misuse_e1 (*)(void)")(noop, { default = "MISUSE_C" })]], [=[error: bad option 'default': cannot convert 'string' to 'enum misuse_e1']=] },
+  { "callback: default an enum constant by name", [[
+    ffi.cdef "enum misuse_e2 { MISUSE_C, MISUSE_D = 5 };"
+    local cb = CB("enum misuse_e2 (*)(void)")("error('x')", { default = "MISUSE_D", on_error = "" })
+    local r = tonumber(cb:funcptr()()); cb:free(); return r]], [=[return: 5]=] },
+  { "callback: on_error a number", [[CB("int(*)(int)")(noop, { on_error = 5 })]], [=[error: bad option 'on_error': expected a function, Lua source or bytecode, got number]=] },
+  { "callback: on_error source that does not compile", [[CB("int(*)(int)")(noop, { on_error = "return +" })]], [=[error: bad option 'on_error': on_error:1: unexpected symbol near '+']=] },
+  { "callback: on_error with upvalues", [[local y = 2; CB("int(*)(int)")(noop, { on_error = function() return y end })]], [=[error: bad option 'on_error': it has upvalues (y), which would be nil in its new Lua state; require modules and define values inside the function]=] },
+  { "callback: on_error bytecode that does not load", [[CB("int(*)(int)")(noop, { on_error = "\27LJxx" })]], [=[error: bad option 'on_error' (invalid bytecode: cannot load incompatible bytecode)]=] },
+  -- -- lj-async.callback: freed callbacks and runtime outcomes --
+  { "callback: funcptr of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); cb:funcptr()]], [=[error: callback has been freed]=] },
+  { "callback: free twice", [[local cb = CB("int(*)(int)")(noop); cb:free(); return cb:free()]], [=[return: ]=] },
+  { "callback: errors of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return cb:errors()]], [=[return: 0, nil]=] },
+  { "callback: states of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return cb:states()]], [=[return: 0]=] },
+  { "callback: tostring of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); return tostring(cb)]], [=[return: "lj-async.callback<int(*)(int)> (freed)"]=] },
+  { "callback: the function pointer called after free", [[
+    local cb = CB("int(*)(int)")("return 7", { default = -1 }); local fp = cb:funcptr(); cb:free(); return fp(1)]], [=[return: -1]=] },
+  { "callback: re-entered deeper than 16 levels", [[
+    local cb = CB("int(*)(void *, int)")(function(self, n)
+      local ffi = require "ffi"
+      if n == 0 then return 0 end
+      return 1 + ffi.cast("int(*)(void *, int)", self)(self, n - 1)
+    end, { default = -1000, on_error = "" })
+    local fp = cb:funcptr(); local a, b = fp(ffi.cast("void *", fp), 16), fp(ffi.cast("void *", fp), 17); cb:free(); return a, b]], [=[return: 16, -983]=] },
+  { "callback: default 128 for an int8_t result", [[CB("int8_t(*)(void)")(noop, { default = 128 })]], [=[error: bad option 'default': 128 does not fit the result type (int8_t)]=] },
+  { "callback: a callback that raises returns the default", [[
+    local cb = CB("int(*)(int)")("error('boom')", { default = -7, on_error = "" })
+    local r = cb:funcptr()(1); local n = cb:errors(); cb:free(); return r, n]], [=[return: -7, 1]=] },
+  { "callback: a callback returning a string for an int", [[
+    local cb = CB("int(*)(int)")("return 'x'", { on_error = "" })
+    local r = cb:funcptr()(1); local n, msg = cb:errors(); cb:free(); return r, n, msg:match("cannot convert 'string' to 'int'") ~= nil]], [=[return: 0, 1, true]=] },
+  { "callback: funcptr method on a non-callback", [[CB.Callback.funcptr({})]], [=[error: bad self to 'funcptr': expected a callback, got table (call it as cb:funcptr())]=] },
+  { "callback: free called with a dot", [[local cb = CB("int(*)(int)")(noop); cb.free(); ]], [=[error: bad self to 'free': expected a callback, got nil (call it as cb:free())]=] },
+  { "callback: new called with a dot", [[CB("int(*)(int)").new(noop)]], [=[error: bad self to 'new': expected a callback type, got function (call it as T(f) or T:new(f))]=] },
+  { "callback: add_init with a number", [[CB.add_init(5)]], [=[error: init code must be a string or a function]=] },
+  { "callback: add_init source that does not compile", [[CB.add_init("return +", "=bad init")]], [=[error: bad init code: bad init:1: unexpected symbol near '+']=] },
+  { "callback: add_init_file of a missing file", [[CB.add_init_file("/nonexistent/init.lua")]], [=[error: cannot read init file: /nonexistent/init.lua: No such file or directory]=] },
+  { "callback: add_init a function with upvalues", [[local u = 1; CB.add_init(function() return u end)]], [=[error: bad init code: it has upvalues (u), which would be nil in every new state; require modules and define values inside the function]=] },
+  { "callback: add_init with a number as the name", [[CB.add_init("x = 1", 5)]], [=[error: bad init code name: expected a string, got number]=] },
+  { "callback: more parameters than the maximum", [[CB("int(*)(" .. ("int, "):rep(1000) .. "int)")]], [=[error: bad ctype 'int(*)(int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int... (5011 characters)': more than 1000 parameters (lj-async's maximum)]=] },
+  { "callback: a string argument to an int callback", [[local cb = CB("int(*)(int)")("return 1"); local fp = cb:funcptr(); fp("x")]], [=[error: bad argument #1 to 'fp' (cannot convert 'string' to 'int')]=] },
+
+  -- -- lj-async.thread --
+  { "thread: a number as the function", [[Thread.new(42)]], [=[error: bad thread function: expected a function, Lua source or bytecode, got number]=] },
+  { "thread: a function with upvalues", [[local z = 1; Thread.new(function() return z end)]], [=[error: bad thread function: it has upvalues (z), which would be nil in the thread's Lua state; require modules and define values inside the function]=] },
+  { "thread: source that does not compile", [[Thread.new("return +")]], [=[error: bad thread function: lj-async thread:1: unexpected symbol near '+']=] },
+  { "thread: bytecode that does not load", [[Thread.new("\27LJ\2garbage")]], [=[error: bad argument #1 to 'new' (invalid bytecode: cannot load incompatible bytecode)]=] },
+  { "thread: a string as userdata", [[Thread.new(noop, "ud")]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string]=] },
+  { "thread: a table as userdata", [[Thread.new(noop, {})]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got table]=] },
+  { "thread: options not a table", [[Thread.new(noop, nil, "x")]], [=[error: bad options: expected a table]=] },
+  { "thread: name a number", [[Thread.new(noop, nil, { name = 5 })]], [=[error: bad option 'name': expected a string, got number]=] },
+  { "thread: an unknown option", [[Thread.new(noop, nil, { nmae = "x" })]], [=[error: unknown option 'nmae' (did you mean 'name'?)]=] },
+  { "thread: spawn a number", [[Thread.spawn(42)]], [=[error: bad thread function: expected a function, Lua source or bytecode, got number]=] },
+  { "thread: spawn with an argument that cannot cross", [[Thread.spawn(noop, 1, coroutine.create(noop))]], [=[error: bad argument to spawn: argument 2: cannot move a coroutine]=] },
+  { "thread: spawn_named without a name", [[Thread.spawn_named(5, noop)]], [=[error: bad argument #1 to 'spawn_named': expected a name string]=] },
+  { "thread: join with a negative timeout", [[local t = Thread.spawn(noop); t:join(); t:join(-1)]], [=[error: bad argument #1 to 'join': expected nil or seconds >= 0, got -1]=] },
+  { "thread: join with a string timeout", [[local t = Thread.spawn(noop); t:join(); t:join("1")]], [=[error: bad argument #1 to 'join': expected nil or seconds >= 0, got 1]=] },
+  { "thread: join with NaN", [[local t = Thread.spawn(noop); t:join(); t:join(0/0)]], [=[error: bad argument #1 to 'join': expected nil or seconds >= 0, got nan]=] },
+  { "thread: join on a destroyed thread", [[local t = Thread.spawn(noop); t:join(); t:destroy(); t:join()]], [=[error: thread has been destroyed]=] },
+  { "thread: status of a destroyed thread", [[local t = Thread.spawn(noop); t:join(); t:destroy(); t:status()]], [=[error: thread has been destroyed]=] },
+  { "thread: error of a destroyed thread", [[local t = Thread.spawn(noop); t:join(); t:destroy(); t:error()]], [=[error: thread has been destroyed]=] },
+  { "thread: cancel of a destroyed thread", [[local t = Thread.spawn(noop); t:join(); t:destroy(); t:cancel()]], [=[error: thread has been destroyed]=] },
+  { "thread: destroy twice", [[local t = Thread.spawn(noop); t:join(); t:destroy(); return t:destroy()]], [=[return: ]=] },
+  { "thread: join method on a non-thread", [[Thread.Handle.join({})]], [=[error: bad self to 'join': expected a thread handle, got table (call it as t:join())]=] },
+  { "thread: join called with a dot", [[local t = Thread.spawn(noop); t.join()]], [=[error: bad self to 'join': expected a thread handle, got nil (call it as t:join())]=] },
+  { "thread: destroy called with a dot", [[local t = Thread.spawn(noop); t:join(); t.destroy()]], [=[error: bad self to 'destroy': expected a thread handle, got nil (call it as t:destroy())]=] },
+  { "thread: spawn bytecode that does not load", [[Thread.spawn("\27LJ\2garbage")]], [=[error: bad argument #1 to 'spawn' (invalid bytecode: cannot load incompatible bytecode)]=] },
+  { "thread: spawn_named bytecode that does not load", [[Thread.spawn_named("x", "\27LJ\2garbage")]], [=[error: bad argument #2 to 'spawn_named' (invalid bytecode: cannot load incompatible bytecode)]=] },
+  { "thread: sleep negative", [[Thread.sleep(-1)]], [=[error: bad argument #1 to 'sleep': expected seconds >= 0, got -1]=] },
+  { "thread: sleep a string", [[Thread.sleep("x")]], [=[error: bad argument #1 to 'sleep': expected seconds >= 0, got x]=] },
+  { "thread: sleep NaN", [[Thread.sleep(0/0)]], [=[error: bad argument #1 to 'sleep': expected seconds >= 0, got nan]=] },
+  { "thread: a thread that raises", [[
+    local t = Thread.spawn(function() error("boom", 0) end)
+    local ok = t:join(); return ok, t:status(), (t:error():match("^boom"))]], [=[return: true, "failed", "boom"]=] },
+  { "thread: results that cannot cross", [[
+    local t = Thread.spawn(function() return coroutine.create(print) end)
+    local ok = t:join(); return ok, t:status(), (t:error():match("cannot move a coroutine") ~= nil)]], [=[return: true, "failed", true]=] },
+  { "thread: a cancelled thread", [[
+    local t = Thread.spawn(function() local T = require "lj-async.thread"; while true do T.sleep(0.01); T.check_cancel() end end)
+    t:cancel(); local ok = t:join(); return ok, t:status(), t:error()]], [=[return: true, "cancelled", "cancelled"]=] },
+
+  -- -- lj-async.sync: mutex and condition --
+  { "mutex: unlock when not locked", [[sync.mutex():unlock()]], [=[error: mutex is not locked by this thread]=] },
+  { "mutex: lock twice on one thread", [[local m = sync.mutex(); m:lock(); m:lock()]], [=[error: mutex is already locked by this thread (lj-async mutexes are not recursive)]=] },
+  { "mutex: lock with a negative timeout", [[sync.mutex():lock(-1)]], [=[error: bad argument #1 to 'lock' (timeout must be nil or seconds >= 0, got -1)]=] },
+  { "mutex: lock with a string timeout", [[sync.mutex():lock("1")]], [=[error: bad argument #1 to 'lock' (timeout must be nil or seconds >= 0, got string)]=] },
+  { "mutex: lock a freed mutex", [[local m = sync.mutex(); m:free(); m:lock()]], [=[error: mutex has been freed]=] },
+  { "mutex: held on a freed mutex", [[local m = sync.mutex(); m:free(); m:held()]], [=[error: mutex has been freed]=] },
+  { "mutex: unlocked by a thread that does not hold it", [[
+    local m = sync.mutex(); m:lock()
+    local t = Thread.spawn(function(m) return pcall(m.unlock, m) end, m)
+    local _, ok, err = t:join(); local still = m:held(); m:unlock(); return ok, err, still]], [=[return: false, "mutex is not locked by this thread", true]=] },
+  { "mutex: trylock held by another thread", [[
+    local m = sync.mutex(); m:lock()
+    local t = Thread.spawn(function(m) return m:trylock() end, m)
+    local _, ok, why = t:join(); m:unlock(); return ok, why]], [=[return: false, "timeout"]=] },
+  { "condition: wait without a mutex", [[sync.condition():wait(nil)]], [=[error: bad argument #1 to 'wait' (expected a mutex, got nil)]=] },
+  { "condition: wait on a mutex not held", [[sync.condition():wait(sync.mutex(), 1)]], [=[error: bad argument #1 to 'wait' (mutex is not locked by this thread)]=] },
+  { "condition: wait on a freed mutex", [[local m = sync.mutex(); m:free(); sync.condition():wait(m)]], [=[error: bad argument #1 to 'wait' (mutex has been freed)]=] },
+  { "condition: signal a freed condition", [[local c = sync.condition(); c:free(); c:signal()]], [=[error: condition has been freed]=] },
+  { "condition: wait with a negative timeout", [[local m = sync.mutex(); m:lock(); sync.condition():wait(m, -1)]], [=[error: bad argument #2 to 'wait' (timeout must be nil or seconds >= 0, got -1)]=] },
+  -- -- lj-async.sync: semaphore and atomic --
+  { "semaphore: a negative count", [[sync.semaphore(-1)]], [=[error: bad argument #1 to 'semaphore' (count must be an integer from 0 to 2^53, got -1)]=] },
+  { "semaphore: a fractional count", [[sync.semaphore(1.5)]], [=[error: bad argument #1 to 'semaphore' (count must be an integer from 0 to 2^53, got 1.5)]=] },
+  { "semaphore: a string count", [[sync.semaphore("x")]], [=[error: bad argument #1 to 'semaphore' (count must be an integer from 0 to 2^53, got string)]=] },
+  { "semaphore: post 0", [[sync.semaphore():post(0)]], [=[error: bad argument #1 to 'post' (count must be an integer from 1 to 2^53, got 0)]=] },
+  { "semaphore: post more than 2^53", [[local s = sync.semaphore(1); s:post(2^62)]], [=[error: bad argument #1 to 'post' (count must be an integer from 1 to 2^53, got 4.6116860184274e+18)]=] },
+  { "semaphore: wait with a negative timeout", [[sync.semaphore():wait(-1)]], [=[error: bad argument #1 to 'wait' (timeout must be nil or seconds >= 0, got -1)]=] },
+  { "semaphore: wait with NaN", [[sync.semaphore():wait(0/0)]], [=[error: bad argument #1 to 'wait' (timeout must be nil or seconds >= 0, got nan)]=] },
+  { "semaphore: wait on a freed semaphore", [[local s = sync.semaphore(); s:free(); s:wait(0)]], [=[error: semaphore has been freed]=] },
+  { "semaphore: empty try", [[return sync.semaphore():try()]], [=[return: false, "timeout"]=] },
+  { "atomic: a fractional value", [[sync.atomic(1.5)]], [=[error: bad argument #1 to 'atomic' (value must be an integer within the int64 range, got 1.5)]=] },
+  { "atomic: a string value", [[sync.atomic("x")]], [=[error: bad argument #1 to 'atomic' (value must be an integer within the int64 range, got string)]=] },
+  { "atomic: add a fraction", [[sync.atomic():add(1.5)]], [=[error: bad argument #1 to 'add' (delta must be an integer within the int64 range, got 1.5)]=] },
+  { "atomic: cas with a string", [[sync.atomic():cas("x", 1)]], [=[error: bad argument #1 to 'cas' (expected value must be an integer within the int64 range, got string)]=] },
+  { "atomic: store infinity", [[sync.atomic():store(math.huge)]], [=[error: bad argument #1 to 'store' (value must be an integer within the int64 range, got inf)]=] },
+  { "atomic: load a freed atomic", [[local a = sync.atomic(); a:free(); a:load()]], [=[error: atomic has been freed]=] },
+  { "atomic: ptr of a freed atomic", [[local a = sync.atomic(); a:free(); return a:ptr()]], [=[error: atomic has been freed]=] },
+  -- -- lj-async.sync: shared memory --
+  { "shared: size 0", [[sync.shared(0)]], [=[error: bad argument #1 to 'shared' (size must be an integer from 1 to 2^53, got 0)]=] },
+  { "shared: negative size", [[sync.shared(-1)]], [=[error: bad argument #1 to 'shared' (size must be an integer from 1 to 2^53, got -1)]=] },
+  { "shared: fractional size", [[sync.shared(1.5)]], [=[error: bad argument #1 to 'shared' (size must be an integer from 1 to 2^53, got 1.5)]=] },
+  { "shared: a size past 2^53", [[sync.shared(2^60)]], [=[error: bad argument #1 to 'shared' (size must be an integer from 1 to 2^53, got 1.1529215046068e+18)]=] },
+  { "shared: a size too large to allocate", [[sync.shared(2^52)]], [=[error: cannot create shared block: cannot allocate 4503599627370496 bytes]=] },
+  { "shared: ptr with an unknown type", [[sync.shared(8):ptr("no_such_type")]], [=[error: bad argument #1 to 'ptr' (declaration specifier expected near 'no_such_type')]=] },
+  { "shared: size of a freed block", [[local b = sync.shared(8); b:free(); b:size()]], [=[error: shared block has been freed]=] },
+  { "shared: ptr of a freed block", [[local b = sync.shared(8); b:free(); b:ptr()]], [=[error: shared block has been freed]=] },
+  -- -- lj-async.sync: channels --
+  { "channel: capacity 0", [[sync.channel(0)]], [=[error: bad argument #1 to 'channel' (capacity must be an integer from 1 to 2^53, got 0)]=] },
+  { "channel: fractional capacity", [[sync.channel(1.5)]], [=[error: bad argument #1 to 'channel' (capacity must be an integer from 1 to 2^53, got 1.5)]=] },
+  { "channel: string capacity", [[sync.channel("x")]], [=[error: bad argument #1 to 'channel' (capacity must be an integer from 1 to 2^53, got string)]=] },
+  { "channel: push a coroutine", [[sync.channel():push(coroutine.create(noop))]], [=[error: argument 1: cannot move a coroutine]=] },
+  { "channel: push with a negative timeout", [[sync.channel():push(1, -1)]], [=[error: bad argument #2 to 'push' (timeout must be nil or seconds >= 0, got -1)]=] },
+  { "channel: push to a closed channel", [[local c = sync.channel(); c:close(); return c:push(1)]], [=[return: false, "closed"]=] },
+  { "channel: pop a closed, drained channel", [[local c = sync.channel(); c:push(1); c:close(); return c:pop(), c:pop()]], [=[return: 1, nil, "closed"]=] },
+  { "channel: push to a full channel", [[local c = sync.channel(1); c:push(1); return c:push(2, 0)]], [=[return: false, "full"]=] },
+  { "channel: pop an empty channel", [[return sync.channel():pop(0)]], [=[return: nil, "timeout"]=] },
+  { "channel: push_many a string", [[sync.channel():push_many("x")]], [=[error: bad argument #1 to 'push_many' (expected a table, got string)]=] },
+  { "channel: push_many from index 0", [[sync.channel():push_many({ 1 }, 0)]], [=[error: bad argument #2 to 'push_many' (start index must be an integer from 1 to 2^53, got 0)]=] },
+  { "channel: pop_many 0", [[sync.channel():pop_many(0)]], [=[error: bad argument #1 to 'pop_many' (count must be an integer from 1 to 2^53, got 0)]=] },
+  { "channel: push to a freed channel", [[local c = sync.channel(); c:free(); c:push(1)]], [=[error: channel has been freed]=] },
+  { "channel: push a freed handle", [[local m = sync.mutex(); m:free(); sync.channel():push({ lock = m })]], [=[error: argument 1.lock: cannot move a closed mutex]=] },
+  { "channel: pop with a string timeout", [[sync.channel():pop("soon")]], [=[error: bad argument #1 to 'pop' (timeout must be nil or seconds >= 0, got string)]=] },
+  { "sync: kind of a number", [[return sync.kind(5)]], [=[return: nil]=] },
+  { "sync: channel option typo", [[sync.channel { capcity = 2 }]], [=[error: unknown option 'capcity' (did you mean 'capacity'?)]=] },
+  { "sync: channel option out of range", [[sync.channel { capacity = 0 }]], [=[error: bad option 'capacity' to 'channel' (capacity must be an integer from 1 to 2^53, got 0)]=] },
+  { "sync: semaphore option out of range", [[sync.semaphore { count = -1 }]], [=[error: bad option 'count' to 'semaphore' (count must be an integer from 0 to 2^53, got -1)]=] },
+  { "sync: mutex with an argument", [[sync.mutex(5)]], [=[error: bad argument #1 to 'mutex' (no arguments expected, got number)]=] },
+  { "sync: condition with options", [[sync.condition { x = 1 }]], [=[error: bad argument #1 to 'condition' (no arguments expected, got table)]=] },
+
+  -- -- lj-async.pool --
+  { "pool: call an undefined name", [[pool.call(nil, "nosuch")]], [=[error: bad name: no function 'nosuch' is defined in this state (use async.define)]=] },
+  { "pool: call with a number name", [[pool.call(nil, 5)]], [=[error: bad name: expected a string, got number]=] },
+  { "pool: define with a number name", [[pool.define(5, noop)]], [=[error: bad name: expected a string, got number]=] },
+  { "pool: define a number", [[pool.define("f", 5)]], [=[error: bad function for 'f': expected a function, got number]=] },
+  { "pool: define a function holding a coroutine", [[local co = coroutine.create(noop); pool.define("f", function() return co end)]], [=[error: cannot define 'f': argument 1 (upvalue 'co'): cannot move a coroutine]=] },
+  { "pool: call with a number callback", [[pool.define("g", noop); pool.call(5, "g")]], [=[error: bad callback: expected a function, a table {success = f, error = g} or nil, got number]=] },
+  { "pool: call with a bad success field", [[pool.define("g", noop); pool.call({ success = 5 }, "g")]], [=[error: bad callback: field 'success' must be a function]=] },
+  { "pool: call with an argument that cannot cross", [[pool.define("g", noop); pool.call(nil, "g", coroutine.create(noop))]], [=[error: bad arguments to 'g': argument 1: cannot move a coroutine]=] },
+  { "pool: load a negative count", [[pool.load(-1)]], [=[error: bad worker count: expected a whole number >= 0, got -1]=] },
+  { "pool: load a fractional count", [[pool.load(1.5)]], [=[error: bad worker count: expected a whole number >= 0, got 1.5]=] },
+  { "pool: stopWorkers a string", [[pool.stopWorkers("x")]], [=[error: bad amount: expected a whole number >= 0, got string]=] },
+  { "pool: ensure.exactly negative", [[pool.ensure.exactly(-1)]], [=[error: bad worker count: expected a whole number >= 0, got -1]=] },
+  { "pool: ensure.atMost a string", [[pool.ensure.atMost("x")]], [=[error: bad worker count: expected a whole number >= 0, got string]=] },
+  { "pool: update a string budget", [[pool.update("x")]], [=[error: bad budget: expected a number of results >= 0, got string]=] },
+  { "pool: update a NaN budget", [[pool.update(0/0)]], [=[error: bad budget: expected a number of results >= 0, got nan]=] },
+  { "pool: update a negative budget", [[pool.update(-1)]], [=[error: bad budget: expected a number of results >= 0, got -1]=] },
+  { "pool: wait a negative timeout", [[pool.wait(-1)]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
+  { "pool: wait_all a string timeout", [[pool.wait_all("x")]], [=[error: bad timeout: expected seconds >= 0 or nil, got string]=] },
+  { "pool: await a table that is not a job", [[pool.await({})]], [=[error: bad job: expected a job handle]=] },
+  { "pool: await with a negative timeout", [[pool.define("g", noop); pool.await(pool.call(nil, "g"), -1)]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
+  { "pool: cancel on a table that is not a job", [[pool.Job.cancel({})]], [=[error: bad job: expected a job handle (use job:cancel())]=] },
+  { "pool: status called with a dot", [[pool.define("g", noop); local j = pool.call(nil, "g"); j.status()]], [=[error: bad job: expected a job handle (use job:status())]=] },
+  { "pool: await a cancelled job", [[
+    pool.ensure.exactly(0); pool.define("g", noop)
+    local j = pool.call(nil, "g"); local c = j:cancel(); return c, pool.await(j)]], [=[return: true, false, "cancelled"]=] },
+  { "pool: a job that raises", [[
+    pool.load(1)
+    local j = pool.handle_async(function() error("boom", 0) end)
+    local ok, err = pool.await(j, 30); return ok, err:match("boom") ~= nil]], [=[return: false, true]=] },
+  { "pool: handle_async a number", [[pool.handle_async(5)]], [=[error: bad function: expected a function, got number]=] },
+  { "pool: handle_async with a number callback", [[pool.handle_async(noop, 5)]], [=[error: bad callback: expected a function, a table {success = f, error = g} or nil, got number]=] },
+  { "pool: register_async_dofile a number", [[pool.register_async_dofile(5)]], [=[error: bad path: expected a string, got number]=] },
+  { "pool: register_async_dofile a missing file", [[pool.register_async_dofile("/nonexistent/x.lua")]], [=[error: cannot register async file: /nonexistent/x.lua: No such file or directory]=] },
+  { "pool: register_portable_metatable a number name", [[pool.register_portable_metatable(5, {})]], [=[error: bad metatable name: expected a string, got number]=] },
+  { "pool: ipc_set a number key", [[pool.ipc_set(5, 1)]], [=[error: bad key: expected a string, got number]=] },
+  { "pool: ipc_set a coroutine", [[pool.ipc_set("k", coroutine.create(noop))]], [=[error: bad value: argument 1: cannot move a coroutine]=] },
+  { "pool: ipc_get a number key", [[pool.ipc_get(5)]], [=[error: bad key: expected a string, got number]=] },
+  { "pool: ipc_poll a negative timeout", [[pool.ipc_poll("k", -1)]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
+  { "pool: ipc_cas a number key", [[pool.ipc_cas(5, 1, 2)]], [=[error: bad key: expected a string, got number]=] },
+  { "pool: register_async_dofile a file that does not compile", [[
+    local path = os.tmpname(); local f = io.open(path, "w"); f:write("x = = 1\n"); f:close()
+    local ok, err = pcall(pool.register_async_dofile, path); os.remove(path)
+    return ok, (err:gsub(path, "PATH"))]], [=[return: false, "bad async file: PATH:1: unexpected symbol near '='"]=] },
+  { "pool: undefine an unknown name", [[return pool.undefine("nosuch")]], [=[return: false]=] },
+  { "pool: configure a number", [[pool.configure(5)]], [=[error: bad options: expected a table or nil]=] },
+  { "pool: configure an unknown option", [[pool.configure { nonsense = 1 }]], [=[error: unknown option 'nonsense' (known options: 'autoscale', 'idle_timeout', 'max_queued', 'max_workers', 'min_workers', 'on_error', 'warn_after', 'when_full')]=] },
+  { "pool: configure a typo", [[pool.configure { max_worker = 1 }]], [=[error: unknown option 'max_worker' (did you mean 'max_workers'?)]=] },
+  { "pool: configure autoscale a string", [[pool.configure { autoscale = "yes" }]], [=[error: bad option 'autoscale': expected a boolean]=] },
+  { "pool: configure min_workers negative", [[pool.configure { min_workers = -1 }]], [=[error: bad option 'min_workers': expected a whole number >= 0, got -1]=] },
+  { "pool: configure max_queued negative", [[pool.configure { max_queued = -1 }]], [=[error: bad option 'max_queued': expected a whole number >= 0, got -1]=] },
+  { "pool: configure warn_after a string", [[pool.configure { warn_after = "x" }]], [=[error: bad option 'warn_after': expected seconds >= 0]=] },
+  { "pool: configure when_full negative", [[pool.configure { when_full = -1 }]], [=[error: bad option 'when_full': expected "block", "fail" or seconds]=] },
+  { "pool: configure min above max", [[pool.configure { min_workers = 5, max_workers = 2 }]], [=[error: bad options: min_workers must be <= max_workers]=] },
+  { "pool: configure idle_timeout negative", [[pool.configure { idle_timeout = -1 }]], [=[error: bad option 'idle_timeout': expected seconds >= 0]=] },
+  { "pool: configure idle_timeout NaN", [[pool.configure { idle_timeout = 0/0 }]], [=[error: bad option 'idle_timeout': expected seconds >= 0]=] },
+  { "pool: configure when_full a word", [[pool.configure { when_full = "sometimes" }]], [=[error: bad option 'when_full': expected "block", "fail" or seconds]=] },
+  { "pool: configure on_error a number", [[pool.configure { on_error = 5 }]], [=[error: bad option 'on_error': expected a function]=] },
+  { "pool: shutdown a number", [[pool.shutdown(5)]], [=[error: bad options: expected a table or nil]=] },
+  { "pool: shutdown mode unknown", [[pool.shutdown { mode = "later" }]], [=[error: bad option 'mode': expected "drain" or "discard", got later]=] },
+  { "pool: shutdown timeout negative", [[pool.shutdown { timeout = -1 }]], [=[error: bad timeout: expected seconds >= 0 or nil, got -1]=] },
+  { "pool: shutdown a typo", [[pool.shutdown { mdoe = "drain" }]], [=[error: unknown option 'mdoe' (did you mean 'mode'?)]=] },
+  { "pool: provide a number", [[pool.provide(5)]], [=[error: bad argument #1 to 'provide': expected a module name, got number]=] },
+
+  -- -- lj-async.encoder --
+  { "encoder: encode a coroutine", [[encoder.encode(1, coroutine.create(noop))]], [=[error: argument 2: cannot move a coroutine]=] },
+  { "encoder: encode a nested coroutine", [[encoder.encode({ a = { coroutine.create(noop) } })]], [=[error: argument 1.a[1]: cannot move a coroutine]=] },
+  { "encoder: encode a file handle", [[encoder.encode(io.stdout)]], [=[error: argument 1: cannot move a userdata]=] },
+  { "encoder: encode a C function", [[encoder.encode(print)]], [=[error: argument 1: cannot move a C function]=] },
+  { "encoder: try_encode a coroutine", [[return encoder.try_encode(coroutine.create(noop))]], [=[return: nil, "argument 1: cannot move a coroutine"]=] },
+  { "encoder: decode a number", [[encoder.decode(5)]], [=[error: bad encoded data: expected a string, got number]=] },
+  { "encoder: decode garbage", [[encoder.decode("garbage")]], [=[error: malformed encoded data: unknown format tag 0x67]=] },
+  { "encoder: decode an empty string", [[encoder.decode("")]], [=[error: malformed encoded data: truncated]=] },
+  { "encoder: decode a cut encoding", [[local s = encoder.encode({ 1, 2, 3 }); encoder.decode(s:sub(1, #s - 2))]], [=[error: malformed encoded data: checksum mismatch]=] },
+  { "encoder: decode_value of two values", [[encoder.decode_value(encoder.encode(1, 2))]], [=[error: expected one encoded value, got 2]=] },
+  { "encoder: decode_ptr a number", [[encoder.decode_ptr(5)]], [=[error: bad arguments: expected a pointer and a length]=] },
+  { "encoder: decode_message nil", [[encoder.decode_message(nil)]], [=[error: bad message: expected a ljasync_message *, got nil]=] },
+  { "encoder: decode_message a wrong cdata", [[encoder.decode_message(ffi.new("int[1]"))]], [=[error: bad message: expected a ljasync_message *, got ctype<int [1]>]=] },
+  { "encoder: register_portable_metatable a number name", [[encoder.register_portable_metatable(5, {})]], [=[error: bad metatable name: expected a string, got number]=] },
+  { "encoder: register_portable_metatable a number", [[encoder.register_portable_metatable("x", 5)]], [=[error: bad metatable: expected a table, got number]=] },
+  { "encoder: register_handle a number kind", [[encoder.register_handle(5)]], [=[error: bad handle kind: expected a string, got number]=] },
+  { "encoder: register_handle an empty spec", [[encoder.register_handle("k", {})]], [=[error: bad handle spec for 'k': expected { ctype, address = function, wrap = function, module = string }]=] },
+  { "encoder: register_ctype an unknown type", [[encoder.register_ctype("no_such_t")]], [=[error: bad ctype: expected a ctype spelling declared in this state, got no_such_t]=] },
+  { "encoder: encode a table with an unregistered metatable", [[encoder.encode(setmetatable({}, {}))]], [=[error: argument 1: cannot move a table with a metatable that is not registered (use encoder.register_portable_metatable)]=] },
+}
