@@ -4,11 +4,17 @@
  * fixed when it is created, so this stub only spills the argument registers and lets the
  * dispatcher copy what the signature says. Stack frame after `sub $136`: [0,48) integer
  * registers, [48,112) SSE registers, [112,128) the result, 8 bytes of padding; the caller's
- * stack arguments start at 144(%rsp). The stack stays 16-byte aligned at the call. The fifth
- * argument is the calling thread's id, read where glibc's pthread_self() reads it. */
+ * stack arguments start at 144(%rsp) (LJASYNC_STACK_ARGS), found through the same base.
+ * The stack stays 16-byte aligned at the call. The stub knows nothing of threads: the
+ * dispatcher asks pthread_self() who is calling. */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <stddef.h>
 #include "ljasync_entry.h"
+
+/* The stub below spills at these offsets; the dispatcher reads through ljasync_regs. */
+_Static_assert(offsetof(ljasync_regs, fpr) == 48 && sizeof(ljasync_regs) == 112,
+               "ljasync_regs must match the stub's spill area");
 
 int ljasync_current_cpu(void) {
   int cpu = sched_getcpu();
@@ -44,8 +50,6 @@ __asm__(
   "  movq %r10, %rdi\n"
   "  movq %rsp, %rsi\n"
   "  leaq 112(%rsp), %rdx\n"
-  "  leaq 144(%rsp), %rcx\n"
-  "  movq %fs:16, %r8\n"          /* glibc's pthread_self(): the thread control block */
   "  call ljasync_dispatch@PLT\n"
   "  movq 112(%rsp), %rax\n"
   "  movsd 120(%rsp), %xmm0\n"
@@ -57,14 +61,8 @@ __asm__(
 );
 void ljasync_entry_x64(void);
 int ljasync_entry_available(void) { return 1; }
-uintptr_t ljasync_entry_thread_id(void) {
-  uintptr_t id;
-  __asm__("movq %%fs:16, %0" : "=r"(id));
-  return id;
-}
 void *ljasync_entry_address(void) { return (void *)&ljasync_entry_x64; }
 #else
 int ljasync_entry_available(void) { return 0; }
-uintptr_t ljasync_entry_thread_id(void) { return 0; }
 void *ljasync_entry_address(void) { return 0; }
 #endif

@@ -8,7 +8,8 @@ import Glibc
 /// so no page is ever writable and executable at once, and no code is patched while it runs.
 ///
 /// Lifetime: pages are never unmapped; a trampoline returns to the free list only when its core
-/// leaves the quarantine. Thread-safety: internally locked.
+/// is freed for good (it left the quarantine, or its creation failed). Thread-safety: internally
+/// locked.
 final class TrampolinePool: @unchecked Sendable {
     static let shared = TrampolinePool()
     static let pageSize = 4096
@@ -18,21 +19,24 @@ final class TrampolinePool: @unchecked Sendable {
     private let lock = MutexCond()
     private var free: [UnsafeMutableRawPointer] = []
     private let entry = ljasync_entry_address()
-    // The stub reads the thread id where this libc keeps it; anything else disables the stub.
-    private var broken = ljasync_entry_available() == 0 || ljasync_entry_thread_id() != UInt(pthread_self())
+    /// No stub on this platform, or the system refused executable pages once.
+    private var broken = ljasync_entry_available() == 0
 
-    /// A trampoline entering `core`, or nil when this platform or system forbids them.
-    func allocate(for core: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    /// A trampoline not yet bound to a core, or nil when this platform or system forbids them.
+    func allocate() -> UnsafeMutableRawPointer? {
         lock.withLock {
             if broken { return nil }
             if free.isEmpty && !addPage() {
                 broken = true
                 return nil
             }
-            let code = free.removeLast()
-            data(of: code).pointee = UInt(bitPattern: core)
-            return code
+            return free.removeLast()
         }
+    }
+
+    /// Makes trampoline `code` enter `core`. Before its address is handed to anyone.
+    func bind(_ code: UnsafeMutableRawPointer, to core: UnsafeMutableRawPointer) {
+        lock.withLock { data(of: code).pointee = UInt(bitPattern: core) }
     }
 
     func recycle(_ code: UnsafeMutableRawPointer) {

@@ -1,6 +1,12 @@
 // The C ABI of callbacks, declared for Lua in lua/lj-async/callback.lua.
 import Glibc
 
+/// The core behind a handle. A handle stays valid until its core leaves the quarantine (see
+/// CallbackCore); Lua drops it at `free`.
+private func core(_ cb: OpaquePointer) -> CallbackCore {
+    Unmanaged<CallbackCore>.fromOpaque(UnsafeRawPointer(cb)).takeUnretainedValue()
+}
+
 private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
     guard let p, n > 0 else { return [] }
     return Array(UnsafeRawBufferPointer(start: p, count: n))
@@ -37,7 +43,7 @@ public func ljasync_callback_new(
         frameSize: Int(frameSize), defaultReturn: d, maxStates: max(1, Int(maxStates)),
         memoryLimit: memoryLimit > 0 ? Int(memoryLimit) : 0)
     switch Callback.create(spec) {
-    case .success(let core): return OpaquePointer(core)
+    case .success(let core): return OpaquePointer(core.address)
     case .failure(let e):
         writeError(e.message, err, errLen)
         return nil
@@ -47,19 +53,19 @@ public func ljasync_callback_new(
 /// The C function pointer. Valid until the callback is freed (then quarantined, see Quarantine).
 @_cdecl("ljasync_callback_funcptr")
 public func ljasync_callback_funcptr(_ cb: OpaquePointer) -> UnsafeMutableRawPointer? {
-    CallbackRef(cb).pointee.code
+    core(cb).code
 }
 
 /// Frees the callback (waiting for calls in flight). Idempotent.
 @_cdecl("ljasync_callback_free")
 public func ljasync_callback_free(_ cb: OpaquePointer) {
-    Callback.free(CallbackRef(cb))
+    core(cb).free()
 }
 
 /// The number of errors so far; copies the last error message into `buf` (empty if none).
 @_cdecl("ljasync_callback_errors")
 public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
-    let (count, last) = Callback.errors(CallbackRef(cb))
+    let (count, last) = core(cb).errors()
     writeError(last ?? "", buf, len)
     return count
 }
@@ -67,15 +73,18 @@ public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePoi
 /// How many Lua states the callback holds now (parallel callbacks grow on demand).
 @_cdecl("ljasync_callback_states")
 public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
-    Int32(Callback.stateCount(CallbackRef(cb)))
+    Int32(core(cb).stateCount())
 }
 
-/// Called by the x86-64 entry stub (Sources/CLJAsyncEntry) with the spilled argument registers.
+/// Called by the x86-64 entry stub (Sources/CLJAsyncEntry) on the calling thread, for every
+/// call: `core` is the callback's address (from its trampoline), `regs` the spilled argument
+/// registers with the caller's stack arguments 144 bytes in, `ret` the two result words.
+/// The dispatcher inlines into this function (whole-module optimization), so living here
+/// costs the hot path nothing.
 @_cdecl("ljasync_dispatch")
 public func ljasync_dispatch(_ core: UnsafeMutableRawPointer, _ regs: UnsafeMutableRawPointer,
-                             _ ret: UnsafeMutablePointer<UInt64>, _ stack: UnsafeMutableRawPointer,
-                             _ thread: UInt) {
-    Callback.dispatch(core.assumingMemoryBound(to: CallbackCore.self), regs, ret, thread)
+                             _ ret: UnsafeMutablePointer<UInt64>) {
+    CallbackCore.at(core) { $0.dispatch(regs, ret) }
 }
 
 /// How many callbacks exist and are not yet freed (collected or freed ones do not count).
@@ -87,5 +96,6 @@ public func ljasync_callback_live() -> Int {
 /// 1 when the callback's function pointer is a libffi closure, 0 when it is the x86-64 stub.
 @_cdecl("ljasync_callback_uses_libffi")
 public func ljasync_callback_uses_libffi(_ cb: OpaquePointer) -> Int32 {
-    CallbackRef(cb).pointee.closure != nil ? 1 : 0
+    if case .libffi = core(cb).entry { return 1 }
+    return 0
 }
