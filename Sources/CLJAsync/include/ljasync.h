@@ -253,8 +253,10 @@ int32_t ljasync_fork_generation(void);
 const char *ljasync_abi_cdef(size_t *len);
 
 /* -- Core-internal (never declared for Lua) -- */
-/* Called by the x86-64 entry stub (CLJAsyncEntry) only. */
-void ljasync_dispatch(void *core, void *regs, uint64_t *ret, void *stack, uintptr_t thread);
+/* Called by the x86-64 entry stub (CLJAsyncEntry, whose header describes the spill area `regs`
+   points to: ljasync_regs) for every call: `core` from the callback's trampoline, `ret` the two
+   result words (rax, xmm0). */
+void ljasync_dispatch(void *core, void *regs, uint64_t *ret);
 
 /* GNU and libc calls Swift's Glibc module hides (shims.c, compiled with _GNU_SOURCE); hidden:
    no product symbols. */

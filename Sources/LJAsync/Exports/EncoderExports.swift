@@ -1,4 +1,4 @@
-// The C ABI of the value encoder's native help, declared in lua/lj-async/encoder/native.lua.
+// The C ABI of the value encoder's native help (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 
 /// Scans the tables at `roots[0..<n]` (GCtab addresses, one Lua state's): 1 if they are plain

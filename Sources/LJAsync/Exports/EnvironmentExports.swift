@@ -1,4 +1,4 @@
-// The C ABI of the environment new states start from, declared in lua/lj-async/core.lua.
+// The C ABI of the environment new states start from (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 import CLuaJIT
 import Glibc

@@ -1,4 +1,4 @@
-// The C ABI of the core's own LuaJIT binding, declared in lua/lj-async/core.lua.
+// The C ABI of the core's own LuaJIT binding (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 import CLJAsyncLua
 

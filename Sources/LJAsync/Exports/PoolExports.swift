@@ -1,4 +1,4 @@
-// The C ABI of the worker pool, declared for Lua in lua/lj-async/pool_abi.lua.
+// The C ABI of the worker pool (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 import Glibc
 

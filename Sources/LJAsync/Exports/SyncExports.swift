@@ -1,4 +1,4 @@
-// The C ABI of the synchronization objects, declared for Lua in lua/lj-async/sync/abi.lua.
+// The C ABI of the synchronization objects (declared in Sources/CLJAsync/include/ljasync.h).
 //
 // Objects reach C as opaque pointers holding one strong reference (release them with
 // ljasync_object_release). Status codes: 0 = done, 1 = timeout (or full/empty), 2 = closed,

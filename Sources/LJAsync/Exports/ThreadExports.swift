@@ -1,4 +1,4 @@
-// The C ABI of threads, declared for Lua in lua/lj-async/thread.lua.
+// The C ABI of threads (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 import Glibc
 import Synchronization

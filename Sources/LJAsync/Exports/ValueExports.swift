@@ -1,4 +1,4 @@
-// The C ABI for shared objects and messages, declared in lua/lj-async/core.lua.
+// The C ABI for shared objects and messages (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
 
 /// Adds a strong reference to a shared object (a handle being copied to another state).
