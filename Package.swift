@@ -20,7 +20,7 @@ let package = Package(
         .target(name: "CLJAsyncEntry", path: "Sources/CLJAsyncEntry"),
         // The C ABI (include/ljasync.h), embedded for Lua's ffi.cdef (cdef.c), and the GNU calls
         // Swift's Glibc module hides (shims.c, built with _GNU_SOURCE).
-        .target(name: "CLJAsync", path: "Sources/CLJAsync"),
+        .target(name: "CLJAsync", dependencies: ["CFFI"], path: "Sources/CLJAsync"),
         .target(
             name: "LJAsync",
             dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry", "CLJAsyncLua", "CLJAsync"],

@@ -258,8 +258,8 @@ const char *ljasync_abi_cdef(size_t *len);
    result words (rax, xmm0). */
 void ljasync_dispatch(void *core, void *regs, uint64_t *ret);
 
-/* GNU and libc calls Swift's Glibc module hides (shims.c, compiled with _GNU_SOURCE); hidden:
-   no product symbols. */
+/* GNU and libc calls Swift's Glibc module hides, and libffi's data symbols (shims.c, compiled
+   with _GNU_SOURCE); hidden: no product symbols. */
 #pragma GCC visibility push(hidden)
 int ljasync_gnu_setname(const char *name);                 /* pthread_setname_np(self), <= 15 bytes */
 int ljasync_gnu_eventfd(void);                             /* eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC) or -1 */
@@ -267,6 +267,8 @@ int ljasync_gnu_affinity_count(void);                      /* CPUs in this threa
 intptr_t ljasync_gnu_gettid(void);
 /* pthread_mutex_clocklock on CLOCK_MONOTONIC (glibc >= 2.30), or ENOSYS where glibc lacks it. */
 int ljasync_gnu_mutex_clocklock(void *mutex, const void *abstime);
+/* libffi's ffi_type for a value kind (enum ljasync_kind), or NULL for an unknown one. */
+void *_Nullable ljasync_ffi_type(int kind);
 #pragma GCC visibility pop
 enum { LJASYNC_MUTEX_ADAPTIVE = 3 };  /* checked against PTHREAD_MUTEX_ADAPTIVE_NP in shims.c */
 
