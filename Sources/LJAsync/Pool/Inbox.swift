@@ -6,7 +6,7 @@ import Synchronization
 /// One finished (or cancelled) job on its way back to the state that submitted it.
 struct PoolResult {
     enum Status: Int32 { case ok = 0, failed = 1, cancelled = 2 }
-    /// The encoded return values (ok), the error text behind a zero byte (failed), or nil.
+    /// The encoded return values (ok), the error text in the failure encoding (failed; Value/Failure.swift), or nil.
     var message: UnsafeMutablePointer<Message>?
     var id: Double
     var status: Status
