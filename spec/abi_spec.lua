@@ -5,6 +5,14 @@ local ffi = require "ffi"
 local core = require "lj-async.core"
 local C = core.C
 
+-- Every section of the header, declared here (modules declare only the ones they use).
+do
+  local len = ffi.new("size_t[1]")
+  for name in ffi.string(C.ljasync_abi_cdef(len), len[0]):gmatch("LJASYNC_CDEF_SECTION ([%w_]+)") do
+    core.declare(name)
+  end
+end
+
 -- Exported, never declared for Lua: called by the x86-64 entry stub and the core itself.
 local internal = {
   ljasync_dispatch = true, ljasync_entry_address = true, ljasync_entry_available = true,

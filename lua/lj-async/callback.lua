@@ -1,6 +1,7 @@
 -- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+core.declare "callback"
 -- Callback types are read by LuaJIT's own parser and type table (lj-async.ctype explains why):
 -- a second parser here would disagree with the ffi.cast rule the README promises.
 local ctype = require "lj-async.ctype"

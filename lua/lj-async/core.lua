@@ -75,15 +75,49 @@ end
 M.path = path
 M.C = ffi.load(path)
 
--- The whole C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h,
--- embedded in the core): declared once per state, so no module declares any of it by hand.
--- `_Nullable`/`_Nonnull` (the header's nullability for Swift) are the words ffi.cdef does not know.
-M.cdef_once("ljasync_cell", function()
-  ffi.cdef "const char *ljasync_abi_cdef(size_t *len);"
-  local len = ffi.new("size_t[1]")
-  local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
-  ffi.cdef((text:gsub("_Nullable", ""):gsub("_Nonnull", "")))
-end)
+-- The C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h, embedded
+-- in the core), so no module declares any of it by hand. Its sections are declared once per
+-- state (the registry remembers them across busted's reloads), each by the module that uses it:
+-- a state parses only what it loads. `_Nullable`/`_Nonnull` (the header's nullability for Swift)
+-- are the words ffi.cdef does not know.
+local DECLARED = "lj-async.core.declared"
+local declared
+do
+  local reg = debug.getregistry()
+  declared = reg[DECLARED]
+  if not declared then
+    ffi.cdef "const char *ljasync_abi_cdef(size_t *len);"
+    declared = {}
+    reg[DECLARED] = declared
+  end
+end
+local sections
+local function section_texts()
+  if not sections then
+    local len = ffi.new("size_t[1]")
+    local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0]):gsub("_Nullable", ""):gsub("_Nonnull", "")
+    sections = {}
+    local pos, name = 1, nil
+    while true do
+      local b, e, next_name = text:find("/%* LJASYNC_CDEF_SECTION ([%w_]+) %*/", pos)
+      if name then sections[name] = text:sub(pos, (b or #text + 1) - 1) end
+      if not b then break end
+      pos, name = e + 1, next_name
+    end
+  end
+  return sections
+end
+
+--- Declares section `name` of the header (core, thread, callback, sync, encoder, pool) in this
+--- state, once.
+function M.declare(name)
+  if declared[name] then return end
+  local text = section_texts()[name]
+  if not text then error("lj-async: the core's header has no section '" .. tostring(name) .. "'", 2) end
+  ffi.cdef(text)
+  declared[name] = true
+end
+M.declare "core"
 
 -- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):
 -- refuse here, with its reason, when it found none, or one that cannot load this state's bytecode.

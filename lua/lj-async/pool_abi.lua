@@ -1,3 +1,5 @@
--- Private: the core's library for the pool modules (the pool's C ABI is in
--- Sources/CLJAsync/include/ljasync.h, declared by lj-async.core).
-return require("lj-async.core").C
+-- Private: the core's library for the pool modules, with the header's pool section declared
+-- (Sources/CLJAsync/include/ljasync.h).
+local core = require "lj-async.core"
+core.declare "pool"
+return core.C

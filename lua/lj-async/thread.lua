@@ -1,6 +1,7 @@
 -- lj-async.thread: OS threads, each running one Lua function in a fresh Lua state of its own.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+core.declare "thread"
 if package.loaded["love.filesystem"] then require "lj-async.love" end  -- LÖVE: game modules for new states (docs/love.md)
 
 local C = core.C

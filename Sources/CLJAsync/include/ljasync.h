@@ -6,7 +6,9 @@
  * lua/lj-async/core.lua through ljasync_abi_cdef: that text holds no `#` directive (ffi.cdef
  * cannot parse them) and its two annotations, `_Nullable` and `_Nonnull` (the latter only where
  * clang needs it, on the outer level of a pointer to pointer), are removed by core.lua before
- * the cdef. Pointers are non-null unless marked `_Nullable`.
+ * the cdef. The text is cut in sections (`LJASYNC_CDEF_SECTION name`), each declared by the
+ * module that uses it (core.declare), so a state parses only what it loads. Pointers are
+ * non-null unless marked `_Nullable`.
  *
  * Status codes: 0 = done, 1 = timed out (or full/empty), 2 = closed, negative = misuse; each
  * function says which it returns. Timeouts are seconds: negative = forever, 0 = try once.
@@ -25,7 +27,7 @@
 #endif
 
 /* LJASYNC_CDEF_BEGIN */
-
+/* LJASYNC_CDEF_SECTION core */
 /* -- Opaque handles (each a Swift object or block; lifetimes in docs/design.md) -- */
 typedef struct ljasync_message ljasync_message;      /* encoded bytes + handle refs; one owner */
 typedef struct ljasync_thread ljasync_thread;
@@ -38,68 +40,6 @@ typedef struct ljasync_atomic ljasync_atomic;
 typedef struct ljasync_shared ljasync_shared;
 typedef struct ljasync_pool_inbox ljasync_pool_inbox;
 typedef struct ljasync_pool_worker ljasync_pool_worker;
-
-/* Lua's boxes for sync objects (a box is emptied when closed; ffi.gc releases its reference). */
-struct ljasync_mutex_h { ljasync_mutex *_Nullable p; };
-struct ljasync_cond_h { ljasync_cond *_Nullable p; };
-struct ljasync_sem_h { ljasync_sem *_Nullable p; };
-struct ljasync_channel_h { ljasync_channel *_Nullable p; };
-struct ljasync_atomic_h { ljasync_atomic *_Nullable p; int64_t *_Nullable v; };
-struct ljasync_shared_h { ljasync_shared *_Nullable p; uint8_t *_Nullable bytes; size_t nbytes; };
-
-/* -- Value kinds: how a callback parameter or result crosses C (decided by Lua's ffi) -- */
-enum ljasync_kind {
-  LJASYNC_KIND_VOID = 0, LJASYNC_KIND_INT8, LJASYNC_KIND_UINT8, LJASYNC_KIND_INT16,
-  LJASYNC_KIND_UINT16, LJASYNC_KIND_INT32, LJASYNC_KIND_UINT32, LJASYNC_KIND_INT64,
-  LJASYNC_KIND_UINT64, LJASYNC_KIND_FLOAT, LJASYNC_KIND_DOUBLE, LJASYNC_KIND_POINTER,
-  LJASYNC_KIND_BOOL
-};
-
-/* -- Channel cells: one value, scalars and short strings inline -- */
-enum ljasync_cell_tag {
-  LJASYNC_CELL_NIL = 0, LJASYNC_CELL_FALSE = 1, LJASYNC_CELL_TRUE = 2, LJASYNC_CELL_NUMBER = 3,
-  LJASYNC_CELL_SHORT = 4,    /* len bytes inline in s */
-  LJASYNC_CELL_HEAP = 5,     /* h.p (malloc'ed, owned) of h.size bytes */
-  LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
-  LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
-};
-/* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */
-typedef struct ljasync_cell {
-  uint32_t tag, len;
-  union { double n; char s[24]; struct { char *_Nullable p; size_t size; } h; ljasync_message *_Nullable m; uint64_t w[3]; };
-} ljasync_cell;
-
-/* -- Pool records -- */
-/* A finished job, as ljasync_pool_drain hands it out (the drainer owns msg). */
-typedef struct ljasync_pool_result {
-  ljasync_message *_Nullable msg; double id; int32_t status;
-} ljasync_pool_result;
-/* The next job, as ljasync_pool_step hands it to a worker (the worker owns msg). */
-typedef struct ljasync_pool_job {
-  ljasync_message *_Nullable msg;
-  int32_t def;    /* definition id, 0 for a function carried in msg */
-  int32_t inits;  /* init chunks registered so far (the worker runs the new ones first) */
-  double waited;  /* seconds the job spent queued */
-  int32_t late;   /* 1: waited longer than warn_after (warn once) */
-} ljasync_pool_job;
-typedef struct ljasync_pool_settings {
-  int32_t autoscale, min_workers, max_workers, pad;
-  double idle_timeout;  /* seconds an extra worker may stay idle (autoscale) */
-  double warn_after;    /* seconds a job may wait queued before a warning; 0 = never */
-  int64_t max_queued;   /* 0 = no cap */
-} ljasync_pool_settings;
-enum ljasync_pool_status { LJASYNC_JOB_OK = 0, LJASYNC_JOB_FAILED = 1, LJASYNC_JOB_CANCELLED = 2 };
-
-/* -- Encoder format: byte 0 of an encoding, and the general format's value tags -- */
-enum ljasync_format {
-  LJASYNC_TAG_PLAIN = 0x01, LJASYNC_TAG_GENERAL = 0x02, LJASYNC_HAS_HANDLES = 0x80,
-  LJASYNC_G_LEAF = 0x13, LJASYNC_G_TABLE = 0x14, LJASYNC_G_TABLE_MT = 0x15, LJASYNC_G_END = 0x16,
-  LJASYNC_G_REF = 0x17, LJASYNC_G_FUNC = 0x18, LJASYNC_G_UPJOIN = 0x19, LJASYNC_G_MODULE = 0x1a,
-  LJASYNC_G_MODFIELD = 0x1b, LJASYNC_G_POINTER = 0x1c, LJASYNC_G_CVALUE = 0x1d, LJASYNC_G_HANDLE = 0x1e
-};
-/* A failure crossing states as text (a job's error): this byte, then the text. No successful
-   encoding starts with it. Made and read by ljasync_failure_new/ljasync_failure_text only. */
-enum { LJASYNC_FAILURE_TAG = 0x00 };
 
 /* -- The ABI itself -- */
 /* Each shared struct as the core's compiler lays it out, one per line:
@@ -125,8 +65,6 @@ void ljasync_object_release(void *p);
 ljasync_message *ljasync_message_new(const void *data, size_t len);
 const void *ljasync_message_data(ljasync_message *m, size_t *len);
 void ljasync_message_free(ljasync_message *m);
-ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
-const char *ljasync_failure_text(ljasync_message *m, size_t *len);
 int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *_Nullable ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
 void ljasync_module_note(const char *name, const char *why);
@@ -136,6 +74,7 @@ void ljasync_memo_set(const char *key, int32_t value);
 int32_t ljasync_luajit_status(char *_Nullable out, size_t len);
 int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *_Nullable out, size_t out_len);
 
+/* LJASYNC_CDEF_SECTION thread */
 /* -- Threads -- */
 ljasync_thread *_Nullable ljasync_thread_new(const char *_Nullable code, size_t code_len,
     const char *_Nullable chunkname, const char *_Nullable runner, size_t runner_len,
@@ -155,6 +94,15 @@ int32_t ljasync_thread_cpus(void);
 intptr_t ljasync_thread_live(void);
 intptr_t ljasync_thread_id(void);
 
+/* LJASYNC_CDEF_SECTION callback */
+/* -- Value kinds: how a callback parameter or result crosses C (decided by Lua's ffi) -- */
+enum ljasync_kind {
+  LJASYNC_KIND_VOID = 0, LJASYNC_KIND_INT8, LJASYNC_KIND_UINT8, LJASYNC_KIND_INT16,
+  LJASYNC_KIND_UINT16, LJASYNC_KIND_INT32, LJASYNC_KIND_UINT32, LJASYNC_KIND_INT64,
+  LJASYNC_KIND_UINT64, LJASYNC_KIND_FLOAT, LJASYNC_KIND_DOUBLE, LJASYNC_KIND_POINTER,
+  LJASYNC_KIND_BOOL
+};
+
 /* -- Callbacks -- */
 ljasync_callback *_Nullable ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
     int32_t nparts, const char *_Nullable const *_Nonnull parts, const size_t *lens, int32_t nargs,
@@ -166,6 +114,29 @@ intptr_t ljasync_callback_errors(ljasync_callback *cb, char *_Nullable buf, size
 int32_t ljasync_callback_states(ljasync_callback *cb);
 intptr_t ljasync_callback_live(void);
 int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
+
+/* LJASYNC_CDEF_SECTION sync */
+/* Lua's boxes for sync objects (a box is emptied when closed; ffi.gc releases its reference). */
+struct ljasync_mutex_h { ljasync_mutex *_Nullable p; };
+struct ljasync_cond_h { ljasync_cond *_Nullable p; };
+struct ljasync_sem_h { ljasync_sem *_Nullable p; };
+struct ljasync_channel_h { ljasync_channel *_Nullable p; };
+struct ljasync_atomic_h { ljasync_atomic *_Nullable p; int64_t *_Nullable v; };
+struct ljasync_shared_h { ljasync_shared *_Nullable p; uint8_t *_Nullable bytes; size_t nbytes; };
+
+/* -- Channel cells: one value, scalars and short strings inline -- */
+enum ljasync_cell_tag {
+  LJASYNC_CELL_NIL = 0, LJASYNC_CELL_FALSE = 1, LJASYNC_CELL_TRUE = 2, LJASYNC_CELL_NUMBER = 3,
+  LJASYNC_CELL_SHORT = 4,    /* len bytes inline in s */
+  LJASYNC_CELL_HEAP = 5,     /* h.p (malloc'ed, owned) of h.size bytes */
+  LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
+  LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
+};
+/* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */
+typedef struct ljasync_cell {
+  uint32_t tag, len;
+  union { double n; char s[24]; struct { char *_Nullable p; size_t size; } h; ljasync_message *_Nullable m; uint64_t w[3]; };
+} ljasync_cell;
 
 /* -- Synchronization objects -- */
 intptr_t ljasync_sync_live_objects(void);
@@ -206,12 +177,49 @@ int32_t ljasync_channel_closed(ljasync_channel *c);
 intptr_t ljasync_channel_capacity(ljasync_channel *c);
 intptr_t ljasync_channel_waiters(ljasync_channel *c);
 
+/* LJASYNC_CDEF_SECTION encoder */
+/* -- Encoder format: byte 0 of an encoding, and the general format's value tags -- */
+enum ljasync_format {
+  LJASYNC_TAG_PLAIN = 0x01, LJASYNC_TAG_GENERAL = 0x02, LJASYNC_HAS_HANDLES = 0x80,
+  LJASYNC_G_LEAF = 0x13, LJASYNC_G_TABLE = 0x14, LJASYNC_G_TABLE_MT = 0x15, LJASYNC_G_END = 0x16,
+  LJASYNC_G_REF = 0x17, LJASYNC_G_FUNC = 0x18, LJASYNC_G_UPJOIN = 0x19, LJASYNC_G_MODULE = 0x1a,
+  LJASYNC_G_MODFIELD = 0x1b, LJASYNC_G_POINTER = 0x1c, LJASYNC_G_CVALUE = 0x1d, LJASYNC_G_HANDLE = 0x1e
+};
+
 /* -- Encoder help -- */
 int32_t ljasync_encoder_scan(const uint64_t *roots, int32_t n, int32_t max_depth, const uint16_t *ctypes,
     uint64_t *scratch, intptr_t capacity, intptr_t *tables);
 uint32_t ljasync_encoder_checksum(const void *_Nullable p, size_t n, uint32_t seed);
 int32_t ljasync_encoder_validate(const uint8_t *_Nullable p, size_t n, intptr_t values, intptr_t *at);
 uint64_t ljasync_encoder_mark(const void *p, size_t n);
+
+/* LJASYNC_CDEF_SECTION pool */
+/* -- Pool records -- */
+/* A finished job, as ljasync_pool_drain hands it out (the drainer owns msg). */
+typedef struct ljasync_pool_result {
+  ljasync_message *_Nullable msg; double id; int32_t status;
+} ljasync_pool_result;
+/* The next job, as ljasync_pool_step hands it to a worker (the worker owns msg). */
+typedef struct ljasync_pool_job {
+  ljasync_message *_Nullable msg;
+  int32_t def;    /* definition id, 0 for a function carried in msg */
+  int32_t inits;  /* init chunks registered so far (the worker runs the new ones first) */
+  double waited;  /* seconds the job spent queued */
+  int32_t late;   /* 1: waited longer than warn_after (warn once) */
+} ljasync_pool_job;
+typedef struct ljasync_pool_settings {
+  int32_t autoscale, min_workers, max_workers, pad;
+  double idle_timeout;  /* seconds an extra worker may stay idle (autoscale) */
+  double warn_after;    /* seconds a job may wait queued before a warning; 0 = never */
+  int64_t max_queued;   /* 0 = no cap */
+} ljasync_pool_settings;
+enum ljasync_pool_status { LJASYNC_JOB_OK = 0, LJASYNC_JOB_FAILED = 1, LJASYNC_JOB_CANCELLED = 2 };
+
+/* A failure crossing states as text (a job's error): this byte, then the text. No successful
+   encoding starts with it. Made and read by ljasync_failure_new/ljasync_failure_text only. */
+enum { LJASYNC_FAILURE_TAG = 0x00 };
+ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
+const char *ljasync_failure_text(ljasync_message *m, size_t *len);
 
 /* -- Worker pool -- */
 ljasync_pool_inbox *ljasync_pool_inbox_new(void);

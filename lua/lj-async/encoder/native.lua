@@ -1,6 +1,7 @@
 -- Private: the core's help for the encoder (Encoder/*.swift) and the format's constants, shared
 -- by the writers and the reader (docs/encoder.md has the layout).
 local core = require "lj-async.core"
+core.declare "encoder"
 local C = core.C
 
 return {

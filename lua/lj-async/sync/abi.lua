@@ -1,3 +1,5 @@
--- Private: the core's library for the sync/ modules (the objects' C ABI is in
--- Sources/CLJAsync/include/ljasync.h, declared by lj-async.core).
-return require("lj-async.core").C
+-- Private: the core's library for the sync/ modules, with the header's sync section declared
+-- (Sources/CLJAsync/include/ljasync.h).
+local core = require "lj-async.core"
+core.declare "sync"
+return core.C
