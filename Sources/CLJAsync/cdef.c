@@ -8,7 +8,9 @@
 #include "ljasync.h"
 extern const char ljasync_header_text[];
 
-/* The text between the markers, found once (a copy, so it can end in a NUL). */
+/* The text between the markers, found once: a copy (so it can end in a NUL) without the
+   nullability words, which are for Swift and which ffi.cdef does not know (removing them here
+   costs Lua nothing: a gsub over the text takes ~0.4 ms in each new state). */
 static char *cdef_text = "";
 static size_t cdef_len;
 static pthread_once_t cdef_once = PTHREAD_ONCE_INIT;
@@ -21,9 +23,18 @@ static void find_cdef(void) {
   b += sizeof begin - 1;
   char *copy = malloc((size_t)(e - b) + 1);
   if (!copy) return;
-  memcpy(copy, b, (size_t)(e - b));
-  copy[e - b] = 0;
-  cdef_len = (size_t)(e - b);
+  static const char *const words[] = { "_Nullable", "_Nonnull" };
+  size_t n = 0;
+  for (const char *p = b; p < e;) {
+    size_t skip = 0;
+    for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
+      size_t wl = strlen(words[w]);
+      if ((size_t)(e - p) >= wl && memcmp(p, words[w], wl) == 0) skip = wl;
+    }
+    if (skip) p += skip; else copy[n++] = *p++;
+  }
+  copy[n] = 0;
+  cdef_len = n;
   cdef_text = copy;  /* never freed: the core is never unloaded */
 }
 

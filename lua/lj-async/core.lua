@@ -5,12 +5,17 @@ local M = {}
 
 --- Declares `decl` unless `marker` (a type the block declares) already exists: modules may be
 --- loaded again in one state (busted's insulation), and ffi.cdef refuses redefinitions.
+--- The markers are remembered per state (in its registry), so that the common case raises no
+--- error to find out: every Lua error unwinds through libgcc, and a thread unwinding at the
+--- instant another one forks leaves the child's unwinder locked (docs/thread.md, fork).
+local registry = debug and debug.getregistry and debug.getregistry()
+local declared = registry and registry.ljasync_cdefs or {}
+if registry then registry.ljasync_cdefs = declared end
 function M.cdef_once(marker, decl)
-  if not pcall(ffi.typeof, marker) then
-    if type(decl) == "function" then decl() else ffi.cdef(decl) end
-  end
+  if declared[marker] then return end
+  if registry or not pcall(ffi.typeof, marker) then ffi.cdef(decl) end
+  declared[marker] = true
 end
-
 
 -- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
 -- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
@@ -77,32 +82,22 @@ M.C = ffi.load(path)
 
 -- The C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h, embedded
 -- in the core), so no module declares any of it by hand. Its sections are declared once per
--- state (the registry remembers them across busted's reloads), each by the module that uses it:
--- a state parses only what it loads. `_Nullable`/`_Nonnull` (the header's nullability for Swift)
--- are the words ffi.cdef does not know.
-local DECLARED = "lj-async.core.declared"
-local declared
-do
-  local reg = debug.getregistry()
-  declared = reg[DECLARED]
-  if not declared then
-    ffi.cdef "const char *ljasync_abi_cdef(size_t *len);"
-    declared = {}
-    reg[DECLARED] = declared
-  end
-end
+-- state (remembered with the markers of cdef_once), each by the module that uses it:
+-- a state parses only what it loads. (The core leaves out the header's nullability words.)
+M.cdef_once("ljasync_abi_cdef", "const char *ljasync_abi_cdef(size_t *len); typedef struct ljasync_abi_cdef ljasync_abi_cdef;")
 local sections
 local function section_texts()
   if not sections then
     local len = ffi.new("size_t[1]")
-    local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0]):gsub("_Nullable", ""):gsub("_Nonnull", "")
+    local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
     sections = {}
     local pos, name = 1, nil
-    while true do
-      local b, e, next_name = text:find("/%* LJASYNC_CDEF_SECTION ([%w_]+) %*/", pos)
+    while true do  -- plain finds: a pattern scan of the text costs a new state ~0.4 ms
+      local b = text:find("/* LJASYNC_CDEF_SECTION ", pos, true)
       if name then sections[name] = text:sub(pos, (b or #text + 1) - 1) end
       if not b then break end
-      pos, name = e + 1, next_name
+      local e = text:find(" */", b, true)
+      pos, name = e + 3, text:sub(b + 24, e - 1)
     end
   end
   return sections
@@ -110,12 +105,15 @@ end
 
 --- Declares section `name` of the header (core, thread, callback, sync, encoder, pool) in this
 --- state, once.
+--- (A type each section declares is its cdef_once marker.)
+local SECTION_MARKER = { core = "ljasync_message", thread = "ljasync_thread", callback = "ljasync_callback",
+                         sync = "ljasync_cell", encoder = "enum ljasync_format", pool = "ljasync_pool_job" }
 function M.declare(name)
-  if declared[name] then return end
+  local marker = SECTION_MARKER[name]
+  if declared[marker] then return end
   local text = section_texts()[name]
-  if not text then error("lj-async: the core's header has no section '" .. tostring(name) .. "'", 2) end
-  ffi.cdef(text)
-  declared[name] = true
+  if not marker or not text then error("lj-async: the core's header has no section '" .. tostring(name) .. "'", 2) end
+  M.cdef_once(marker, text)
 end
 M.declare "core"
 

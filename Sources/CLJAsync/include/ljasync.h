@@ -5,8 +5,8 @@
  * text between the two CDEF markers, which the core embeds at build time (cdef.c) and hands to
  * lua/lj-async/core.lua through ljasync_abi_cdef: that text holds no `#` directive (ffi.cdef
  * cannot parse them) and its two annotations, `_Nullable` and `_Nonnull` (the latter only where
- * clang needs it, on the outer level of a pointer to pointer), are removed by core.lua before
- * the cdef. The text is cut in sections (`LJASYNC_CDEF_SECTION name`), each declared by the
+ * clang needs it, on the outer level of a pointer to pointer), are removed from what
+ * ljasync_abi_cdef returns. The text is cut in sections (`LJASYNC_CDEF_SECTION name`), each declared by the
  * module that uses it (core.declare), so a state parses only what it loads. Pointers are
  * non-null unless marked `_Nullable`.
  *
@@ -256,7 +256,8 @@ int32_t ljasync_fork_generation(void);
 
 /* LJASYNC_CDEF_END */
 
-/* The text between this header's CDEF markers (NUL-terminated); *len its length. The one
+/* The text between this header's CDEF markers without `_Nullable`/`_Nonnull` (NUL-terminated);
+   *len its length. The one
    function Lua declares by hand (core.lua), to read the rest. */
 const char *ljasync_abi_cdef(size_t *len);
 
