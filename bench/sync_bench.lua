@@ -6,12 +6,14 @@ local sync = require "lj-async.sync"
 local T = require "spec.sync_threads"  -- threads before lj-async.thread exists
 
 ffi.cdef "double ljt_fifo_rate(int n);"
+local buffer = require "string.buffer"
 local testc = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
 
 local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
 local N_NUM = 2 * 1024 * 1024   -- a multiple of the batch size
 local N_TAB = 200 * 1000
 local CAP = 4096                -- the C FIFO's ring size
+local cpu_ns = { producer = {}, consumer = {} }   -- CPU per small table on each side, ns
 
 local function median(t)
   table.sort(t)
@@ -26,7 +28,9 @@ local function channel_rate(produce, consume, n)
   local th = T.spawn(produce, ch, n)
   local check = consume(ch, n)
   local dt = T.now() - t0
-  assert(T.join(th) == true)
+  local ok, cpu = T.join(th)
+  assert(ok == true)
+  if cpu then cpu_ns.producer[#cpu_ns.producer + 1] = cpu / n * 1e9 end
   ch:free()
   return n / dt, check
 end
@@ -47,9 +51,18 @@ local function produce_numbers_batched(ch, n)
   return true
 end
 
+-- Also returns the thread's CPU seconds for the pushes (RUSAGE_THREAD).
 local function produce_tables(ch, n)
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "struct bench_rusage { long t[4]; long pad[14]; }; int getrusage(int who, struct bench_rusage *r);")
+  local r = ffi.new("struct bench_rusage")
+  local function cpu()
+    ffi.C.getrusage(1, r)
+    return tonumber(r.t[0] + r.t[2]) + tonumber(r.t[1] + r.t[3]) * 1e-6
+  end
+  local c0 = cpu()
   for i = 1, n do ch:push({ i, i + 1, "x", { k = i } }) end
-  return true
+  return true, cpu() - c0
 end
 
 -- -- Consumers (main state) --
@@ -70,13 +83,39 @@ local function consume_numbers_batched(ch, n)
   assert(sum == n * (n + 1) / 2, "wrong sum")
 end
 
+ffi.cdef "struct bench_rusage { long t[4]; long pad[14]; }; int getrusage(int who, struct bench_rusage *r);"
+local rusage = ffi.new("struct bench_rusage")
+local function thread_cpu()
+  ffi.C.getrusage(1, rusage)
+  return tonumber(rusage.t[0] + rusage.t[2]) + tonumber(rusage.t[1] + rusage.t[3]) * 1e-6
+end
+
 local function consume_tables(ch, n)
   local sum = 0
+  local c0 = thread_cpu()
   for _ = 1, n do
     local t = ch:pop()
     sum = sum + t[1] + t[4].k
   end
+  cpu_ns.consumer[#cpu_ns.consumer + 1] = (thread_cpu() - c0) / n * 1e9
   assert(sum == n * (n + 1), "wrong sum")
+end
+
+-- The same tables made, encoded and decoded by string.buffer in one state (no channel, no
+-- thread): the floor of the copy alone.
+local function buffer_rate(n)
+  local b = buffer.new()
+  local sum = 0
+  local t0 = T.now()
+  for i = 1, n do
+    b:reset()
+    b:encode({ i, i + 1, "x", { k = i } })
+    local t = b:decode()
+    sum = sum + t[1] + t[4].k
+  end
+  local dt = T.now() - t0
+  assert(sum == n * (n + 1), "wrong sum")
+  return n / dt
 end
 
 -- -- Peers, if installed --
@@ -109,6 +148,7 @@ local rows = {
       return channel_rate(produce_numbers_batched, consume_numbers_batched, N_NUM) end },
   { "small tables {i, i+1, \"x\", {k = i}}", function()
       return channel_rate(produce_tables, consume_tables, N_TAB) end },
+  { "the same tables, string.buffer, 1 state", function() return buffer_rate(N_TAB) end },
 }
 if effil then
   rows[#rows + 1] = { "effil numbers", function() return effil_rate(N_TAB, false) end }
@@ -134,6 +174,8 @@ for i, row in ipairs(rows) do
   local lo, hi = samples[i][1], samples[i][#samples[i]]
   print(("  %-38s %8.2f M msg/s  (%.2f..%.2f)  x%.2f of C FIFO"):format(row[1], m / 1e6, lo / 1e6, hi / 1e6, m / ref))
 end
+print(("  small tables: x%.2f of string.buffer encode+decode in one state; CPU per value: producer %.0f ns, consumer %.0f ns")
+  :format(median(samples[4]) / median(samples[5]), median(cpu_ns.producer), median(cpu_ns.consumer)))
 if not effil then print("  effil: not installed (skipped); luv's threads cannot pass tables (skipped)") end
 
 -- Atomic counter: the core call against a plain load through ptr() (what a Lua fast path

@@ -413,6 +413,67 @@ describe("Luanti's async API", function()
     assert.equal(4, back.x)
     assert.equal(25, back:len2())
   end)
+
+  -- The job tells whether this worker has run its very function object before.
+  local function seen_before()
+    local me = debug.getinfo(1, "f").func
+    local seen = rawget(_G, "spec_seen_functions") or setmetatable({}, { __mode = "k" })
+    rawset(_G, "spec_seen_functions", seen)
+    local before = seen[me] == true
+    seen[me] = true
+    return before
+  end
+
+  it("handle_async loads a function without upvalues once per worker, however often it is submitted", function()
+    async.load(1)
+    assert.same({ true, false }, { async.await(async.handle_async(seen_before), 10) })
+    for _ = 1, 3 do
+      assert.same({ true, true }, { async.await(async.handle_async(seen_before), 10) })
+    end
+    -- Another function object with the same code is another job function.
+    local other = loadstring(string.dump(seen_before))
+    assert.same({ true, false }, { async.await(async.handle_async(other), 10) })
+  end)
+
+  it("handle_async copies a function's upvalues afresh for every job", function()
+    async.load(1)
+    local k, count = 1, 0
+    local function job() count = count + 1; return k, count end
+    assert.same({ true, 1, 1 }, { async.await(async.handle_async(job), 10) })
+    k = 2
+    assert.same({ true, 2, 1 }, { async.await(async.handle_async(job), 10) })  -- count was copied again
+    assert.equal(0, count)                                                     -- and never came back
+    assert.same({ true, false }, { async.await(async.handle_async(function()
+      local before = seen_before()  -- an upvalue: a fresh copy of seen_before every time
+      return before
+    end), 10) })
+  end)
+
+  it("handle_async with many distinct functions runs each one right (cached definitions are bounded)", function()
+    async.load(2)
+    local got, want = 0, 0
+    for i = 1, 300 do
+      local f = loadstring(("return function(x) return x + %d end"):format(i))()
+      want = want + i + 1
+      async.handle_async(f, function(v) got = got + v end, 1)
+      if i % 7 == 0 then async.handle_async(f, function(v) got = got + v end, 1); want = want + i + 1 end
+    end
+    assert.is_true(async.wait_all(30))
+    assert.equal(want, got)
+  end)
+
+  it("handle_async names a bad argument by its place, and a failing cached function by where it is defined", function()
+    async.load(1)
+    local function bad() error("boom") end
+    assert.is_true(async.await(async.handle_async(function() return 1 end), 10))
+    assert.has_error(function() async.handle_async(bad, nil, 1, coroutine.create(print)) end,
+      "bad job: argument 3: cannot move a coroutine")
+    for _ = 1, 2 do
+      local ok, err = async.await(async.handle_async(bad), 10)
+      assert.is_false(ok)
+      assert.matches("^the job function defined at .-pool_spec%.lua:%d+ failed: .-pool_spec%.lua:%d+: boom", err)
+    end
+  end)
 end)
 
 describe("IPC", function()

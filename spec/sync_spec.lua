@@ -395,6 +395,58 @@ describe("lj-async.sync", function()
       assert.equal(0, #ch)
     end)
 
+    it("moves small plain tables as cells: exact copies, in order, batched by pop_many", function()
+      local ch = sync.channel()
+      local plain = {
+        {}, { 1 }, { "x" }, { true, false }, { 1, nil, 3 }, { -0.0, 1 / 0, 2 ^ 53, -2 ^ 60 },
+        { k = "v", [2.5] = true, [false] = 1 }, { ("z"):rep(1000) }, { [("k"):rep(40)] = { { { 1 } } } },
+        { ffi.new("int64_t", -3), ffi.new("uint64_t", 7), ffi.new("complex", 1, 2) },
+        { 1, 2, 3, 4, 5, 6 }, { a = {}, b = {}, c = { "deep" } }, { 7, 8, "x", { k = 9 } },
+      }
+      for i = 1, #plain do assert.is_true(ch:push(plain[i])) end
+      assert.is_true(ch:push(0 / 0))
+      -- Encoder messages come alone: one batch of all of them shows they moved as cells.
+      local out, n = ch:pop_many(256, 0)
+      assert.equal(#plain + 1, n)
+      for i = 1, #plain do
+        local v = out[i]
+        assert.equal("table", type(v))
+        assert.is_nil(getmetatable(v))
+        if i == 10 then
+          assert.is_true(v[1] == plain[10][1] and v[2] == plain[10][2] and v[3].re == 1 and v[3].im == 2)
+          assert.is_true(ffi.istype("int64_t", v[1]) and ffi.istype("uint64_t", v[2]) and ffi.istype("complex", v[3]))
+        else
+          assert.same(plain[i], v)
+        end
+      end
+      assert.equal(-1 / 0, 1 / out[6][1])  -- -0 stays -0
+      assert.is_true(out[#plain + 1] ~= out[#plain + 1])
+      -- Interleaved with values of the other paths, every one exactly once, in order.
+      local shared = { 1 }
+      local cyclic = {}
+      cyclic.self = cyclic
+      local mt = {}
+      encoder.register_portable_metatable("sync_spec.point", mt)
+      local seq = { 1, { 2 }, "three", { shared, shared }, { 4, { 5 } }, setmetatable({ x = 6 }, mt), cyclic,
+                    { 1, 2, 3, 4, 5, 6, 7 }, { {}, {}, {}, {}, {} }, { 8 } }
+      for i = 1, #seq do assert.is_true(ch:push(seq[i])) end
+      for i = 1, #seq do
+        local v = ch:pop(0)
+        if i == 4 then
+          assert.same({ { 1 }, { 1 } }, v)
+          assert.equal(v[1], v[2])  -- one table, as pushed: not plain, so not a cell
+        elseif i == 6 then
+          assert.equal(mt, getmetatable(v))
+          assert.equal(6, v.x)
+        elseif i == 7 then
+          assert.equal(v, v.self)
+        else
+          assert.same(seq[i], v)
+        end
+      end
+      assert.same({ nil, "timeout" }, { ch:pop(0) })
+    end)
+
     it("moves a pushed nil as a single nil, and tells empty and closed apart", function()
       local ch = sync.channel()
       ch:push(nil)
@@ -486,16 +538,18 @@ describe("lj-async.sync", function()
     it("pop_many takes a batch; push_many pushes one, plain values and others mixed", function()
       local ch = sync.channel()
       local big = ("s"):rep(100)
-      local src = { 1, 2, "three", big, { 4 }, true, 5 }
+      local shared = { 4 }
+      local src = { 1, 2, "three", big, { shared, shared }, true, 5 }
       assert.equal(7, ch:push_many(src))
       assert.equal(2, ch:push_many({ 9, 8, 7, 6 }, 2, 3))
       local out, n = ch:pop_many(256, 0)
-      -- The table comes in a batch of its own.
+      -- The table that takes the encoder (a shared subtable) comes in a batch of its own.
       assert.equal(4, n)
       assert.same({ 1, 2, "three", big }, out)
       local out2, n2 = ch:pop_many(10, 0, {})
       assert.equal(1, n2)
-      assert.same({ { 4 } }, out2)
+      assert.same({ { { 4 }, { 4 } } }, out2)
+      assert.equal(out2[1][1], out2[1][2])
       local reuse = {}
       local out3, n3 = ch:pop_many(10, 0, reuse)
       assert.equal(reuse, out3)
@@ -576,6 +630,7 @@ describe("lj-async.sync", function()
             local ok
             -- Mostly numbers (fast path); some strings and tables (the other paths).
             if i % 97 == 0 then ok = ch:push({ p = p, i = i })
+            elseif i % 89 == 0 then ok = ch:push({ p = p, i = i, { {}, {}, {}, {} } })  -- the encoder's path
             elseif i % 13 == 0 then ok = ch:push(p .. ":" .. i)
             else ok = ch:push(p * 1e6 + i) end
             assert(ok)
@@ -796,6 +851,19 @@ describe("lj-async.sync", function()
           n = n + #ch:pop() + (ch:try_pop() and 1 or 0)
         end
         assert(n == 2000 * 6)
+      end))
+    end)
+
+    it("push/pop of small plain tables compile to a loop without NYI", function()
+      local ch = sync.channel()
+      assert_loop_trace(jit_log(function()
+        local sum = 0
+        for i = 1, 2000 do
+          ch:push({ i, i + 1, "x", { k = i } })
+          local t = ch:pop()
+          sum = sum + t[1] + t[4].k
+        end
+        assert(sum == 2000 * 2001)
       end))
     end)
 

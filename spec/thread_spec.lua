@@ -707,3 +707,37 @@ describe("lj-async.thread", function()
     end)
   end)
 end)
+
+describe("one CPU count", function()
+  -- Under `taskset -c 0` the process may run on one CPU: Thread.cpus(), the pool's default
+  -- maximum of workers and a callback's states = "parallel" all say 1 (the affinity mask),
+  -- not the CPUs online.
+  it("is the affinity mask, for threads, pool and callbacks alike", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([=[
+      package.path = "./lua/?.lua;" .. package.path
+      local ffi = require "ffi"
+      local Thread = require "lj-async.thread"
+      local pool = require "lj-async.pool"
+      local CallbackFactory = require "lj-async.callback"
+      ffi.cdef "double ljt_call_threads(void *fp, int nthreads, int calls, long long *sums);"
+      local T = ffi.load(os.getenv("LJASYNC_TESTC"))
+      -- Each call sleeps, so 8 callers overlap and the callback grows to as many states as
+      -- "parallel" allows.
+      local cb = CallbackFactory("int(*)(int)")(function(x)
+        require("ffi").C.usleep(2000)
+        return x
+      end, { states = "parallel", cdef = "int usleep(unsigned int);" })
+      local sums = ffi.new("long long[8]")
+      assert(T.ljt_call_threads(cb:funcptr(), 8, 10, sums) >= 0)
+      io.write(("%d %d %d %d"):format(Thread.cpus(), pool.cpu_count(), pool.configure().max_workers, cb:states()))
+      cb:free()
+    ]=])
+    f:close()
+    local p = assert(io.popen("taskset -c 0 luajit " .. script .. " 2>&1"))
+    local out = p:read("*a"); p:close()
+    os.remove(script)
+    assert.equal("1 1 1 1", out)
+  end)
+end)

@@ -171,6 +171,8 @@ M.modules = {
   "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
   "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
   "lj-async.sync.channel",
+  "lj-async.pool.check", "lj-async.pool.jobs", "lj-async.pool.love_api", "lj-async.pool.luanti_api",
+  "lj-async.pool.settings",
 }
 
 -- The loader this state's own package.loaders give for `name` (each searcher in order, as

@@ -164,6 +164,24 @@ function M.try_encode(...)
   return to_string(pcall(encode_args, ...))
 end
 
+--- The channel's fast path for one small plain table (at most 4 tables, each reached once
+--- and with at most 6 entries, no metatables; numbers, strings, booleans, 64-bit integers and
+--- complex): writes string.buffer's encoding of v alone into buf (reset first) and returns
+--- true; false for any other v (then v takes encode_message). buf:decode() reads an exact copy
+--- back. These bytes have no header and no checksum: they are for native memory of this
+--- process only (a channel's cell), never for bytes from elsewhere. Loop-free, so it becomes
+--- part of the caller's trace.
+function M.encode_small_table(buf, v)
+  -- busy: a finalizer run inside encode_into, whose scan state small_value shares.
+  if busy or type(v) ~= "table" then return false end
+  local plain = small_value(v)
+  forget_small()
+  if plain ~= true then return false end
+  buf:reset()
+  buf:encode(v)
+  return true
+end
+
 --- Encodes one value.
 function M.encode_value(v)
   local s, err = to_string(pcall(encode_into, 1, v, nil, nil, nil))

@@ -62,12 +62,17 @@ end
 local defs, ndefs = {}, 0
 local namebuf = ffi.new("char[?]", 512)
 
+-- The mark of an anonymous definition: a function without upvalues that handle_async stored
+-- once (lj-async/pool/luanti_api.lua); its jobs are labelled by where the function is defined.
+local ANON = "lj-async.pool anonymous"
+
 local function definition(id)
   local m = C.ljasync_pool_definition(id, namebuf, 512)
   if m == nil then return nil end
   local d = { name = ffi_string(namebuf) }
-  local ok, f = pcall(decode_message, m)
+  local ok, f, mark = pcall(decode_message, m)
   message_free(m)
+  if ok and mark == ANON then d.anon = true end
   if not ok then
     d.err = ("cannot load the definition of '%s' here: %s"):format(d.name, tostring(f))
   elseif type(f) ~= "function" then
@@ -134,11 +139,15 @@ return function(address)
     else
       local d = defs[def] or definition(def)
       if d and d.fn then
+        current_fn = d.fn
         ok, res = xpcall(run_defined, handler, d.fn, msg)
       else
+        current_fn = nil
         ok, res = false, d and d.err or "its definition is gone (undefined before the job started)"
       end
-      if not ok or job.late ~= 0 then label = ("job '%s'"):format(d and d.name or "?") end
+      if not ok or job.late ~= 0 then
+        label = d and d.anon and origin(current_fn) or ("job '%s'"):format(d and d.name or "?")
+      end
     end
     if job.late ~= 0 then
       report(("%s waited %.1f s in the queue before a worker took it"):format(

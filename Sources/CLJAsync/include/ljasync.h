@@ -130,6 +130,8 @@ enum ljasync_cell_tag {
   LJASYNC_CELL_SHORT = 4,    /* len bytes inline in s */
   LJASYNC_CELL_HEAP = 5,     /* h.p (malloc'ed, owned) of h.size bytes */
   LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
+  LJASYNC_CELL_ENCODED_SHORT = 7,  /* as SHORT: string.buffer's encoding of a small plain table */
+  LJASYNC_CELL_ENCODED_HEAP = 8,   /* as HEAP, the same */
   LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
 };
 /* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */
@@ -166,11 +168,11 @@ ljasync_channel *ljasync_channel_new(intptr_t capacity);
 int32_t ljasync_channel_push_number(ljasync_channel *c, double v, double timeout);
 int32_t ljasync_channel_push_simple(ljasync_channel *c, int32_t tag, double timeout);
 int32_t ljasync_channel_push_string(ljasync_channel *c, const void *_Nullable s, size_t len, double timeout);
+int32_t ljasync_channel_push_encoded(ljasync_channel *c, const void *_Nullable s, size_t len, double timeout);
 int32_t ljasync_channel_push_message(ljasync_channel *c, ljasync_message *m, double timeout);
 int32_t ljasync_channel_push_cells(ljasync_channel *c, const ljasync_cell *cells, int32_t n, double timeout);
 int32_t ljasync_channel_pop(ljasync_channel *c, ljasync_cell *out, int32_t max, double timeout);
 void ljasync_channel_bytes_free(void *_Nullable p);
-void ljasync_channel_cells_release(ljasync_cell *cells, int32_t n);
 void ljasync_channel_close(ljasync_channel *c);
 intptr_t ljasync_channel_length(ljasync_channel *c);
 int32_t ljasync_channel_closed(ljasync_channel *c);

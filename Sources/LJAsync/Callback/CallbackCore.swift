@@ -111,7 +111,7 @@ final class CallbackCore: @unchecked Sendable {
     let errorCount = Atomic<Int>(0)
 
     // -- Guarded by `sync` --
-    let sync = MutexCond()
+    let sync = PthreadLock()
     var lastError: String?
     /// `free` ran inside a call of this thread: the last slot to park destroys the core.
     var deferredFree = false

@@ -1,6 +1,5 @@
 // What happens to an error raised in a callback: counted, kept, handed to its handler or stderr.
 import CLuaJIT
-import Glibc
 
 extension CallbackCore {
     /// The wrapper raised an error (on top of the slot's stack). Runs on the calling thread with

@@ -1,5 +1,4 @@
 // Freed callbacks stay callable for a while, so a late call returns the default, not a crash.
-import Glibc
 
 /// A bounded FIFO of freed callback cores, each with the reference its function pointer holds.
 /// The closure and the core of a freed callback stay valid until `capacity` more callbacks have
@@ -13,7 +12,7 @@ final class Quarantine: @unchecked Sendable {
     static let shared = Quarantine()
     static let capacity = 1024
 
-    private let lock = MutexCond()
+    private let lock = PthreadLock()
     private var ring: [Unmanaged<CallbackCore>?] = Array(repeating: nil, count: Quarantine.capacity)
     private var next = 0
 

@@ -1,8 +1,11 @@
 // The C ABI of the synchronization objects (declared in Sources/CLJAsync/include/ljasync.h).
 //
 // Objects reach C as opaque pointers holding one strong reference (release them with
-// ljasync_object_release). Status codes: 0 = done, 1 = timeout (or full/empty), 2 = closed,
-// negative = misuse (see each function). Timeouts are seconds: negative = forever, 0 = try once.
+// ljasync_object_release). Each function says what it returns; two shapes recur. A blocking
+// call on one value returns 0 = done, 1 = timeout (or full/empty), 2 = closed, or a negative
+// code for misuse or failure (the mutex's -1 held / -2 not held, -1 out of memory, ...). The
+// batch calls (push_cells, pop) return a count >= 1, or the status negated: -1 timeout (full
+// or empty), -2 closed. Timeouts are seconds: negative = forever, 0 = try once.
 // Every function may be called from any thread.
 import CLJAsync
 import Glibc
@@ -200,6 +203,16 @@ public func ljasync_channel_push_string(_ p: OpaquePointer, _ s: UnsafeRawPointe
     return st.rawValue
 }
 
+/// Pushes a copy of `len` bytes that encode one value (lj-async.sync's channel writes and reads
+/// them: string.buffer's encoding of a small plain table). Statuses as push_string.
+@implementation @c
+public func ljasync_channel_push_encoded(_ p: OpaquePointer, _ s: UnsafeRawPointer?, _ len: Int, _ timeout: Double) -> Int32 {
+    guard let cell = ChannelCell.encoded(s, len) else { return -1 }
+    let st = with(p, Channel.self) { $0.push(cell, timeout: seconds(timeout)) }
+    if st != .ok { cell.release() }
+    return st.rawValue
+}
+
 /// Pushes a message (from ljasync_message_new). On 0 the channel owns it; otherwise the
 /// caller still does.
 @implementation @c
@@ -230,12 +243,6 @@ public func ljasync_channel_pop(_ p: OpaquePointer, _ out: UnsafeMutablePointer<
 @implementation @c
 public func ljasync_channel_bytes_free(_ b: UnsafeMutableRawPointer?) {
     free(b)
-}
-
-/// Frees what popped cells own (strings, messages), for callers that drop them.
-@implementation @c
-public func ljasync_channel_cells_release(_ cells: UnsafeMutablePointer<ljasync_cell>, _ n: Int32) {
-    for i in 0..<Int(Swift.max(n, 0)) { cells[i].release() }
 }
 
 @implementation @c

@@ -27,14 +27,13 @@ struct PoolResult {
 /// them are reported on stderr.
 /// Thread-safety: fields marked "guarded" need `sync`; `submitted` belongs to the owner.
 struct PoolInbox {
-    let sync = PoolSync()
+    let sync = PthreadLock(.adaptive)
     var results = Ring<PoolResult>(capacity: 256)   // guarded
     var delivered = 0                                // guarded
     var expected = -1                                // guarded; set by close
     var closed = false                               // guarded
     var sleeping = false                             // guarded: the owner waits on `sync`
-    var watchWorkers = false                         // guarded: ...and wants to hear when workers are gone
-    var workersGone = false                          // guarded
+    var workersGone = false                          // guarded: no worker left (`wait` with `watch` says 2)
     var fd: Int32 = -1                               // guarded
     var fdReadable = false                           // guarded
     /// Jobs submitted, counted by the owner's thread alone, on a cache line of its own (the
@@ -58,7 +57,7 @@ typealias InboxRef = UnsafeMutablePointer<PoolInbox>
 enum Inbox {
     /// Every inbox not yet destroyed (guarded by `registryLock`): fork() and process exit go
     /// through them. Lock order: registry, then the pool's lock, then inboxes.
-    nonisolated(unsafe) static let registryLock = MutexCond()
+    nonisolated(unsafe) static let registryLock = PthreadLock()
     nonisolated(unsafe) static var registry: [InboxRef] = []
 
     private static let exitReport: Void = { atexit { Inbox.reportUntaken() } }()
@@ -129,11 +128,6 @@ enum Inbox {
         inbox.pointee.delivered += count
         wakeOwner(inbox)
         inbox.pointee.sync.unlock()
-    }
-
-    /// Appends a batch of cancelled results (no messages). Caller holds no inbox lock.
-    static func pushCancelled(_ inbox: InboxRef, ids: [Double]) {
-        for id in ids { push(inbox, PoolResult(message: nil, id: id, status: .cancelled)) }
     }
 
     /// Counts a job that will never come back as a result (cancelled by its owner). Any thread.

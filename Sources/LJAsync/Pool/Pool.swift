@@ -21,7 +21,7 @@ struct PoolSettings {
 /// A stopping worker runs only jobs submitted before it was told to stop (`stopSeq`), so a stop
 /// never consumes a job and never affects workers added later.
 struct PoolCore {
-    let sync = PoolSync()       // mutex: everything below; cond: submitters waiting for space
+    let sync = PthreadLock(.adaptive)  // mutex: everything below; cond: submitters waiting for space
     var queue = Ring<PoolJob>(capacity: 1024)
     var seq: UInt64 = 0
     var all: [WorkerRef] = []
@@ -57,7 +57,8 @@ struct PoolCore {
 }
 
 enum Pool {
-    static let cpuCount = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// The CPUs this process may run on (its affinity mask: the one CPU count of lj-async).
+    static let cpuCount = ThreadSystem.cpus()
     /// How many times a worker (or an owner in `wait`) yields the CPU while looking for work
     /// (or results) before it sleeps on its condition variable.
     static let spinRounds = 64
@@ -104,7 +105,7 @@ enum Pool {
         } else if let w = p.pointee.idle.popLast() {
             w.pointee.idle = false
             w.pointee.woken = true
-            pthread_cond_signal(w.pointee.cond)
+            w.pointee.cond.signal()
         } else if p.pointee.settings.autoscale != 0 && p.pointee.live < Int(p.pointee.settings.maxWorkers)
                     && (p.pointee.queue.count > p.pointee.starting || retry) {
             spawn = makeWorkers(1)
@@ -222,7 +223,7 @@ enum Pool {
         p.pointee.sync.lock()
         p.pointee.settings = s
         p.pointee.warnAfterNs = s.warnAfter > 0 ? UInt64(s.warnAfter * 1e9) : 0
-        for i in 0..<p.pointee.idle.count { pthread_cond_signal(p.pointee.idle[i].pointee.cond) }
+        for i in 0..<p.pointee.idle.count { p.pointee.idle[i].pointee.cond.signal() }
         if p.pointee.spaceWaiters > 0 { p.pointee.sync.broadcast() }
         var made: [WorkerRef] = []
         if s.autoscale != 0 && p.pointee.startError == nil {  // after a failed start, only submit retries

@@ -10,7 +10,7 @@ import Synchronization
 final class PoolDefinitions: @unchecked Sendable {
     static let shared = PoolDefinitions()
 
-    private let sync = MutexCond()
+    private let sync = PthreadLock()
     private var table: [Int32: (name: String, message: UnsafeMutablePointer<Message>)] = [:]
     private var nextId: Int32 = 0
 
@@ -51,8 +51,10 @@ final class PoolDefinitions: @unchecked Sendable {
 /// Code every worker loads before its first job, in registration order: Lua source to run
 /// (`kind` 0) or an encoded (name, metatable) pair to register as portable (`kind` 1).
 ///
-/// Entries are append-only and never freed (process lifetime), so a worker may read one
-/// through its pointers without a lock once `count` says it exists.
+/// Entries are append-only and never freed (process lifetime): the lock guards only the
+/// table, whose address changes when it grows, so `entry` copies one out under it and the
+/// caller uses its pointers (name, code) afterwards without a lock. `count` is published
+/// with release ordering after the entry is in place, so a worker may ask for it lock-free.
 enum PoolInits {
     struct Entry {
         let kind: Int32
@@ -61,7 +63,7 @@ enum PoolInits {
         let length: Int
     }
 
-    nonisolated(unsafe) private static let sync = MutexCond()
+    nonisolated(unsafe) private static let sync = PthreadLock()
     nonisolated(unsafe) private static var entries = UnsafeMutablePointer<Entry>.allocate(capacity: 1024)
     nonisolated(unsafe) private static var capacity = 1024
     private static let published = Atomic<Int32>(0)
@@ -78,9 +80,10 @@ enum PoolInits {
         sync.withLock {
             let n = Int(published.load(ordering: .relaxed))
             if n == capacity {
-                // Old arrays stay allocated: a reader may still hold the old base address.
+                // Readers copy entries out under this lock, so nobody holds the old table.
                 let bigger = UnsafeMutablePointer<Entry>.allocate(capacity: capacity * 2)
-                bigger.initialize(from: entries, count: n)
+                bigger.moveInitialize(from: entries, count: n)
+                entries.deallocate()
                 entries = bigger
                 capacity *= 2
             }
@@ -94,8 +97,8 @@ enum PoolInits {
 
     nonisolated(unsafe) private static var retired = Set<Int32>()
 
-    /// Entry `i` (0-based), valid forever. Requires `i < count`. A retired entry reads as
-    /// kind -1: workers that start from now on skip it.
+    /// A copy of entry `i` (0-based), whose pointers stay valid forever. Requires `i < count`.
+    /// A retired entry reads as kind -1: workers that start from now on skip it.
     static func entry(_ i: Int32) -> Entry {
         sync.withLock {
             let e = entries[Int(i)]

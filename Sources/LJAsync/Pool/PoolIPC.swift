@@ -22,7 +22,7 @@ enum PoolMessages {
 final class PoolIPC: @unchecked Sendable {
     static let shared = PoolIPC()
 
-    private let sync = MutexCond()
+    private let sync = PthreadLock()
     private var values: [[UInt8]: UnsafeMutablePointer<Message>] = [:]
     private var pollers = 0
 

@@ -22,7 +22,7 @@ struct PoolJob {
 /// `outbox`, the counters and `lastTakeNs`, which only the worker's own thread touches.
 /// `cond` is waited on with the pool's mutex.
 struct PoolWorker {
-    let cond: UnsafeMutablePointer<pthread_cond_t>
+    let cond = PthreadCondition()  // waited on with the pool's mutex; freed with the worker
     let serial: Int
     var stopping = false
     var stopSeq: UInt64 = 0
@@ -46,15 +46,13 @@ struct PoolWorker {
 
     init(serial: Int) {
         self.serial = serial
-        cond = Condvar().raw  // monotonic clock; freed with the worker
     }
 
     static func destroy(_ w: WorkerRef) {
         w.pointee.taken.free()
         w.pointee.outbox.free()
         w.pointee.outboxInboxes.free()
-        pthread_cond_destroy(w.pointee.cond)
-        w.pointee.cond.deallocate()
+        w.pointee.cond.destroy()
         w.deinitialize(count: 1)
         w.deallocate()
     }

@@ -5,10 +5,6 @@ import Glibc
 extension Pool {
     // -- Working (worker threads) --
 
-    /// The job slot Lua reads (`ljasync_pool_job`): msg at 0, definition at 8, init count at 12,
-    /// seconds waited at 16, late flag at 24.
-    static let jobStride = 32
-
     /// Short jobs are taken several at a time (up to this many), when a worker's last batch
     /// took under `shortJobNs` per job: one trip through the queue's lock and one through the
     /// inbox's per batch instead of per job. Long jobs are always taken one by one, so a worker
@@ -158,13 +154,8 @@ extension Pool {
             let scaling = p.pointee.settings.autoscale != 0
             if scaling && deadline == nil { deadline = Clock.deadline(after: p.pointee.settings.idleTimeout) }
             if !scaling { deadline = nil }
-            let rc: Int32
-            if var d = deadline {
-                rc = pthread_cond_timedwait(w.pointee.cond, p.pointee.sync.mutex, &d)
-            } else {
-                rc = pthread_cond_wait(w.pointee.cond, p.pointee.sync.mutex)
-            }
-            if rc == ETIMEDOUT && !w.pointee.woken && !w.pointee.stopping {
+            let timedOut = !p.pointee.sync.wait(on: w.pointee.cond, until: deadline)
+            if timedOut && !w.pointee.woken && !w.pointee.stopping {
                 if p.pointee.settings.autoscale != 0 && p.pointee.live > Int(p.pointee.settings.minWorkers) {
                     return false
                 }

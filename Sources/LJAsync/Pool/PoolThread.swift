@@ -21,7 +21,7 @@ enum PoolThread {
         }
         var failure: String? = errors.isEmpty ? nil : errors.joined(separator: "\n")
         if failure == nil {
-            lua_pushcclosure(L, traceback, 0)
+            lua_pushcclosure(L, tracebackHandler, 0)
             lua_getfield(L, Lua.globalsIndex, "require")
             lua_pushstring(L, module)
             if lua_pcall(L, 1, 1, 1) != 0 {
@@ -42,13 +42,5 @@ enum PoolThread {
         }
         StateStock.shared.retire(L)
         PoolWorker.destroy(w)
-    }
-
-    /// Message handler: appends a traceback to string errors.
-    static let traceback: lua_CFunction = { L in
-        guard let L else { return 0 }
-        let msg = lua_tolstring(L, 1, nil)
-        luaL_traceback(L, L, msg, 1)
-        return 1
     }
 }

@@ -58,7 +58,7 @@ extension Pool {
         if !p.pointee.queue.isEmpty, let idle = p.pointee.idle.popLast() {
             idle.pointee.idle = false
             idle.pointee.woken = true
-            pthread_cond_signal(idle.pointee.cond)
+            idle.pointee.cond.signal()
         }
     }
 
@@ -82,7 +82,7 @@ extension Pool {
             p.pointee.live -= 1
             p.pointee.stopping += 1
             if w.pointee.idle { removeIdle(w) }
-            pthread_cond_signal(w.pointee.cond)
+            w.pointee.cond.signal()
             left -= 1
         }
         while left > 0, let w = p.pointee.idle.popLast() {
@@ -215,7 +215,7 @@ extension Pool {
                 if let idle = p.pointee.idle.popLast() {
                     idle.pointee.idle = false
                     idle.pointee.woken = true
-                    pthread_cond_signal(idle.pointee.cond)
+                    idle.pointee.cond.signal()
                 }
             }
         }

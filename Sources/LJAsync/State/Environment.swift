@@ -18,7 +18,7 @@ final class Environment: @unchecked Sendable {
 
     static let shared = Environment()
 
-    let lock = MutexCond()
+    let lock = PthreadLock()
     private var current = Snapshot(path: "", cpath: "", core: "", inits: [], generation: 0)
 
     func snapshot() -> Snapshot { lock.withLock { current } }

@@ -18,18 +18,8 @@ enum Lua {
         return String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self)
     }
 
-    /// Loads and runs `code` with no arguments and no results. Returns an error message or nil.
-    static func run(_ L: LuaState, _ code: String, name: String) -> String? {
-        var failure: String?
-        code.withCString { p in
-            if luaL_loadbuffer(L, p, strlen(p), name) != 0 || lua_pcall(L, 0, 0, 0) != 0 {
-                failure = string(L, -1)
-                pop(L, 1)
-            }
-        }
-        return failure
-    }
-
+    /// Loads and runs `bytes` (source or bytecode) with no arguments and no results. Returns an
+    /// error message or nil.
     static func run(_ L: LuaState, bytes: [UInt8], name: String) -> String? {
         var failure: String?
         bytes.withUnsafeBufferPointer { b in

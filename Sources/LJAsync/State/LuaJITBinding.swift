@@ -12,7 +12,7 @@ import Synchronization
 enum LuaJITBinding {
     /// The `string.dump` of core.lua's probe function from states already known to match.
     /// A pthread mutex fork() takes and re-creates (`Fork.cacheLocks`).
-    nonisolated(unsafe) static let lock = MutexCond()
+    nonisolated(unsafe) static let lock = PthreadLock()
     nonisolated(unsafe) private static var accepted: [[UInt8]] = []
 
     /// Where the API came from, or the reason none could be bound (nil message never).

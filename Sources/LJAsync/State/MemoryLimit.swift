@@ -17,8 +17,6 @@ struct MemoryLimit {
 
     func free() { context.assumingMemoryBound(to: Counter.self).deallocate() }
 
-    var used: Int { context.assumingMemoryBound(to: Counter.self).pointee.used }
-
     static let allocate: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int, Int)
         -> UnsafeMutableRawPointer? = { ud, ptr, osize, nsize in
         let c = ud!.assumingMemoryBound(to: Counter.self)

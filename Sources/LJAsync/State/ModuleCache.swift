@@ -29,7 +29,7 @@ final class ModuleCache: @unchecked Sendable {
         var notes: [String: String] = [:]
     }
 
-    let lock = MutexCond()
+    let lock = PthreadLock()
     private var contents = Contents()
 
     /// Stores `count` bytes under `name` unless an entry exists (the first one wins).
@@ -130,7 +130,7 @@ final class ModuleCache: @unchecked Sendable {
 /// encoder's native scan matches this LuaJIT's object layout). Thread-safety: internally locked.
 final class ProcessMemo: @unchecked Sendable {
     static let shared = ProcessMemo()
-    let lock = MutexCond()
+    let lock = PthreadLock()
     private var values: [String: Int32] = [:]
 
     func get(_ key: String) -> Int32? { lock.withLock { values[key] } }

@@ -17,7 +17,7 @@ import Glibc
 final class StateStock: @unchecked Sendable {
     static let shared = StateStock()
 
-    private let sync = MutexCond()
+    private let sync = PthreadLock()
     private var ready: [(state: LuaState, generation: Int, errors: [String])] = []
     private var retired: [(state: LuaState, limit: MemoryLimit?)] = []
     private var started = false
@@ -73,17 +73,6 @@ final class StateStock: @unchecked Sendable {
             return true
         }
         if !queued { lua_close(L); limit?.free() }
-    }
-
-    /// Closes every state now, on this thread (used by tests and at shutdown).
-    func drain() {
-        let all: [(LuaState, MemoryLimit?)] = sync.withLock {
-            let r = retired.map { ($0.state, $0.limit) } + ready.map { ($0.state, nil) }
-            retired.removeAll()
-            ready.removeAll()
-            return r
-        }
-        for (L, limit) in all { lua_close(L); limit?.free() }
     }
 
     private func startIfNeeded() {

@@ -62,36 +62,10 @@ enum Fork {
     /// waited in ModuleCache.get for good). Each is a pthread mutex, so the child can re-create
     /// it: a `Synchronization.Mutex` is a PI futex naming its owner's thread id, and acquiring
     /// one the parent's thread held traps in the child ("Unknown error ... acquire a Mutex").
-    nonisolated(unsafe) private static let cacheLocks: [MutexCond] = [
+    nonisolated(unsafe) private static let cacheLocks: [PthreadLock] = [
         Environment.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
     ]
 
     /// How many cache locks fork() takes (a test checks that the caches still have theirs).
     static var cacheLockCount: Int { cacheLocks.count }
-
-    /// Re-creates a mutex in place (unlocked), `adaptive` as RawMutex makes them.
-    static func reinit(mutex m: UnsafeMutablePointer<pthread_mutex_t>, adaptive: Bool) {
-        var attr = pthread_mutexattr_t()
-        pthread_mutexattr_init(&attr)
-        if adaptive { pthread_mutexattr_settype(&attr, RawMutex.adaptive) }
-        pthread_mutex_init(m, &attr)
-        pthread_mutexattr_destroy(&attr)
-    }
-
-    /// Re-creates a condition variable in place, on the monotonic clock as Condvar makes them.
-    static func reinit(cond c: UnsafeMutablePointer<pthread_cond_t>) {
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(c, &attr)
-        pthread_condattr_destroy(&attr)
-    }
-}
-
-extension MutexCond {
-    /// In a forked child: the lock unlocked and the condition without waiters.
-    func reinitAfterFork() {
-        Fork.reinit(mutex: mutex, adaptive: false)
-        Fork.reinit(cond: cond)
-    }
 }

@@ -8,8 +8,6 @@ import Synchronization
 /// Thread-safety: any thread. Lifetime: reference counted (SharedObject); `address` is
 /// valid while the object lives.
 final class AtomicCounter: SyncObject, @unchecked Sendable {
-    override class var kind: String { "atomic" }
-
     let value: UnsafeMutablePointer<Atomic<Int64>>
 
     init(_ initial: Int64) {

@@ -2,11 +2,11 @@
 import CLJAsync
 import Glibc
 
-/// The channel's queue: a ring of cells guarded by one mutex, with two condition variables
+/// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
 /// (consumers wait for "not empty", producers for "not full").
 ///
-/// Invariants (under `mutex`): `count <= limit`; `count <= mask + 1`; the live cells are
-/// `ring[(head + i) & mask]` for `i < count`, each owned by the ring. Consumers sleep only while
+/// Invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
+/// is owned by the channel. Consumers sleep only while
 /// the ring is empty, producers only while it is full, each counted in `popWaiters` /
 /// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
 /// someone sleeps: a push into an empty ring wakes one consumer, a pop from a full ring wakes a
@@ -20,15 +20,10 @@ import Glibc
 /// (SharedObject); the last release frees the cells still queued (and so the handles their
 /// messages carry).
 final class Channel: SyncObject, @unchecked Sendable {
-    override class var kind: String { "channel" }
-
     enum Status: Int32 { case ok = 0, fullOrEmpty = 1, closed = 2 }
 
     struct State {
-        var ring: UnsafeMutablePointer<ChannelCell>
-        var mask: Int
-        var head: Int
-        var count: Int
+        var cells: Ring<ChannelCell>
         let limit: Int
         var closed: Bool
         var popWaiters: Int
@@ -39,35 +34,26 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
-    let state: UnsafeMutablePointer<State>   // guarded by `mutex`
-    let mutex = RawMutex.make()
-    let notEmpty = Condvar()
-    let notFull = Condvar()
+    let state: UnsafeMutablePointer<State>   // guarded by `lock`
+    /// Adaptive (see LockKind); its condition is "not empty", consumers wait on it.
+    let lock = PthreadLock(.adaptive)
+    let notFull = PthreadCondition()
 
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
         let limit = capacity > 0 ? capacity : Int.max
-        let size = Channel.ringSize(for: min(limit, Channel.initialRing))
         state = .allocate(capacity: 1)
-        state.initialize(to: State(ring: .allocate(capacity: size), mask: size - 1, head: 0, count: 0,
-                                   limit: limit, closed: false, popWaiters: 0, pushWaiters: 0))
+        state.initialize(to: State(cells: Ring(capacity: min(limit, Channel.initialRing)), limit: limit,
+                                   closed: false, popWaiters: 0, pushWaiters: 0))
         super.init()
     }
 
     deinit {
-        let s = state.pointee
-        for i in 0..<s.count { s.ring[(s.head + i) & s.mask].release() }
-        s.ring.deallocate()
+        while let c = state.pointee.cells.popFirst() { c.release() }
+        state.pointee.cells.free()
         state.deallocate()
         notFull.destroy()
-        notEmpty.destroy()
-        RawMutex.destroy(mutex)
-    }
-
-    static func ringSize(for n: Int) -> Int {
-        var size = 1
-        while size < n { size <<= 1 }
-        return size
+        lock.destroy()
     }
 
     // -- Producers --
@@ -77,26 +63,24 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Any thread.
     func push(_ cell: ChannelCell, timeout: Double) -> Status {
         let s = state
-        RawMutex.lock(mutex)
+        lock.lock()
         if s.pointee.closed {
-            RawMutex.unlock(mutex)
+            lock.unlock()
             return .closed
         }
-        if s.pointee.count >= s.pointee.limit {
+        if s.pointee.cells.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
-                RawMutex.unlock(mutex)
+                lock.unlock()
                 return st
             }
         }
-        if s.pointee.count > s.pointee.mask { grow() }
-        let count = s.pointee.count
-        s.pointee.ring[(s.pointee.head + count) & s.pointee.mask] = cell
-        s.pointee.count = count + 1
+        let count = s.pointee.cells.count
+        s.pointee.cells.push(cell)
         let wakeConsumer = count == 0 && s.pointee.popWaiters > 0
         let wakeProducer = count + 1 < s.pointee.limit && s.pointee.pushWaiters > 0
-        RawMutex.unlock(mutex)
-        if wakeConsumer { notEmpty.signal() }
+        lock.unlock()
+        if wakeConsumer { lock.signal() }
         if wakeProducer { notFull.signal() }
         return .ok
     }
@@ -106,66 +90,46 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Any thread.
     func pushMany(_ cells: UnsafePointer<ChannelCell>, _ n: Int, timeout: Double) -> (Status, Int) {
         let s = state
-        RawMutex.lock(mutex)
+        lock.lock()
         if s.pointee.closed {
-            RawMutex.unlock(mutex)
+            lock.unlock()
             return (.closed, 0)
         }
-        if s.pointee.count >= s.pointee.limit {
+        if s.pointee.cells.count >= s.pointee.limit {
             let st = waitForRoom(timeout)
             if st != .ok {
-                RawMutex.unlock(mutex)
+                lock.unlock()
                 return (st, 0)
             }
         }
-        let before = s.pointee.count
+        let before = s.pointee.cells.count
         let take = min(n, s.pointee.limit - before)
-        while before + take > s.pointee.mask + 1 { grow() }
-        var at = s.pointee.head + before
-        for i in 0..<take {
-            s.pointee.ring[at & s.pointee.mask] = cells[i]
-            at += 1
-        }
-        s.pointee.count = before + take
+        s.pointee.cells.push(contentsOf: cells, count: take)
         let wakeConsumers = before == 0 && s.pointee.popWaiters > 0
         let wakeProducer = before + take < s.pointee.limit && s.pointee.pushWaiters > 0
-        RawMutex.unlock(mutex)
+        lock.unlock()
         if wakeConsumers {
-            if take == 1 { notEmpty.signal() } else { notEmpty.broadcast() }
+            if take == 1 { lock.signal() } else { lock.broadcast() }
         }
         if wakeProducer { notFull.signal() }
         return (.ok, take)
     }
 
-    /// With `mutex` held and the channel full: sleeps until there is room, the channel
-    /// closes or the timeout passes. Returns with `mutex` held.
+    /// With `lock` held and the channel full: sleeps until there is room, the channel
+    /// closes or the timeout passes. Returns with `lock` held.
     private func waitForRoom(_ timeout: Double) -> Status {
         let s = state
         var deadline: timespec?
         var timedOut = false
-        while s.pointee.count >= s.pointee.limit {
+        while s.pointee.cells.count >= s.pointee.limit {
             if s.pointee.closed { return .closed }
             if timeout == 0 || timedOut { return .fullOrEmpty }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
             s.pointee.pushWaiters += 1
-            timedOut = !notFull.wait(mutex, until: deadline)
+            timedOut = !lock.wait(on: notFull, until: deadline)
             s.pointee.pushWaiters -= 1
         }
         return s.pointee.closed ? .closed : .ok
-    }
-
-    /// Doubles the ring, unwrapping it so `head` is 0. `mutex` held.
-    private func grow() {
-        let s = state
-        let old = s.pointee.mask + 1
-        let ring = UnsafeMutablePointer<ChannelCell>.allocate(capacity: old * 2)
-        let first = min(s.pointee.count, old - s.pointee.head)
-        ring.moveInitialize(from: s.pointee.ring + s.pointee.head, count: first)
-        (ring + first).moveInitialize(from: s.pointee.ring, count: s.pointee.count - first)
-        s.pointee.ring.deallocate()
-        s.pointee.ring = ring
-        s.pointee.mask = old * 2 - 1
-        s.pointee.head = 0
     }
 
     // -- Consumers --
@@ -177,57 +141,44 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// and drained. Any thread.
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
         let s = state
-        RawMutex.lock(mutex)
-        if s.pointee.count == 0 {
+        lock.lock()
+        if s.pointee.cells.count == 0 {
             var deadline: timespec?
             var timedOut = false
             repeat {
                 if s.pointee.closed || timeout == 0 || timedOut {
                     let st: Status = s.pointee.closed ? .closed : .fullOrEmpty
-                    RawMutex.unlock(mutex)
+                    lock.unlock()
                     return (st, 0)
                 }
                 if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
                 s.pointee.popWaiters += 1
-                timedOut = !notEmpty.wait(mutex, until: deadline)
+                timedOut = !lock.wait(until: deadline)
                 s.pointee.popWaiters -= 1
-            } while s.pointee.count == 0
+            } while s.pointee.cells.count == 0
         }
-        let mask = s.pointee.mask
-        let ring = s.pointee.ring
-        var head = s.pointee.head
-        let avail = min(max, s.pointee.count)
+        let cells = s.pointee.cells   // the ring's fields read once (stores to `out` would force reloads)
+        let before = cells.count
+        let avail = min(max, before)
         var n = 0
         while n < avail {
-            let c = ring[head]
+            let c = cells[n]
             let isMessage = c.tag == LJASYNC_CELL_MESSAGE.rawValue
             if isMessage && n > 0 { break }
             out[n] = c
-            head = (head + 1) & mask
             n += 1
             if isMessage { break }
         }
-        let before = s.pointee.count
-        s.pointee.head = head
-        s.pointee.count = before - n
+        s.pointee.cells.removeFirst(n)
         let wakeProducers = before >= s.pointee.limit && s.pointee.pushWaiters > 0
         let wakeConsumer = before - n > 0 && s.pointee.popWaiters > 0
-        if before == n && mask + 1 > Channel.shrinkAbove { shrink() }
-        RawMutex.unlock(mutex)
+        if before == n && cells.capacity > Channel.shrinkAbove { s.pointee.cells.shrink(to: Channel.initialRing) }
+        lock.unlock()
         if wakeProducers {
             if n == 1 { notFull.signal() } else { notFull.broadcast() }
         }
-        if wakeConsumer { notEmpty.signal() }
+        if wakeConsumer { lock.signal() }
         return (.ok, n)
-    }
-
-    /// Replaces an empty, grown ring with a small one. `mutex` held.
-    private func shrink() {
-        let s = state
-        s.pointee.ring.deallocate()
-        s.pointee.ring = .allocate(capacity: Channel.initialRing)
-        s.pointee.mask = Channel.initialRing - 1
-        s.pointee.head = 0
     }
 
     // -- Both --
@@ -235,30 +186,30 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Refuses further pushes and wakes every sleeper; values queued stay poppable.
     /// Idempotent. Any thread.
     func close() {
-        RawMutex.lock(mutex)
+        lock.lock()
         state.pointee.closed = true
-        RawMutex.unlock(mutex)
-        notEmpty.broadcast()
+        lock.unlock()
+        lock.broadcast()
         notFull.broadcast()
     }
 
     /// The number of queued values (a snapshot). Any thread.
     var length: Int {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
-        return state.pointee.count
+        lock.lock()
+        defer { lock.unlock() }
+        return state.pointee.cells.count
     }
 
     var isClosed: Bool {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.closed
     }
 
     /// Threads blocked in push or pop right now (for tests that must know a waiter sleeps).
     var waiters: Int {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.popWaiters + state.pointee.pushWaiters
     }
 

@@ -3,9 +3,12 @@ import CLJAsync
 import Glibc
 
 /// A 32-byte cell: `ljasync_cell` of ljasync.h (`uint32_t tag; uint32_t len;` then 24 bytes
-/// that hold a double, up to 24 string bytes, a heap string (pointer, size) or a Message pointer).
+/// that hold a double, up to 24 string bytes, a heap string (pointer, size) or a Message pointer). Tags
+/// `LJASYNC_CELL_ENCODED_SHORT` / `_HEAP` hold bytes laid out as the short and heap strings, which
+/// are string.buffer's encoding of one small plain table that lj-async.sync's channel wrote (and
+/// alone reads back).
 ///
-/// Ownership: a cell with tag `heapString` owns its malloc'ed bytes and one with tag
+/// Ownership: a cell with tag LJASYNC_CELL_HEAP or _ENCODED_HEAP owns its malloc'ed bytes and one with tag
 /// `message` owns its Message (which owns handle references). Cells are moved, never
 /// copied: whoever holds one last (the ring, a popper, the channel's deinit) calls `release`
 /// or hands the pointer on (Lua frees bytes with `ljasync_channel_bytes_free` and messages
@@ -50,10 +53,17 @@ extension ljasync_cell {
         return c
     }
 
+    /// Like `string`, for bytes that encode a value (tags LJASYNC_CELL_ENCODED_SHORT / _HEAP).
+    @inline(__always) static func encoded(_ p: UnsafeRawPointer?, _ n: Int) -> ChannelCell? {
+        guard var c = string(p, n) else { return nil }
+        c.tag = c.tag == LJASYNC_CELL_SHORT.rawValue ? LJASYNC_CELL_ENCODED_SHORT.rawValue : LJASYNC_CELL_ENCODED_HEAP.rawValue
+        return c
+    }
+
     /// Frees what the cell owns (heap bytes, a message and its handle references).
     func release() {
         switch Tag(rawValue: tag) {
-        case LJASYNC_CELL_HEAP:
+        case LJASYNC_CELL_HEAP, LJASYNC_CELL_ENCODED_HEAP:
             free(UnsafeMutableRawPointer(bitPattern: UInt(w0)))
         case LJASYNC_CELL_MESSAGE:
             if let m = UnsafeMutableRawPointer(bitPattern: UInt(w0)) {

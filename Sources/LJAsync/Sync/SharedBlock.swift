@@ -9,8 +9,6 @@ import Glibc
 /// Lifetime: reference counted (SharedObject); a pointer obtained from it is valid only
 /// while some handle keeps the block alive.
 final class SharedBlock: SyncObject, @unchecked Sendable {
-    override class var kind: String { "shared" }
-
     /// Blocks from this size on are mapped from the kernel: zeroed pages, paid for when
     /// touched, so a large block costs nothing until used (no memset of memory never read).
     static let mapThreshold = 64 * 1024

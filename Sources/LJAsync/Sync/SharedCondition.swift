@@ -8,11 +8,9 @@ import Glibc
 /// Thread-safety: any thread. Lifetime: reference counted (SharedObject). A waiter holds a
 /// handle to both objects, so neither can die under it.
 final class SharedCondition: SyncObject, @unchecked Sendable {
-    override class var kind: String { "condition" }
-
     enum Status: Int32 { case ok = 0, timeout = 1, notOwner = -2 }
 
-    let cond = Condvar()
+    let cond = PthreadCondition()
 
     deinit { cond.destroy() }
 
@@ -24,7 +22,7 @@ final class SharedCondition: SyncObject, @unchecked Sendable {
         if timeout == 0 { return .timeout }
         // While we sleep the mutex is free and someone else may own it.
         mutex.owner.pointee.store(0, ordering: .relaxed)
-        let woke = cond.wait(mutex.raw, until: Clock.deadline(after: timeout))
+        let woke = mutex.pthreadLock.wait(on: cond, until: Clock.deadline(after: timeout))
         mutex.owner.pointee.store(me, ordering: .relaxed)
         return woke ? .ok : .timeout
     }

@@ -15,24 +15,23 @@ import Synchronization
 /// Thread-safety: every method may be called from any thread. Lifetime: reference counted
 /// (SharedObject); freed with the last reference even if locked (nobody could unlock it).
 final class SharedMutex: SyncObject, @unchecked Sendable {
-    override class var kind: String { "mutex" }
-
     enum Status: Int32 { case ok = 0, timeout = 1, deadlock = -1, notOwner = -2 }
 
-    let raw: UnsafeMutablePointer<pthread_mutex_t>
+    /// Adaptive (see LockKind). Its own condition goes unused: a `SharedCondition` brings
+    /// its own, as any number of them may pair with one mutex.
+    let pthreadLock = PthreadLock(.adaptive)
     /// pthread_self() of the holder, 0 when unlocked. Written only by the holder while it
-    /// holds `raw`, so a thread comparing it with its own id needs no stronger ordering.
+    /// holds `pthreadLock`, so a thread comparing it with its own id needs no stronger ordering.
     let owner: UnsafeMutablePointer<Atomic<UInt>>
 
     override init() {
-        raw = RawMutex.make()
         owner = .allocate(capacity: 1)
         owner.initialize(to: Atomic(0))
         super.init()
     }
 
     deinit {
-        RawMutex.destroy(raw)
+        pthreadLock.destroy()
         owner.deinitialize(count: 1)
         owner.deallocate()
     }
@@ -45,11 +44,11 @@ final class SharedMutex: SyncObject, @unchecked Sendable {
         let me = SharedMutex.me
         if owner.pointee.load(ordering: .relaxed) == me { return .deadlock }
         if timeout < 0 {
-            RawMutex.lock(raw)
+            pthreadLock.lock()
         } else if timeout == 0 {
-            if pthread_mutex_trylock(raw) != 0 { return .timeout }
-        } else if pthread_mutex_trylock(raw) != 0 {
-            let rc = SharedMutex.timedLock(raw, timeout)
+            if !pthreadLock.tryLock() { return .timeout }
+        } else if !pthreadLock.tryLock() {
+            let rc = SharedMutex.timedLock(pthreadLock.mutex, timeout)
             if rc == ETIMEDOUT { return .timeout }
             precondition(rc == 0, "pthread_mutex_clocklock failed: \(rc)")
         }
@@ -70,7 +69,7 @@ final class SharedMutex: SyncObject, @unchecked Sendable {
     func unlock() -> Status {
         guard owner.pointee.load(ordering: .relaxed) == SharedMutex.me else { return .notOwner }
         owner.pointee.store(0, ordering: .relaxed)
-        RawMutex.unlock(raw)
+        pthreadLock.unlock()
         return .ok
     }
 

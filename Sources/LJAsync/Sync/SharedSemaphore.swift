@@ -5,16 +5,13 @@ import Glibc
 ///
 /// Thread-safety: any thread. Lifetime: reference counted (SharedObject).
 final class SharedSemaphore: SyncObject, @unchecked Sendable {
-    override class var kind: String { "semaphore" }
-
     struct State {
         var count: Int
         var waiters: Int
     }
 
-    let mutex = RawMutex.make()
-    let cond = Condvar()
-    let state: UnsafeMutablePointer<State>   // guarded by `mutex`
+    let lock = PthreadLock(.adaptive)        // its condition: "a permit is there"
+    let state: UnsafeMutablePointer<State>   // guarded by `lock`
 
     init(count: Int) {
         state = .allocate(capacity: 1)
@@ -23,25 +20,24 @@ final class SharedSemaphore: SyncObject, @unchecked Sendable {
     }
 
     deinit {
-        cond.destroy()
-        RawMutex.destroy(mutex)
+        lock.destroy()
         state.deallocate()
     }
 
     /// Adds `n` (> 0) permits and wakes as many waiters. Returns false if the count would
     /// overflow (nothing changes). Any thread.
     func post(_ n: Int) -> Bool {
-        RawMutex.lock(mutex)
+        lock.lock()
         let (sum, overflow) = state.pointee.count.addingReportingOverflow(n)
         if overflow {
-            RawMutex.unlock(mutex)
+            lock.unlock()
             return false
         }
         state.pointee.count = sum
         let waiters = state.pointee.waiters
-        RawMutex.unlock(mutex)
+        lock.unlock()
         if waiters > 0 {
-            if n == 1 { cond.signal() } else { cond.broadcast() }
+            if n == 1 { lock.signal() } else { lock.broadcast() }
         }
         return true
     }
@@ -49,15 +45,15 @@ final class SharedSemaphore: SyncObject, @unchecked Sendable {
     /// Takes one permit, waiting at most `timeout` seconds (negative = forever, 0 = try).
     /// Returns false on timeout. Any thread.
     func wait(timeout: Double) -> Bool {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         var deadline: timespec?
         var timedOut = false
         while state.pointee.count == 0 {
             if timeout == 0 || timedOut { return false }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
             state.pointee.waiters += 1
-            timedOut = !cond.wait(mutex, until: deadline)
+            timedOut = !lock.wait(until: deadline)
             state.pointee.waiters -= 1
         }
         state.pointee.count -= 1
@@ -66,8 +62,8 @@ final class SharedSemaphore: SyncObject, @unchecked Sendable {
 
     /// The current number of permits (a snapshot). Any thread.
     var value: Int {
-        RawMutex.lock(mutex)
-        defer { RawMutex.unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return state.pointee.count
     }
 }

@@ -5,8 +5,6 @@ import Synchronization
 /// see that handles keep an object alive across states and that the last release destroys it.
 /// Thread-safety: immutable; the counter is atomic. Created and released from any thread.
 final class TestObject: SharedObject, @unchecked Sendable {
-    override class var kind: String { "testobject" }
-
     static let live = LiveCounter()
     let value: Int64
 

@@ -29,7 +29,7 @@ final class LuaThread: @unchecked Sendable {
     static let bindKey = "lj-async.thread.bind"           // the module's binder, if it is loaded
     static let cancelKey = "lj-async.thread.cancelled"    // the value check_cancel() raises
 
-    let sync = MutexCond()
+    let sync = PthreadLock()
     /// Nonzero once `cancel()` was called. Read by the thread's Lua code through a pointer.
     let cancelFlag: UnsafeMutablePointer<Atomic<Int32>>
     let name: String
@@ -299,22 +299,6 @@ struct ThreadJob {
 }
 
 struct ThreadError: Error { let message: String }
-
-/// The message handler of a thread's pcall: adds a traceback to string errors (and to objects
-/// with __tostring); leaves other values, such as the cancellation marker, untouched.
-let tracebackHandler: lua_CFunction = { L in
-    let L = L.unsafelyUnwrapped
-    if isCancelMarker(L, 1) { return 1 }
-    let t = lua_type(L, 1)
-    if t == LUA_TSTRING || t == LUA_TNUMBER {
-        luaL_traceback(L, L, lua_tolstring(L, 1, nil), 1)
-    } else if luaL_callmeta(L, 1, "__tostring") != 0 && lua_type(L, -1) == LUA_TSTRING {
-        luaL_traceback(L, L, lua_tolstring(L, -1, nil), 1)
-    } else {
-        lua_settop(L, 1)
-    }
-    return 1
-}
 
 /// Whether the value at `idx` is the table Thread.check_cancel() raises (thread.lua puts it
 /// in the registry when it loads; without it nothing can be the marker).

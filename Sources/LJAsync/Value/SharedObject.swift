@@ -7,9 +7,6 @@
 /// Message). The object lives while any state or message holds it. Swift's reference count
 /// is atomic, so retain and release may happen on any thread.
 class SharedObject: @unchecked Sendable {
-    /// A short name for messages: "mutex", "channel", ...
-    class var kind: String { "object" }
-
     /// Hands out a new strong reference as an opaque pointer.
     final func retainedPointer() -> UnsafeMutableRawPointer {
         Unmanaged.passRetained(self).toOpaque()

@@ -1,7 +1,9 @@
 -- Private: lj-async.sync's channel, a multi-producer multi-consumer FIFO of copied values.
--- Plain values (numbers, booleans, nil, strings) move as native cells; the rest as encoder
--- messages.
+-- Plain values (numbers, booleans, nil, strings) move as native cells, and so do small plain
+-- tables, as string.buffer's encoding of the table (encoder.encode_small_table); the rest as
+-- encoder messages.
 local ffi = require "ffi"
+local buffer = require "string.buffer"
 local C = require "lj-async.sync.abi"
 local core = require "lj-async.core"
 local encoder = require "lj-async.encoder"
@@ -17,18 +19,27 @@ local push_number, push_simple, push_string = C.ljasync_channel_push_number, C.l
   C.ljasync_channel_push_string
 local push_message, push_cells, chan_pop = C.ljasync_channel_push_message, C.ljasync_channel_push_cells,
   C.ljasync_channel_pop
+local push_encoded = C.ljasync_channel_push_encoded
 local bytes_free, message_free = C.ljasync_channel_bytes_free, C.ljasync_message_free
 local encode_message, decode_message = encoder.encode_message, encoder.decode_message
+local encode_small = encoder.encode_small_table
 
 -- Tags of ljasync_cell, as Sources/LJAsync/Sync/ChannelCell.swift numbers them.
 local T_NIL, T_FALSE, T_TRUE = C.LJASYNC_CELL_NIL, C.LJASYNC_CELL_FALSE, C.LJASYNC_CELL_TRUE  -- ljasync.h
 local T_NUMBER, T_SHORT, T_HEAP = C.LJASYNC_CELL_NUMBER, C.LJASYNC_CELL_SHORT, C.LJASYNC_CELL_HEAP
+local T_ENC_SHORT, T_ENC_HEAP = C.LJASYNC_CELL_ENCODED_SHORT, C.LJASYNC_CELL_ENCODED_HEAP  -- a small plain table's bytes
 local INLINE = 24
 
 -- Scratch, allocated once per state (a state runs one Lua thread at a time, and nothing
 -- between a C call and the reads of its results can re-enter these functions).
 local BATCH = 256
 local cells = ffi.new("ljasync_cell[?]", BATCH)
+-- The bytes of a small table being pushed, and of one being popped (set to the cell's bytes,
+-- read in place). `pushing` guards ebuf against a finalizer that pushes while it is in use
+-- (buf:encode() may run one): that push takes the encoder instead. (Should encoding ever raise,
+-- out of memory, it stays set: tables then take the encoder, slower but still exact.)
+local ebuf, dbuf = buffer.new(), buffer.new()
+local pushing = false
 
 -- Called before a slow path (the encoder). It is a builtin the JIT does not compile, so a
 -- trace reaching it ends cleanly (stitches) instead of recording into the encoder: aborts
@@ -42,6 +53,23 @@ local Channel = {}
 -- what the cell holds, freeing it even when decoding fails.
 local function cell_value(i, level)
   local tag = cells[i].tag
+  if tag == T_ENC_HEAP then
+    -- Bytes this process's channel wrote (string.buffer's, of a plain table): decoding them
+    -- can fail only for memory, and they are freed even then.
+    local p = cells[i].h.p
+    dbuf:set(p, cells[i].h.size)
+    local ok, v = pcall(dbuf.decode, dbuf)
+    dbuf:reset()
+    bytes_free(p)
+    if not ok then error("cannot decode a channel value: " .. tostring(v), level + 1) end
+    return v
+  end
+  if tag == T_ENC_SHORT then
+    dbuf:set(cells[i].s, cells[i].len)
+    local v = dbuf:decode()
+    dbuf:reset()
+    return v
+  end
   if tag == T_SHORT then
     local s = ffi_string(cells[i].s, cells[i].len)
     return s
@@ -69,7 +97,7 @@ local function push_status(st, level)
   if st == 0 then return true end
   if st == 1 then return false, "full" end
   if st == 2 then return false, "closed" end
-  error("out of memory copying a string into the channel", level + 1)
+  error("out of memory copying a value into the channel", level + 1)
 end
 
 -- Pushes `v` with core timeout `t`; returns the core status (0 pushed, 1 full, 2 closed,
@@ -88,6 +116,14 @@ local function push_value(p, v, t, level)
     st = push_simple(p, v and T_TRUE or T_FALSE, t)
   elseif tv == "nil" then
     st = push_simple(p, T_NIL, t)
+  elseif tv == "table" and not pushing then
+    pushing = true
+    if encode_small(ebuf, v) then
+      local q, len = ebuf:ref()
+      st = push_encoded(p, q, len, t)
+      if len > 65536 then ebuf:free() end  -- keep no big scratch after a table of long strings
+    end
+    pushing = false
   end
   if st then return st end
   trace_barrier()
@@ -100,8 +136,9 @@ end
 
 --- Pushes a copy of `v`, waiting at most `timeout` seconds while the channel is full
 --- (nil = forever, 0 = try once). Returns true, or false, "full" (still full at the
---- deadline), or false, "closed". Numbers, booleans, nil and strings take a fast path;
---- anything else is copied by lj-async.encoder (which raises for what cannot move).
+--- deadline), or false, "closed". Numbers, booleans, nil, strings and small plain tables
+--- take a fast path; anything else is copied by lj-async.encoder (which raises for what
+--- cannot move).
 function Channel:push(v, timeout)
   local p = self.p
   if p == nil then freed("channel") end
@@ -189,8 +226,8 @@ end
 
 --- Pops up to `max` values (capped at 256) into `out` (a table, reused if given), waiting at most
 --- `timeout` for the first. Returns out, n (out[1..n] set; nils leave holes), or nil,
---- "timeout" / nil, "closed". A non-plain value (a table, ...) always comes in a batch of
---- its own.
+--- "timeout" / nil, "closed". A value that took the encoder (a big table, a function, ...)
+--- always comes in a batch of its own.
 function Channel:pop_many(max, timeout, out)
   local p = self.p
   if p == nil then freed("channel") end

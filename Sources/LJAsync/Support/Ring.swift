@@ -1,10 +1,13 @@
-// A growable ring buffer of plain values in raw memory, for the pool's queues.
+// The one growable ring buffer of lj-async: a channel's cells, the pool's queue, idle stack and inboxes.
 
-/// FIFO (push/popFirst) and LIFO (push/popLast) over trivially copyable elements.
+/// FIFO (push/popFirst) and LIFO (push/popLast) over trivially copyable elements, in raw
+/// memory; the capacity is a power of two and doubles when full.
 ///
-/// Not thread-safe: the owner guards it with its own lock. Lives inside raw-memory structs,
-/// so the hot paths see no class property access and no reference counting.
-/// Lifetime: `free()` exactly once; the elements need no deinitialization.
+/// Not thread-safe: the owner guards it with its own lock (and does its own waiting and
+/// wake-ups, which differ: see Channel, Pool and Inbox). Lives inside raw-memory structs, so
+/// the hot paths see no class property access and no reference counting.
+/// Lifetime: `free()` exactly once; the elements need no deinitialization (what they own,
+/// such as a channel cell's bytes, the owner releases before).
 struct Ring<Element> {
     private(set) var storage: UnsafeMutablePointer<Element>
     private(set) var capacity: Int      // a power of two
@@ -12,10 +15,15 @@ struct Ring<Element> {
     private(set) var count = 0
 
     init(capacity: Int = 64) {
+        self.capacity = Ring.size(for: capacity)
+        storage = .allocate(capacity: self.capacity)
+    }
+
+    /// The power of two (at least 8) that holds `n` elements.
+    @inline(__always) static func size(for n: Int) -> Int {
         var c = 8
-        while c < capacity { c <<= 1 }
-        self.capacity = c
-        storage = .allocate(capacity: c)
+        while c < n { c <<= 1 }
+        return c
     }
 
     var isEmpty: Bool { count == 0 }
@@ -63,7 +71,8 @@ struct Ring<Element> {
         count -= 1
     }
 
-    /// Keeps the elements for which `keep` is true, in order; returns how many were removed.
+    /// Removes the elements for which `drop` is true, keeping the others in order; returns
+    /// how many were removed.
     mutating func removeAll(where drop: (Element) -> Bool) -> Int {
         var kept = 0
         for j in 0..<count {
@@ -73,6 +82,36 @@ struct Ring<Element> {
         let removed = count - kept
         count = kept
         return removed
+    }
+
+    /// Appends `n` elements from `from`, in order, growing once if needed.
+    mutating func push(contentsOf from: UnsafePointer<Element>, count n: Int) {
+        while count + n > capacity { grow() }
+        let mask = capacity - 1
+        var at = head + count
+        for i in 0..<n {
+            (storage + (at & mask)).initialize(to: from[i])
+            at += 1
+        }
+        count += n
+    }
+
+    /// Drops the `n` oldest elements (after the owner copied them out).
+    mutating func removeFirst(_ n: Int) {
+        precondition(n >= 0 && n <= count, "Ring.removeFirst out of range")
+        head = (head + n) & (capacity - 1)
+        count -= n
+    }
+
+    /// With the ring empty: gives back a grown buffer, starting again at `capacity` elements.
+    mutating func shrink(to capacity: Int) {
+        precondition(count == 0, "Ring.shrink(to:) on a ring that is not empty")
+        let c = Ring.size(for: capacity)
+        if c >= self.capacity { return }
+        storage.deallocate()
+        storage = .allocate(capacity: c)
+        self.capacity = c
+        head = 0
     }
 
     private mutating func grow() {
