@@ -37,6 +37,9 @@ local function lj_new() local t = Thread.new(empty); t:join(); t:destroy() end
 local function lj_spawn0() local t = Thread.spawn(empty); t:join(); t:destroy() end
 local identity = function(x) return x end
 local function lj_spawn1() local t = Thread.spawn(identity, 42); t:join(); t:destroy() end
+local step = 1
+local with_upvalues = function(ud) return ffi.cast("int", step) end  -- ffi crosses as require
+local function lj_new_up() local t = Thread.new(with_upvalues); t:join(); t:destroy() end
 local function luv_thread() local t = uv.new_thread(empty); t:join() end
 local function raw(n) return T.ljt_pthread_spawn_join_ns(n) / 1e3 end
 
@@ -54,10 +57,11 @@ if has_luv then per_thread(luv_thread, 20) end
 
 -- 1. Sustained: N threads back to back. The stock (4 states) runs dry at once, so this
 --    measures making and closing a fresh state per thread as well.
-local r = { raw = {}, new = {}, spawn0 = {}, spawn1 = {}, luv = {} }
+local r = { raw = {}, new = {}, new_up = {}, spawn0 = {}, spawn1 = {}, luv = {} }
 for k = 1, ROUNDS do
   r.raw[k] = raw(N)
   r.new[k] = per_thread(lj_new_timed, N)
+  r.new_up[k] = per_thread(lj_new_up, math.floor(N / 3))
   r.spawn0[k] = per_thread(lj_spawn0, math.floor(N / 3))
   r.spawn1[k] = per_thread(lj_spawn1, math.floor(N / 3))
   if has_luv then r.luv[k] = per_thread(luv_thread, math.floor(N / 3)) end
@@ -84,6 +88,7 @@ print(("thread spawn+join, sequential; median of %d rounds; ratio over raw pthre
 line("raw pthread_create + pthread_join (C)", base)
 line("lj-async Thread.new + join, sustained", median(r.new))
 line("  of which Thread.new alone (creator's thread)", median(caller))
+line("lj-async Thread.new(f with 2 upvalues) + join, sustained", median(r.new_up))
 line("lj-async Thread.spawn() + join, sustained", median(r.spawn0))
 line("lj-async Thread.spawn(42) + join -> 42, sustained", median(r.spawn1))
 if has_luv then line("luv uv.new_thread + join, sustained", median(r.luv)) end

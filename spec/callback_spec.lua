@@ -71,12 +71,122 @@ describe("the seed's API", function()
     assert.equal(before, CallbackFactory.live())
   end)
 
-  it("refuses functions with upvalues, naming them", function()
-    local up1, up2 = 1, 2
-    assert.has_error(function()
-      CallbackFactory("int(*)(int)")(function(x) return x + up1 + up2 end)
-    end, "bad callback function: it has upvalues (up1, up2), which would be nil in its new Lua state; "
-      .. "require modules and define values inside the function")
+  describe("upvalues", function()
+    it("copies them by value when the callback's state is made, a loaded module crossing as require", function()
+      local up1, up2 = 1, { 2 }
+      local cb = CallbackFactory("int(*)(int)")(function(x) return x + up1 + up2[1] end)
+      up1, up2[1] = 100, 200  -- the state holds copies made at creation
+      assert.equal(13, cb:funcptr()(10))
+      cb:free()
+    end)
+
+    it("runs seed 002's 'BAD! ffi is an upvalue' example (with int * for its invalid int[1])", function()
+      local buf = ffi.new("int[1]", 41)
+      local MyCallback_t = CallbackFactory("void(*)(void *)")
+      local MyCallback = MyCallback_t(function(userdata)
+        userdata = ffi.cast("int *", userdata)
+        userdata[0] = userdata[0] + 1
+      end)
+      MyCallback:funcptr()(buf)
+      assert.equal(42, buf[0])
+      MyCallback:free()
+    end)
+
+    it("are copies, decoded once per state: mutations persist there across calls and never come back", function()
+      local counter = { n = 0 }
+      local cb = CallbackFactory("int(*)(void)")(function()
+        counter.n = counter.n + 1
+        return counter.n
+      end)
+      local fp = cb:funcptr()
+      assert.equal(1, fp()); assert.equal(2, fp())
+      assert.equal(0, counter.n)  -- nothing comes back
+      cb:free()
+    end)
+
+    it("keep shared objects shared: a channel upvalue is the creator's channel (states = n too)", function()
+      local sync = require "lj-async.sync"
+      local ch = sync.channel()
+      local cb = CallbackFactory("int(*)(int)")(function(x)
+        ch:push(x)
+        return x
+      end, { states = 2 })
+      local fp = cb:funcptr()
+      for i = 1, 3 do assert.equal(i, fp(i)) end
+      assert.same({ 1, 2, 3 }, { ch:pop(0), ch:pop(0), ch:pop(0) })
+      cb:free()
+    end)
+
+    it("refuses what cannot move with the encoder's text, naming the upvalue and its path", function()
+      local co = coroutine.create(function() end)
+      local I = CallbackFactory("int(*)(int)")
+      assert.has_error(function() I(function() return co end) end,
+        "bad callback function: upvalue 'co': cannot move a coroutine")
+      local t = { inner = { co } }
+      assert.has_error(function() I(function() return t end) end,
+        "bad callback function: upvalue 't'.inner[1]: cannot move a coroutine")
+      local ok, err = pcall(function() I(function() return co end) end)
+      assert.matches("callback_spec%.lua:%d+: bad callback function", err)  -- raised at the caller
+    end)
+
+    it("keep an upvalue-free callback's state free of the encoder", function()
+      local cb = CallbackFactory("int(*)(void)")(function()
+        return package.loaded["lj-async.encoder"] == nil and 1 or 0
+      end)
+      assert.equal(1, cb:funcptr()())
+      cb:free()
+      local k = 0
+      local with = CallbackFactory("int(*)(void)")(function()
+        return package.loaded["lj-async.encoder"] ~= nil and 1 + k or 0
+      end)
+      assert.equal(1, with:funcptr()())  -- the one with upvalues decoded them
+      with:free()
+    end)
+
+    it("free the encoded function with the callback (free or collected), releasing its handles", function()
+      local sync = require "lj-async.sync"
+      local before, objects = CallbackFactory.live(), sync.live_objects()
+      for i = 1, 40 do  -- each message holds a reference to its channel: 40 would stay if they leaked
+        local ch = sync.channel()
+        local cb = CallbackFactory("int(*)(void)")(function() return ch:push(i) and 1 or 0 end)
+        assert.equal(1, cb:funcptr()())
+        if i % 2 == 0 then cb:free() end  -- the others are collected
+      end
+      jit.flush()  -- traces may hold handles as constants
+      collectgarbage(); collectgarbage()
+      assert.equal(before, CallbackFactory.live())
+      -- The states' own references go when the background closer (StateStock.retire) closes
+      -- them; objects of earlier tests may go meanwhile, hence <=.
+      local Thread, deadline = require "lj-async.thread", os.time() + 10
+      while sync.live_objects() > objects and os.time() < deadline do Thread.sleep(0.001) end
+      assert.is_true(sync.live_objects() <= objects, "channels still referenced: " .. sync.live_objects() - objects)
+    end)
+
+    it("cross with on_error handlers too, refused with the handler's name", function()
+      local seen = { "none" }
+      local sync = require "lj-async.sync"
+      local ch = sync.channel()
+      local cb = CallbackFactory("int(*)(int)")(function(x) error("boom " .. x) end, {
+        on_error = function(msg) ch:push(seen[1] .. ": " .. msg:match("boom %d+")) end,  -- upvalues ch, seen
+      })
+      assert.equal(0, cb:funcptr()(7))
+      assert.equal("none: boom 7", ch:pop(0))
+      cb:free()
+      local k = 3
+      local both = CallbackFactory("int(*)(int)")(function(x) if x < 0 then error("neg") end return x * k end,
+        { on_error = function() ch:push(k) end })
+      assert.equal(6, both:funcptr()(2))
+      assert.equal(0, both:funcptr()(-1))
+      assert.equal(3, ch:pop(0))
+      both:free()
+      local co = coroutine.create(function() end)
+      assert.has_error(function()
+        CallbackFactory("int(*)(int)")(function(x) return x end, { on_error = function() return co end })
+      end, "bad option 'on_error': upvalue 'co': cannot move a coroutine")
+      assert.has_error(function()
+        CallbackFactory("int(*)(int)")(function(x) return x + k end, { on_error = function() return co end })
+      end, "bad option 'on_error': upvalue 'co': cannot move a coroutine")
+    end)
   end)
 
   it("supports the seed's pattern of re-requiring ffi inside the function", function()
@@ -633,5 +743,20 @@ describe("inside a callback's state", function()
     local cb2 = CallbackFactory("int(*)(void)")("return ljt_init_file or -1")
     assert.equal(99, cb2:funcptr()())
     cb2:free()
+  end)
+
+  it("runs init functions with upvalues, copied by value, and refuses what cannot move", function()
+    local value, ffi_up = { 77 }, ffi
+    finally(function() CallbackFactory.add_init("", "=spec upvalue init") end)  -- replaced by name
+    CallbackFactory.add_init(function()
+      ljt_init_upvalue = value[1] + (ffi_up == require("ffi") and 1 or 0)
+    end, "=spec upvalue init")
+    value[1] = 0  -- copied at registration
+    local cb = CallbackFactory("int(*)(void)")("return ljt_init_upvalue or -1")
+    assert.equal(78, cb:funcptr()())
+    cb:free()
+    local co = coroutine.create(function() end)
+    assert.has_error(function() CallbackFactory.add_init(function() return co end, "=spec bad init") end,
+      "bad init code: upvalue 'co': cannot move a coroutine")
   end)
 end)

@@ -142,6 +142,73 @@ describe("lj-async.thread", function()
     end)
   end)
 
+  describe("upvalues", function()
+    it("Thread.new copies them by value, a loaded module crossing as require (seed 002's example)", function()
+      local out = ffi.new("int[2]")
+      local base, t = 40, { 2 }
+      local h = Thread.new(function(userdata)
+        userdata = ffi.cast("int *", userdata)  -- ffi is an upvalue: it crosses as require "ffi"
+        userdata[0] = base + t[1]
+        userdata[1] = ffi.istype("void *", ffi.cast("void *", userdata)) and 1 or 0
+      end, out)
+      assert.is_true(h:join(10))
+      assert.equal(nil, h:error())
+      assert.same({ 42, 1 }, { out[0], out[1] })
+      h:destroy()
+      local seen = ffi.new("int[2]", -1, -1)
+      local copy = seen  -- an array: the thread gets a copy of it
+      local p = ffi.cast("int *", seen)  -- a pointer: crosses as its address
+      local none = Thread(function(ud)
+        copy[0] = 5
+        p[1] = ud == nil and ffi.istype("void *", ud) and 1 or 0  -- a nil ud arrives as a NULL void *
+      end)
+      assert.is_true(none:join(10))
+      assert.equal(nil, none:error())
+      assert.same({ -1, 1 }, { seen[0], seen[1] })
+      none:destroy()
+    end)
+
+    it("Thread.spawn copies them with the arguments; results come back, mutations do not", function()
+      local t = { n = 1 }
+      local insert = table.insert  -- a C function of a loaded module: crosses as table.insert there
+      local h = Thread.spawn(function(a, b)
+        t.n = t.n + a
+        local list = {}
+        insert(list, b)
+        return t.n, list[1], package.loaded["lj-async.encoder"] ~= nil
+      end, 10, "x")
+      assert.same({ n = 4, true, 11, "x", true }, H.pack(h:join(10)))
+      assert.equal(1, t.n)  -- the thread changed its copy
+      h:destroy()
+      local k = 5
+      h = Thread.spawn_named("with upvalues", function() return k end)
+      assert.same({ n = 2, true, 5 }, H.pack(h:join(10)))
+      h:destroy()
+    end)
+
+    it("errors in a function with upvalues name its own chunk and line", function()
+      local what = "upvalue failure"
+      local h = Thread.spawn(function() error(what) end)
+      h:join(10)
+      assert.equal("failed", h:status())
+      assert.matches("thread_spec.lua:%d+: upvalue failure\nstack traceback:", h:error())
+      h:destroy()
+    end)
+
+    it("an upvalue-free function does not load the encoder into the thread's state", function()
+      local out = ffi.new("int[1]", -1)
+      local h = Thread.new(function(ud)
+        require("ffi").cast("int *", ud)[0] = package.loaded["lj-async.encoder"] == nil and 1 or 0
+      end, out)
+      assert.is_true(h:join(10))
+      assert.equal(1, out[0])
+      h:destroy()
+      h = Thread.spawn(function() return package.loaded["lj-async.encoder"] == nil end)
+      assert.same({ n = 2, true, true }, H.pack(h:join(10)))  -- the results bring it in after the call
+      h:destroy()
+    end)
+  end)
+
   describe("join", function()
     it("honours timeouts: 0 polls, n seconds waits about n, without busy waiting", function()
       local sig = ffi.new("int[2]")
@@ -189,11 +256,19 @@ describe("lj-async.thread", function()
   end)
 
   describe("bad input", function()
-    it("refuses functions with upvalues, naming them", function()
-      local a, b = 1, 2
-      assert.has_error(function() Thread.new(function() return a + b end) end,
-        "bad thread function: it has upvalues (a, b), which would be nil in the thread's Lua state; "
-        .. "require modules and define values inside the function")
+    it("refuses upvalues that cannot move with the encoder's text, naming the upvalue", function()
+      local co = coroutine.create(function() end)
+      assert.has_error(function() Thread.new(function() return co end) end,
+        "bad thread function: upvalue 'co': cannot move a coroutine")
+      assert.has_error(function() Thread(function() return co end) end,
+        "bad thread function: upvalue 'co': cannot move a coroutine")
+      assert.has_error(function() Thread.spawn(function() return co end, 1) end,
+        "bad thread function: upvalue 'co': cannot move a coroutine")
+      local k = 1
+      assert.has_error(function() Thread.spawn(function(x) return x + k end, 1, co) end,
+        "bad argument to spawn: argument 2: cannot move a coroutine")  -- arguments count as without upvalues
+      local ok, err = pcall(function() Thread.new(function() return co end) end)
+      assert.matches("thread_spec%.lua:%d+: bad thread function", err)
     end)
 
     it("refuses other values, broken source and bad ud or options", function()

@@ -20,7 +20,7 @@ local kind_size = { [K.void] = 0, [K.int8] = 1, [K.uint8] = 1, [K.bool] = 1, [K.
 local u64x2 = ffi_typeof("uint64_t[2]")
 -- The builder's arguments, passed to the core (which copies them); reused by every creation.
 local scratch_parts = {}
-local NPARTS = 8
+local NPARTS = 9
 local scratch_ptrs, scratch_lens = ffi.new("const char *[?]", NPARTS), ffi.new("size_t[?]", NPARTS)
 
 -- Pointer types to store a value of each kind (the default result).
@@ -37,9 +37,11 @@ end
 
 -- The builder runs in each new callback state: it makes the argument frame, loads the
 -- function and returns (traceback handler, wrapper, error handler). It must stay upvalue-free.
--- Kept as source so it can capture no upvalue of this module.
+-- Kept as source so it can capture no upvalue of this module. Functions with upvalues (the
+-- callback's, the on_error handler's) come as the address of a message (`encoded`, owned by
+-- the Callback object) that it decodes: only such callbacks load the encoder into their states.
 local builder_source = [==[
-local addr, fn, name, wrapper, fields, pre, post, cdef, on_error = ...
+local addr, fn, name, wrapper, fields, pre, post, cdef, on_error, encoded = ...
 local ffi = require "ffi"
 -- Declarations the types need that a cdef may repeat (incomplete tags, typedefs), then the
 -- user's cdef, then those a cdef may already have made (enum bodies: first alternative that works).
@@ -57,9 +59,13 @@ local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), a
 if not ok then
   error(("a type is unknown in the callback's state (declare it with the 'cdef' option): %s"):format(frame), 0)
 end
-local f = assert(loadstring(fn, name))
+local f, handler
+if encoded then
+  f, handler = require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", tonumber(encoded)))
+end
+f = f or assert(loadstring(fn, name))
 local wrap = loadstring(wrapper, "=lj-async wrapper")(frame, f)
-if on_error then on_error = assert(loadstring(on_error, "=on_error")) end
+if handler then on_error = handler elseif on_error then on_error = assert(loadstring(on_error, "=on_error")) end
 local function traceback(e)
   return debug.traceback(type(e) == "string" and e or tostring(e), 2)
 end
@@ -126,6 +132,8 @@ function Callback:free()
     self._h, self._fp = nil, nil
     ffi.gc(h, nil)
     C.ljasync_callback_free(h)
+    local m = self._encoded
+    if m then self._encoded = nil; C.ljasync_message_free(m) end  -- no state decodes it any more
   end
 end
 Callback.destroy = Callback.free
@@ -168,6 +176,9 @@ end
 local MAX_STATES = 1024
 
 -- Option names, for the unknown-key check.
+-- What the values of a callback's message are, for refusals (core.encode_code).
+local ENCODED_WHATS = { "callback function", "option 'on_error'" }
+
 local OPTIONS = { "cdef", "default", "memory_limit", "name", "on_error", "states" }
 
 -- Integer ranges of the result kinds, for `default`: lowest value, and the first one past the top.
@@ -232,11 +243,11 @@ function Type:new(f, opts)
   opts = opts or {}
   core.check_options(opts, OPTIONS, 2)
   core.check_bytecode(f, "bad argument #1 to 'T'", 2)
-  local code = core.portable_code(f, "callback function", 2, "its new Lua state")
-  local on_error = opts.on_error
-  if on_error ~= nil then
-    core.check_bytecode(on_error, "bad option 'on_error'", 2)
-    on_error = core.portable_code(on_error, "option 'on_error'", 2, "its new Lua state", "=on_error")
+  local code = core.portable_code(f, "callback function", 2)
+  local handler, on_error = opts.on_error, nil
+  if handler ~= nil then
+    core.check_bytecode(handler, "bad option 'on_error'", 2)
+    on_error = core.portable_code(handler, "option 'on_error'", 2, "=on_error")
   end
   if opts.cdef ~= nil and type(opts.cdef) ~= "string" then
     error(("bad option 'cdef': expected a string, got %s"):format(type(opts.cdef)), 2)
@@ -265,10 +276,19 @@ function Type:new(f, opts)
     error("bad option 'memory_limit': not available on this LuaJIT (64-bit LuaJIT without GC64 has no custom allocators)", 2)
   end
 
+  -- Functions with upvalues (no code above) cross in a message the callback owns (freed if
+  -- creation fails).
+  local encoded = nil
+  if not code or handler ~= nil and not on_error then
+    encoded = ffi.gc(core.encode_code(ENCODED_WHATS, 2, (not code) and f or nil,
+      (handler ~= nil and not on_error) and handler or nil), C.ljasync_message_free)
+  end
+
   local name = opts.name or self.ctype
   local parts = scratch_parts
   parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8] =
     code, "=" .. name, sig.wrapper, sig.fields, sig.pre, sig.post, opts.cdef, on_error
+  parts[9] = encoded and ("%.17g"):format(tonumber(ffi_cast("uintptr_t", encoded)))
   local ptrs, lens = scratch_ptrs, scratch_lens
   for i = 1, NPARTS do
     local part = parts[i]
@@ -283,10 +303,17 @@ function Type:new(f, opts)
     if limit > 0 and why:match("out of memory") then why = ("%s (memory_limit is %d bytes)"):format(why, limit) end
     error(("cannot create callback '%s': %s"):format(name, why), 2)
   end
-  ffi.gc(h, C.ljasync_callback_free)
+  if encoded then
+    -- The callback's states may decode the message until the callback is freed: one finalizer
+    -- frees both, in that order.
+    ffi.gc(encoded, nil)
+    ffi.gc(h, function(p) C.ljasync_callback_free(p); C.ljasync_message_free(encoded) end)
+  else
+    ffi.gc(h, C.ljasync_callback_free)
+  end
   -- _default: a pointer default (a cdata, a string) must outlive the callback that returns it.
   return setmetatable({ _h = h, _fp = ffi_cast(self._ct, C.ljasync_callback_funcptr(h)), _type = self,
-                        _default = opts.default }, Callback)
+                        _default = opts.default, _encoded = encoded }, Callback)
 end
 Type.__call = Type.new
 

@@ -287,12 +287,35 @@ M.errbuf = ffi.new("char[?]", M.errbuf_size)
 local code_cache = setmetatable({}, { __mode = "k" })
 local source_ok, source_count = {}, 0
 
+--- Encodes the values into a native message (lj-async.encoder: a function's upvalues copied
+--- by value, loaded modules as `require`), which the caller owns. Value i is code named
+--- whats[i] ("callback function"): what cannot move in it is refused with the encoder's own
+--- text, its path starting at the function ("bad callback function: upvalue 'co': cannot move
+--- a coroutine"), raised at `level` above the caller. A refusal elsewhere returns nil and the
+--- encoder's message.
+function M.encode_code(whats, level, ...)
+  local msg, err = require("lj-async.encoder").try_encode_message(...)
+  if msg then return msg end
+  local i, rest = tostring(err):match("^argument (%d+)(.*)$")
+  local what = i and whats[tonumber(i)]
+  if not what then return nil, err end
+  rest = rest:gsub("^ %(upvalue '([^']*)'%)", "upvalue '%1'"):gsub("^: ", "")
+  error(("bad %s: %s"):format(what, rest), level + 1)
+end
+
+--- encode_code for one function `f` named `what`, then the values after it.
+function M.encode_function(f, what, level, ...)
+  local msg, err = M.encode_code({ what }, level + 1, f, ...)
+  return msg, err  -- not a tail call: error levels count this frame
+end
+
 --- Turns a function, Lua source or bytecode into a string that can enter another state.
---- `what` names it in errors ("callback function"), `where` is the state it goes to. A
---- function's upvalues would silently be nil there: it is refused with an error naming them.
---- Source is compiled here to report syntax errors at the call; bytecode is checked where it
---- loads. Errors are raised at `level` (as for error()) above the caller.
-function M.portable_code(f, what, level, where, chunkname)
+--- `what` names it in errors ("callback function"). A function with upvalues returns nil: the
+--- caller encodes it (encode_function) and the new state decodes it, so only such functions
+--- load the encoder there. Source is compiled here to report syntax errors at the call;
+--- bytecode is checked where it loads. Errors are raised at `level` (as for error()) above
+--- the caller.
+function M.portable_code(f, what, level, chunkname)
   if type(f) == "string" then
     if f:byte(1) == 27 or source_ok[f] then return f end
     local ok, err = loadstring(f, chunkname or ("=" .. what))
@@ -306,17 +329,7 @@ function M.portable_code(f, what, level, where, chunkname)
   end
   local code = code_cache[f]
   if code then return code end
-  local names = {}
-  for i = 1, 255 do
-    local n = debug.getupvalue(f, i)
-    if not n then break end
-    names[#names + 1] = n
-  end
-  if #names > 0 then
-    error(("bad %s: it has upvalues (%s), which would be nil in %s; "
-      .. "require modules and define values inside the function"):format(what, table.concat(names, ", "), where),
-      level + 1)
-  end
+  if debug.getupvalue(f, 1) ~= nil then return nil end  -- encoded at each creation: current values
   local ok, dumped = pcall(string.dump, f)
   if not ok then error(("bad %s: %s"):format(what, tostring(dumped)), level + 1) end
   code_cache[f] = dumped
@@ -339,12 +352,26 @@ function M.check_bytecode(code, what, level)
   bytecode_ok[code], bytecode_count = true, bytecode_count + 1
 end
 
+-- Messages holding init functions with upvalues. Never freed: a state being made may run the
+-- registration's code at any time, and nothing says when the last one has (one per call).
+local init_messages = {}
+
 --- Registers code run by every state created from now on (callbacks, threads, workers):
---- `code` is Lua source or bytecode, or a function (dumped; it must have no upvalues).
+--- `code` is Lua source or bytecode, or a function (dumped; one with upvalues is encoded and
+--- decoded in each new state, its upvalues copied by value).
 function M.add_init(code, name)
   if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
-  -- A function's upvalues would be nil in the other states: refused, naming them.
-  if type(code) == "function" then code = M.portable_code(code, "init code", 3, "every new state") end
+  if type(code) == "function" then
+    local f = code
+    code = M.portable_code(f, "init code", 3)
+    if not code then
+      local msg = M.encode_function(f, "init code", 3)
+      init_messages[#init_messages + 1] = msg
+      code = string.dump(assert(loadstring(("return require('lj-async.encoder').decode_message("
+        .. "require('ffi').cast('ljasync_message *', %.17g))(...)"):format(
+        tonumber(ffi.cast("uintptr_t", msg))), "=lj-async init")))
+    end
+  end
   if type(code) ~= "string" then error("init code must be a string or a function", 3) end
   local ok, err = loadstring(code, name)
   if not ok then error("bad init code: " .. tostring(err), 3) end

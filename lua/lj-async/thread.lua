@@ -75,13 +75,14 @@ function Thread.id() return tonumber(C.ljasync_thread_id()) end
 
 -- -- Code for the new state (creator's state) --
 
---- Code for the thread's state (see core.portable_code); errors at the caller's `level`.
---- `fname` and `argn` name the argument in a bytecode error.
+--- Code for the thread's state (see core.portable_code), or nil for a function with upvalues
+--- (encoded instead); errors at the caller's `level`. `fname` and `argn` name the argument in
+--- a bytecode error.
 local function portable_code(f, level, name, fname, argn)
   if type(f) == "string" and f:byte(1) == 27 then  -- the message is only built for bytecode
     core.check_bytecode(f, ("bad argument #%d to '%s'"):format(argn, fname), level + 1)
   end
-  local code = core.portable_code(f, "thread function", level + 1, "the thread's Lua state", "=" .. name)
+  local code = core.portable_code(f, "thread function", level + 1, "=" .. name)
   return code  -- not a tail call: error levels count this frame
 end
 
@@ -195,23 +196,14 @@ function Handle:__tostring()
   return ("lj-async.thread<%s> (%s)"):format(self._name, h and STATUS[C_status(h)] or "destroyed")
 end
 
-local function start(code, ud, name, runner, args, level)
+-- `args` (a message) is the core's from here, even when the thread does not start.
+local function start(code, ud, name, runner, args, level, spawned)
   local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
     ud, args, name, errbuf, errbuf_size)
   if h == nil then
     error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
   end
-  return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = runner ~= nil }, Handle)
-end
-
---- Thread.new(func, ud [, {name = "..."}]): starts a thread calling func(ud) in a new state.
---- `func` is a function without upvalues, Lua source (its `...` holds ud) or bytecode;
---- `ud` (pointer cdata, lightuserdata, address or nil) arrives as a `void *` cdata.
-function Thread.new(func, ud, opts)
-  local name = check_name(opts, 2)
-  local code = portable_code(func, 2, name, "new", 1)
-  local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
-  return h
+  return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = spawned }, Handle)
 end
 
 -- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
@@ -229,16 +221,54 @@ if args == 0 then return finish(f()) end
 return finish(f(require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
+-- A function with upvalues crosses encoded, as the first value of the spawn runner's message
+-- (above); these chunks then call it. Thread.new's gets the address of `ud`.
+local call_new = string_dump(assert(loadstring(
+  "local f, ud = ...\nf(require('ffi').cast('void *', ud))", "=lj-async thread")))
+local call_spawn = string_dump(assert(loadstring(
+  "return (function(f, ...) return f(...) end)(...)", "=lj-async thread")))
+
+local function new(fname, func, ud, opts)
+  local name = check_name(opts, 3)
+  local code = portable_code(func, 3, name, fname, 1)
+  ud = ud_pointer(ud, 3)
+  if code then
+    local h = start(code, ud, name, nil, nil, 3, false)
+    return h
+  end
+  local msg = core.encode_function(func, "thread function", 3, tonumber(ffi_cast("uintptr_t", ud)))
+  local h = start(call_new, nil, name, runner_code, msg, 3, false)
+  return h
+end
+
+--- Thread.new(func, ud [, {name = "..."}]): starts a thread calling func(ud) in a new state.
+--- `func` is a function (its upvalues copied by value, as for Thread.spawn), Lua source (its
+--- `...` holds ud) or bytecode; `ud` (pointer cdata, lightuserdata, address or nil) arrives as
+--- a `void *` cdata.
+function Thread.new(func, ud, opts)
+  local h = new("new", func, ud, opts)
+  return h  -- not a tail call: error levels count this frame
+end
+
 local function spawn(fname, argn, name, func, ...)
   local code = portable_code(func, 3, name, fname, argn)
   local args = nil
-  if select("#", ...) > 0 then
+  if not code then
+    -- The function and the arguments in one message; the arguments count from 1 in errors.
+    local err
+    args, err = core.encode_function(func, "thread function", 3, ...)
+    if not args then
+      err = tostring(err):gsub("^argument (%d+)", function(n) return "argument " .. (n - 1) end)
+      error("bad argument to spawn: " .. err, 3)
+    end
+    code = call_spawn
+  elseif select("#", ...) > 0 then
     -- Values that cannot cross fail here, naming the argument, before anything started.
     local err
     args, err = require("lj-async.encoder").try_encode_message(...)
     if not args then error("bad argument to spawn: " .. tostring(err), 3) end
   end
-  local h = start(code, nil, name, runner_code, args, 3)
+  local h = start(code, nil, name, runner_code, args, 3, true)
   return h  -- not a tail call: error levels count this frame
 end
 
@@ -262,8 +292,6 @@ function Thread.live() return tonumber(C.ljasync_thread_live()) end
 Thread.Handle = Handle
 
 return setmetatable(Thread, { __call = function(_, func, ud, opts)
-  local name = check_name(opts, 2)
-  local code = portable_code(func, 2, name, "Thread", 1)
-  local h = start(code, ud_pointer(ud, 2), name, nil, nil, 2)
-  return h
+  local h = new("Thread", func, ud, opts)
+  return h  -- not a tail call: error levels count this frame
 end })

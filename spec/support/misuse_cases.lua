@@ -15,7 +15,7 @@ return {
   -- -- lj-async.callback: functions --
   { "callback: a number as the function", [[CB("int(*)(int)")(42)]], [=[error: bad callback function: expected a function, Lua source or bytecode, got number]=] },
   { "callback: source that does not compile", [[CB("int(*)(int)")("return +")]], [=[error: bad callback function: callback function:1: unexpected symbol near '+']=] },
-  { "callback: a function with upvalues", [[local x = 1; CB("int(*)(int)")(function() return x end)]], [=[error: bad callback function: it has upvalues (x), which would be nil in its new Lua state; require modules and define values inside the function]=] },
+  { "callback: a function with an upvalue that cannot move", [[local co = coroutine.create(noop); CB("int(*)(int)")(function() return co end)]], [=[error: bad callback function: upvalue 'co': cannot move a coroutine]=] },
   { "callback: bytecode that does not load", [[CB("int(*)(int)")("\27LJ\2garbage")]], [=[error: bad argument #1 to 'T' (invalid bytecode: cannot load incompatible bytecode)]=] },
   -- -- lj-async.callback: options --
   { "callback: options not a table", [[CB("int(*)(int)")(noop, 5)]], [=[error: bad options: expected a table]=] },
@@ -55,7 +55,7 @@ return {
     local r = tonumber(cb:funcptr()()); cb:free(); return r]], [=[return: 5]=] },
   { "callback: on_error a number", [[CB("int(*)(int)")(noop, { on_error = 5 })]], [=[error: bad option 'on_error': expected a function, Lua source or bytecode, got number]=] },
   { "callback: on_error source that does not compile", [[CB("int(*)(int)")(noop, { on_error = "return +" })]], [=[error: bad option 'on_error': on_error:1: unexpected symbol near '+']=] },
-  { "callback: on_error with upvalues", [[local y = 2; CB("int(*)(int)")(noop, { on_error = function() return y end })]], [=[error: bad option 'on_error': it has upvalues (y), which would be nil in its new Lua state; require modules and define values inside the function]=] },
+  { "callback: on_error with an upvalue that cannot move", [[local co = coroutine.create(noop); CB("int(*)(int)")(noop, { on_error = function() return co end })]], [=[error: bad option 'on_error': upvalue 'co': cannot move a coroutine]=] },
   { "callback: on_error bytecode that does not load", [[CB("int(*)(int)")(noop, { on_error = "\27LJxx" })]], [=[error: bad option 'on_error' (invalid bytecode: cannot load incompatible bytecode)]=] },
   -- -- lj-async.callback: freed callbacks and runtime outcomes --
   { "callback: funcptr of a freed callback", [[local cb = CB("int(*)(int)")(noop); cb:free(); cb:funcptr()]], [=[error: callback has been freed]=] },
@@ -85,14 +85,14 @@ return {
   { "callback: add_init with a number", [[CB.add_init(5)]], [=[error: init code must be a string or a function]=] },
   { "callback: add_init source that does not compile", [[CB.add_init("return +", "=bad init")]], [=[error: bad init code: bad init:1: unexpected symbol near '+']=] },
   { "callback: add_init_file of a missing file", [[CB.add_init_file("/nonexistent/init.lua")]], [=[error: cannot read init file: /nonexistent/init.lua: No such file or directory]=] },
-  { "callback: add_init a function with upvalues", [[local u = 1; CB.add_init(function() return u end)]], [=[error: bad init code: it has upvalues (u), which would be nil in every new state; require modules and define values inside the function]=] },
+  { "callback: add_init a function with an upvalue that cannot move", [[local co = coroutine.create(noop); CB.add_init(function() return co end)]], [=[error: bad init code: upvalue 'co': cannot move a coroutine]=] },
   { "callback: add_init with a number as the name", [[CB.add_init("x = 1", 5)]], [=[error: bad init code name: expected a string, got number]=] },
   { "callback: more parameters than the maximum", [[CB("int(*)(" .. ("int, "):rep(1000) .. "int)")]], [=[error: bad ctype 'int(*)(int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int... (5011 characters)': more than 1000 parameters (lj-async's maximum)]=] },
   { "callback: a string argument to an int callback", [[local cb = CB("int(*)(int)")("return 1"); local fp = cb:funcptr(); fp("x")]], [=[error: bad argument #1 to 'fp' (cannot convert 'string' to 'int')]=] },
 
   -- -- lj-async.thread --
   { "thread: a number as the function", [[Thread.new(42)]], [=[error: bad thread function: expected a function, Lua source or bytecode, got number]=] },
-  { "thread: a function with upvalues", [[local z = 1; Thread.new(function() return z end)]], [=[error: bad thread function: it has upvalues (z), which would be nil in the thread's Lua state; require modules and define values inside the function]=] },
+  { "thread: a function with an upvalue that cannot move", [[local co = coroutine.create(noop); Thread.new(function() return co end)]], [=[error: bad thread function: upvalue 'co': cannot move a coroutine]=] },
   { "thread: source that does not compile", [[Thread.new("return +")]], [=[error: bad thread function: lj-async thread:1: unexpected symbol near '+']=] },
   { "thread: bytecode that does not load", [[Thread.new("\27LJ\2garbage")]], [=[error: bad argument #1 to 'new' (invalid bytecode: cannot load incompatible bytecode)]=] },
   { "thread: a string as userdata", [[Thread.new(noop, "ud")]], [=[error: bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got string]=] },
