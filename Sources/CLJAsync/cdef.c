@@ -1,5 +1,4 @@
 /* The header's text, embedded at build time, and the part of it Lua declares (ljasync.h). */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 /* ljasync.h then embeds itself (its end has the `.incbin`): the text Lua gets is the text the
@@ -13,8 +12,8 @@ extern const char ljasync_header_text[];
    costs Lua nothing: a gsub over the text takes ~0.4 ms in each new state). */
 static char *cdef_text = "";
 static size_t cdef_len;
-static pthread_once_t cdef_once = PTHREAD_ONCE_INIT;
-
+/* Both texts are made when the core is loaded (a constructor), before any thread of ours runs:
+   no lock or once-flag that a fork could catch half-way. */
 static void find_cdef(void) {
   static const char begin[] = "/* LJASYNC_CDEF_BEGIN */", end[] = "/* LJASYNC_CDEF_END */";
   const char *b = strstr(ljasync_header_text, begin);
@@ -39,7 +38,6 @@ static void find_cdef(void) {
 }
 
 const char *ljasync_abi_cdef(size_t *len) {
-  pthread_once(&cdef_once, find_cdef);
   *len = cdef_len;
   return cdef_text;
 }
@@ -75,8 +73,9 @@ static void describe(void) {
   memcpy(layout_text, buf, sizeof buf);
 }
 
-const char *ljasync_abi_layout(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, describe);
-  return layout_text;
+const char *ljasync_abi_layout(void) { return layout_text; }
+
+__attribute__((constructor)) static void make_texts(void) {
+  find_cdef();
+  describe();
 }
