@@ -814,22 +814,6 @@ describe("lj-async.sync", function()
     end)
   end)
 
-  it("declares exactly the C functions the Swift core exports for it", function()
-    local f = assert(io.open("Sources/LJAsync/Exports/SyncExports.swift"))
-    local swift = f:read("*a"); f:close()
-    f = assert(io.open("lua/lj-async/sync/abi.lua"))
-    local lua = f:read("*a"); f:close()
-    local exported, declared = {}, {}
-    for name in swift:gmatch('@_cdecl%("([%w_]+)"%)') do exported[#exported + 1] = name end
-    local cdef = lua:match('core%.cdef_once%("ljasync_cell", %[%[(.-)%]%]%)')
-    for name in cdef:gmatch("[%w_%*]+%s+%**(ljasync_[%w_]+)%(") do declared[#declared + 1] = name end
-    table.sort(exported); table.sort(declared)
-    assert.is_true(#exported > 30)
-    assert.same(exported, declared)
-    local C = require("lj-async.core").C
-    for _, name in ipairs(exported) do assert.is_not_nil(C[name]) end
-  end)
-
   describe("hot paths", function()
     -- Runs f with jit.v logging to a file; returns the log.
     local function jit_log(f)

@@ -1,4 +1,5 @@
 // The channel and mutex mechanisms, driven from Swift threads without Lua.
+import CLJAsync
 import Glibc
 import Synchronization
 import Testing
@@ -38,7 +39,7 @@ private func popOne(_ ch: Channel, timeout: Double) -> (Channel.Status, ChannelC
 }
 
 private func number(_ c: ChannelCell?) -> Double? {
-    guard let c, c.tag == ChannelCell.Tag.number.rawValue else { return nil }
+    guard let c, c.tag == LJASYNC_CELL_NUMBER.rawValue else { return nil }
     return Double(bitPattern: c.w0)
 }
 
@@ -60,9 +61,9 @@ private func number(_ c: ChannelCell?) -> Double? {
             #expect(ch.push(cell, timeout: 0) == .ok)
         }
         let a = popOne(ch, timeout: 0).1!
-        #expect(a.tag == ChannelCell.Tag.shortString.rawValue && a.len == 24)
+        #expect(a.tag == LJASYNC_CELL_SHORT.rawValue && a.len == 24)
         let b = popOne(ch, timeout: 0).1!
-        #expect(b.tag == ChannelCell.Tag.heapString.rawValue && b.w1 == 100)
+        #expect(b.tag == LJASYNC_CELL_HEAP.rawValue && b.w1 == 100)
         let bytes = UnsafeRawPointer(bitPattern: UInt(b.w0))!
         #expect(Array(UnsafeRawBufferPointer(start: bytes, count: 100)) == long)
         b.release()
@@ -128,7 +129,7 @@ private func number(_ c: ChannelCell?) -> Double? {
         var (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
         #expect(st2 == .ok && n == 5)
         (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
-        #expect(n == 1 && cells[0].tag == ChannelCell.Tag.message.rawValue)
+        #expect(n == 1 && cells[0].tag == LJASYNC_CELL_MESSAGE.rawValue)
         cells[0].release()
         (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
         #expect(n == 1 && number(cells[0]) == 5)
