@@ -137,6 +137,17 @@ describe("lj-async.sync", function()
   end)
 
   describe("condition", function()
+    -- Locks m once f[0] == n (the waiters set f[0] holding m and keep it until wait releases
+    -- it: holding m with f[0] == n means all n sleep in wait); true with m held.
+    local function lock_when_waiting(m, f, n)
+      return wait_until(function()
+        m:lock()
+        if f[0] == n then return true end
+        m:unlock()
+        return false
+      end)
+    end
+
     it("times out, keeping the mutex locked", function()
       local m, c = sync.mutex(), sync.condition()
       m:lock()
@@ -179,14 +190,7 @@ describe("lj-async.sync", function()
         m:unlock()
         return woke
       end, m, c, flags)
-      -- The waiter holds the mutex from setting f[0] until wait releases it: holding the
-      -- mutex here with f[0] set means it sleeps in wait.
-      assert.is_true(wait_until(function()
-        m:lock()
-        if f[0] == 1 then return true end
-        m:unlock()
-        return false
-      end))
+      assert.is_true(lock_when_waiting(m, f, 1))
       f[1] = 1
       c:signal()
       m:unlock()
@@ -211,12 +215,7 @@ describe("lj-async.sync", function()
           return true
         end, m, c, flags)
       end
-      assert.is_true(wait_until(function()
-        m:lock()
-        if f[0] == 3 then return true end
-        m:unlock()
-        return false
-      end))
+      assert.is_true(lock_when_waiting(m, f, 3))
       f[1] = 1
       c:broadcast()
       m:unlock()
