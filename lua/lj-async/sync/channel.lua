@@ -289,9 +289,7 @@ local M = { ctype = ct }
 --- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most
 --- `capacity` values (nil = unbounded).
 function M.new(arg)
-  local capacity, where = check.one_option(arg, "capacity", "channel", 2)
-  if capacity == nil then capacity = 0 else capacity = integer(capacity, 1, MAX, "capacity", where, 2) end
-  return adopt(C.ljasync_channel_new(capacity))
+  return adopt(C.ljasync_channel_new(check.integer_option(arg, "capacity", "channel", 1, 0, 2)))
 end
 
 return M
