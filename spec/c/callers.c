@@ -1,5 +1,7 @@
 /* C code that calls lj-async callbacks the way C libraries do: from many threads at once. */
+#define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -32,11 +34,18 @@ struct worker {
   int first, calls;
   long long sum;
   double cpu_ns;
+  int cpu;  /* the CPU to run on, -1 = any */
   pthread_barrier_t *start;
 };
 
 static void *worker_main(void *arg) {
   struct worker *w = arg;
+  if (w->cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(w->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
   pthread_barrier_wait(w->start);
   struct timespec c0, c1;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
@@ -57,14 +66,20 @@ int ljt_work(int x) {
 
 /* Starts nthreads threads together; thread t calls fp(t*calls + i) for i < calls.
    Stores each thread's sum of results in sums[t]; returns wall-clock ns, or -1 on failure.
-   cpu_ns (may be NULL) gets the CPU time the callers spent, summed over threads: unlike wall
+   With cpu_ns (else NULL), thread t runs on the t-th CPU this process may use (so the threads
+   overlap even on a busy machine) and cpu_ns gets the CPU time they spent, summed: unlike wall
    time, it does not grow when other processes take the CPUs, only when the calls contend. */
 double ljt_call_threads_cpu(int_fn fp, int nthreads, int calls, long long *sums, double *cpu_ns) {
   struct worker *ws = calloc(nthreads, sizeof *ws);
   pthread_barrier_t start;
   if (!ws || pthread_barrier_init(&start, NULL, nthreads + 1)) return -1;
+  cpu_set_t mine;
+  int ncpus = cpu_ns && sched_getaffinity(0, sizeof mine, &mine) == 0 ? CPU_COUNT(&mine) : 0;
   for (int t = 0; t < nthreads; t++) {
-    ws[t] = (struct worker){ .fp = fp, .first = t * calls, .calls = calls, .start = &start };
+    int cpu = -1;
+    for (int c = 0, seen = 0; ncpus > 0 && c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &mine) && seen++ == t % ncpus) { cpu = c; break; }
+    ws[t] = (struct worker){ .fp = fp, .first = t * calls, .calls = calls, .cpu = cpu, .start = &start };
     if (pthread_create(&ws[t].tid, NULL, worker_main, &ws[t])) return -1;
   }
   pthread_barrier_wait(&start);
