@@ -32,8 +32,7 @@ int32_t ljasync_pool_step(ljasync_pool_worker *w, ljasync_message *result, int32
 int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
 ljasync_message *ljasync_pool_definition(int32_t id, char *name, size_t namelen);
-int32_t ljasync_pool_add_init(int32_t kind, const char *name, const char *code, size_t len);
-void ljasync_pool_retire_init(int32_t i);
+void ljasync_pool_add_init(int32_t kind, const char *name, const char *code, size_t len, int64_t owner);
 const void *ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char **name);
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *value);
 ljasync_message *ljasync_pool_ipc_get(const char *key, size_t klen);

@@ -118,7 +118,7 @@ extension Pool {
         let warnNs = w.pointee.warnNs
         out.storeBytes(of: job.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
         out.storeBytes(of: job.definition, toByteOffset: 8, as: Int32.self)
-        out.storeBytes(of: PoolInits.count, toByteOffset: 12, as: Int32.self)
+        out.storeBytes(of: InitRegistry.shared.poolCount, toByteOffset: 12, as: Int32.self)
         out.storeBytes(of: Double(waited) / 1e9, toByteOffset: 16, as: Double.self)
         out.storeBytes(of: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0, toByteOffset: 24, as: Int32.self)
     }
