@@ -146,7 +146,8 @@ public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CC
 
 /// Registers code for every worker, present and future, on behalf of the Lua state holding
 /// the token `owner` (ljasync_env_owner_new; ljasync_env_owner_drop withdraws it): kind 0 Lua
-/// source or bytecode, kind 1 an encoded (name, metatable).
+/// source or bytecode, kind 1 an encoded (name, metatable); callers (the pool's Lua modules)
+/// pass no other, and any other would be taken as 0.
 @implementation @c
 public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int, _ owner: Int64) {
     InitRegistry.shared.add(.poolWorkers, kind: InitRegistry.Kind(rawValue: kind) ?? .code, name: String(cString: name),
