@@ -156,7 +156,7 @@ if not made_by_core then M.C.ljasync_env_set_core(path) end
 M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
-  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
+  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry", "lj-async.encoder.plain",
   "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
   "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
   "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",

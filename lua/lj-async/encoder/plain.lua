@@ -1,19 +1,23 @@
--- Private: the plain format alone (docs/encoder.md), for states that move only plain values
--- (a spawned thread's arguments and results, a pool job's): encode_message and decode_message
--- as lj-async.encoder's, without loading it. Values this path does not take (tables holding
--- tables, cdata, functions, handles...) and messages in the general format go to
--- lj-async.encoder, required then: what crosses, and every error, stays the encoder's.
+-- Private: the plain format (docs/encoder.md), and general messages of up to three leaves,
+-- functions without upvalues and handles, for states that move only such values (a spawned
+-- thread's arguments and results, a pool job's): encode_message and decode_message as lj-async.encoder's, without loading it.
+-- Values this path does not take (tables holding tables, cdata, functions...) and every other
+-- message go to lj-async.encoder, required then: what crosses, and every error, stays the
+-- encoder's.
 -- Every function here runs on the thread that owns the calling Lua state.
 local ffi = require "ffi"
 local buffer = require "string.buffer"
 local native = require "lj-async.encoder.native"
 
 local type, select, next, error, pcall, require, tonumber = type, select, next, error, pcall, require, tonumber
-local getmt = debug.getmetatable
+local getmt, getupvalue, loadstring = debug.getmetatable, debug.getupvalue, loadstring
 local ffi_cast, ffi_typeof = ffi.cast, ffi.typeof
 local C, checksum, SEED, TAG_PLAIN = native.C, native.checksum, native.CHECKSUM_SEED, native.TAG_PLAIN
 local message_new, message_data = C.ljasync_message_new, C.ljasync_message_data
-local u32p, u8p = ffi_typeof("uint32_t *"), ffi_typeof("const uint8_t *")
+local TAG_GENERAL, HAS_HANDLES = native.TAG_GENERAL, native.HAS_HANDLES
+local by_kind = require("lj-async.encoder.registry").handle_by_kind
+local u32p, u64p, u8p = ffi_typeof("uint32_t *"), ffi_typeof("uint64_t *"), ffi_typeof("const uint8_t *")
+local HANDLE = {}  -- general_value's mark of a handle
 local message_ptr_t = ffi_typeof("ljasync_message *")
 -- Adding -0 turns a number string.buffer decoded into an ordinary one, as the reader does.
 local NEG_ZERO = -0.0
@@ -57,7 +61,8 @@ local function encode_plain(n, ...)
   end
   for i = 1, n do wbuf:encode((select(i, ...))) end
   local q, len = wbuf:ref()
-  ffi_cast(u32p, wbuf:reserve(4))[0] = checksum(q + 1, len - 1, SEED)
+  local sum = checksum(q + 1, len - 1, SEED)  -- before reserve, which may move the bytes
+  ffi_cast(u32p, wbuf:reserve(4))[0] = sum
   wbuf:commit(4)
   q, len = wbuf:ref()
   local msg = message_new(q, len)
@@ -94,11 +99,72 @@ local function launder(v)
   return v
 end
 
--- The plain values at p (len bytes, checked), or nothing when they are not plain or not
--- right: the encoder then reads them and says what is wrong.
+-- A value of a general message's top level: a leaf (one string.buffer value), a function
+-- without upvalues, or a handle,
+-- returned as the string "h" and its handle table index, kind and module (wrapped only once
+-- every value is known to be one of these). nil for anything else.
+local function general_value()
+  local tag = rbuf:get(1)
+  if tag == "\19" then return launder(rbuf:decode()) end
+  if tag == "\24" then  -- a function without upvalues (a pool definition): trusted bytecode
+    local code, _, nups = rbuf:decode(), rbuf:decode(), rbuf:decode()
+    if type(code) ~= "string" or nups ~= 0 or code:sub(1, 3) ~= "\27LJ" then return nil, false end
+    local f = loadstring(code)
+    if not f or getupvalue(f, 1) ~= nil then return nil, false end
+    return f
+  end
+  if tag ~= "\30" then return nil, false end
+  local idx, kind, module = rbuf:decode(), rbuf:decode(), rbuf:decode()
+  if type(idx) ~= "number" or type(kind) ~= "string" or type(module) ~= "string" then return nil, false end
+  return HANDLE, idx, kind, module
+end
+
+-- The handle a general_value stands for (a new Lua handle owning a new reference).
+local function wrap(p, nh, v, idx, kind, module)
+  if v ~= HANDLE then return true, v end
+  if idx % 1 ~= 0 or idx < 1 or idx > nh then return false end
+  local addr = tonumber(ffi_cast(u64p, p + 5)[idx - 1])
+  if addr == 0 or addr >= 2 ^ 53 then return false end
+  local spec = by_kind[kind]
+  if not spec then
+    require(module)  -- a native message: bytes this process made
+    spec = by_kind[kind]
+    if not spec then return false end
+  end
+  return true, spec.wrap(addr)
+end
+
+-- At most three values of the general format that are leaves or handles (a channel passed to a
+-- thread), or false.
+local function decode_general(p, len)
+  local off, nh = 1, 0
+  if p[0] == TAG_GENERAL + HAS_HANDLES then
+    nh = ffi_cast(u32p, p + 1)[0]
+    if len < 10 or nh > (len - 10) / 8 then return false end
+    off = 5 + 8 * nh
+  end
+  rbuf:set(p + off, len - off - 4)
+  local n = rbuf:decode()
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 0 or n > 3 then return false end
+  local a, ai, ak, am, b, bi, bk, bm, c, ci, ck, cm
+  if n >= 1 then a, ai, ak, am = general_value(); if ai == false then return false end end
+  if n >= 2 then b, bi, bk, bm = general_value(); if bi == false then return false end end
+  if n >= 3 then c, ci, ck, cm = general_value(); if ci == false then return false end end
+  if #rbuf ~= 0 then return false end
+  local ok
+  if n >= 1 then ok, a = wrap(p, nh, a, ai, ak, am); if not ok then return false end end
+  if n >= 2 then ok, b = wrap(p, nh, b, bi, bk, bm); if not ok then return false end end
+  if n >= 3 then ok, c = wrap(p, nh, c, ci, ck, cm); if not ok then return false end end
+  return true, n, a, b, c
+end
+
+-- The values at p (len bytes, checked), or false when this path does not take them or they
+-- are not right: the encoder then reads them and says what is wrong.
 local function decode_plain(p, len)
-  if len < 6 or p[0] ~= TAG_PLAIN then return false end
+  if len < 6 then return false end
   if ffi_cast(u32p, p + len - 4)[0] ~= checksum(p + 1, len - 5, SEED) then return false end
+  if p[0] == TAG_GENERAL or p[0] == TAG_GENERAL + HAS_HANDLES then return decode_general(p, len) end
+  if p[0] ~= TAG_PLAIN then return false end
   local n, hdr = p[1], 2
   if n == 255 or n > 3 then return false end
   rbuf:set(p + hdr, len - hdr - 4)
