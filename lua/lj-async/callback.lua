@@ -1,6 +1,7 @@
 -- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+core.declare "callback"
 -- Callback types are read by LuaJIT's own parser and type table (lj-async.ctype explains why):
 -- a second parser here would disagree with the ffi.cast rule the README promises.
 local ctype = require "lj-async.ctype"
@@ -10,20 +11,6 @@ local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 local ffi_string, ffi_cast, ffi_typeof = ffi.string, ffi.cast, ffi.typeof
 local type, tostring, error, pcall, select = type, tostring, error, pcall, select
-
-core.cdef_once("ljasync_callback", [[
-typedef struct ljasync_callback ljasync_callback;
-ljasync_callback *ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
-    int32_t nparts, const char **parts, const size_t *lens, int32_t nargs, const uint8_t *kinds, const uint32_t *offsets,
-    int32_t frame_size, const void *default_ret, int32_t max_states, double memory_limit,
-    char *err, size_t errlen);
-void *ljasync_callback_funcptr(ljasync_callback *cb);
-void ljasync_callback_free(ljasync_callback *cb);
-intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
-int32_t ljasync_callback_states(ljasync_callback *cb);
-intptr_t ljasync_callback_live(void);
-int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
-]])
 
 local K = ctype.K
 local kind_size = { [K.void] = 0, [K.int8] = 1, [K.uint8] = 1, [K.bool] = 1, [K.int16] = 2, [K.uint16] = 2,

@@ -65,7 +65,7 @@ enum Callback {
     }
 
     /// A libffi closure for the signature, not yet bound to a core. libffi's type descriptors
-    /// are only looked up here (dlsym), never on the stub's path.
+    /// are only looked up here (ljasync.h's shim), never on the stub's path.
     private static func closure(for s: CallbackSpec) -> Result<CallbackEntryPoint, CallbackError> {
         let n = s.argKinds.count
         let argTypes = UnsafeMutablePointer<UnsafeMutablePointer<ffi_type>?>.allocate(capacity: max(n, 1))

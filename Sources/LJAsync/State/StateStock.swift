@@ -1,4 +1,5 @@
 // Prepares fresh Lua states on a background thread and closes retired ones there too.
+import CLJAsync
 import CLuaJIT
 import Glibc
 
@@ -169,9 +170,6 @@ final class StateStock: @unchecked Sendable {
 
 /// Names the calling thread (visible in top -H, gdb, /proc); truncated to 15 bytes as Linux requires.
 func setThreadName(_ name: String) {
-    typealias SetName = @convention(c) (pthread_t, UnsafePointer<CChar>) -> Int32
-    // Glibc's module map hides this GNU extension; look it up once.
-    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pthread_setname_np") else { return }
-    let short = String(decoding: name.utf8.prefix(15), as: UTF8.self)
-    _ = unsafeBitCast(sym, to: SetName.self)(pthread_self(), short)
+    // pthread_setname_np through ljasync.h's shim: Glibc's module map hides this GNU extension.
+    _ = ljasync_gnu_setname(name)
 }
