@@ -15,7 +15,7 @@ local ffi_cast, ffi_typeof = ffi.cast, ffi.typeof
 local C, checksum, SEED, TAG_PLAIN = native.C, native.checksum, native.CHECKSUM_SEED, native.TAG_PLAIN
 local message_new, message_data = C.ljasync_message_new, C.ljasync_message_data
 local TAG_GENERAL, HAS_HANDLES = native.TAG_GENERAL, native.HAS_HANDLES
-local by_kind = require("lj-async.encoder.registry").handle_by_kind
+local by_kind  -- the registry's kinds of handles, required with the first handle (~10 KiB)
 local u32p, u64p, u8p = ffi_typeof("uint32_t *"), ffi_typeof("uint64_t *"), ffi_typeof("const uint8_t *")
 local HANDLE = {}  -- general_value's mark of a handle
 local message_ptr_t = ffi_typeof("ljasync_message *")
@@ -125,6 +125,7 @@ local function wrap(p, nh, v, idx, kind, module)
   if idx % 1 ~= 0 or idx < 1 or idx > nh then return false end
   local addr = tonumber(ffi_cast(u64p, p + 5)[idx - 1])
   if addr == 0 or addr >= 2 ^ 53 then return false end
+  by_kind = by_kind or require("lj-async.encoder.registry").handle_by_kind
   local spec = by_kind[kind]
   if not spec then
     require(module)  -- a native message: bytes this process made
