@@ -85,22 +85,16 @@ M.C = ffi.load(path)
 -- state (remembered with the markers of cdef_once), each by the module that uses it:
 -- a state parses only what it loads. (The core leaves out the header's nullability words.)
 M.cdef_once("ljasync_abi_cdef", "const char *ljasync_abi_cdef(size_t *len); typedef struct ljasync_abi_cdef ljasync_abi_cdef;")
-local sections
-local function section_texts()
-  if not sections then
-    local len = ffi.new("size_t[1]")
-    local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
-    sections = {}
-    local pos, name = 1, nil
-    while true do  -- plain finds: a pattern scan of the text costs a new state ~0.4 ms
-      local b = text:find("/* LJASYNC_CDEF_SECTION ", pos, true)
-      if name then sections[name] = text:sub(pos, (b or #text + 1) - 1) end
-      if not b then break end
-      local e = text:find(" */", b, true)
-      pos, name = e + 3, text:sub(b + 24, e - 1)
-    end
-  end
-  return sections
+-- Section `name` of the header text, or nil. The text is fetched for each section and not kept:
+-- held per state it would cost every state its 12 KiB (a state declares a few sections).
+local function section_text(name)
+  local len = ffi.new("size_t[1]")
+  local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
+  local head = "/* LJASYNC_CDEF_SECTION " .. name .. " */"
+  local b = text:find(head, 1, true)  -- plain finds: a pattern scan of the text costs a new state ~0.4 ms
+  if not b then return nil end
+  local e = text:find("/* LJASYNC_CDEF_SECTION ", b + #head, true)
+  return text:sub(b + #head, (e or #text + 1) - 1)
 end
 
 --- Declares section `name` of the header (core, thread, callback, sync, encoder, pool) in this
@@ -111,7 +105,7 @@ local SECTION_MARKER = { core = "ljasync_message", thread = "ljasync_thread", ca
 function M.declare(name)
   local marker = SECTION_MARKER[name]
   if declared[marker] then return end
-  local text = section_texts()[name]
+  local text = marker and section_text(name)
   if not marker or not text then error("lj-async: the core's header has no section '" .. tostring(name) .. "'", 2) end
   M.cdef_once(marker, text)
 end
@@ -166,7 +160,7 @@ if not made_by_core then M.C.ljasync_env_set_core(path) end
 M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
-  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry",
+  "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry", "lj-async.encoder.plain",
   "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
   "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
   "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",

@@ -3,9 +3,10 @@
 -- are seen by later jobs on the same worker (as in Luanti's async environment).
 local ffi = require "ffi"
 local C = require "lj-async.pool_abi"
-local encoder = require "lj-async.encoder"
+-- Jobs moving plain values never load the whole encoder (encoder/plain.lua requires it for the rest).
+local plain = require "lj-async.encoder.plain"
 
-local encode_message, decode_message, decode_ptr = encoder.encode_message, encoder.decode_message, encoder.decode_ptr
+local encode_message, decode_message = plain.encode_message, plain.decode_message
 local message_new, message_free = C.ljasync_message_new, C.ljasync_message_free
 local step, report = C.ljasync_pool_step, C.ljasync_pool_report
 local ffi_string = ffi.string
@@ -106,7 +107,10 @@ local function load_inits(upto)
       if ok then ok, err = xpcall(chunk, handler) end
       if not ok then return ("async file %s failed: %s"):format(name:gsub("^@", ""), tostring(err)) end
     else
-      local ok, err = pcall(function() encoder.register_portable_metatable(decode_ptr(p, lenbox[0])) end)
+      local ok, err = pcall(function()
+        local encoder = require "lj-async.encoder"
+        encoder.register_portable_metatable(encoder.decode_ptr(p, lenbox[0]))
+      end)
       if not ok then return ("portable metatable '%s' cannot be registered: %s"):format(name, tostring(err)) end
     end
   end

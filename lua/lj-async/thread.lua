@@ -207,18 +207,19 @@ local function start(code, ud, name, runner, args, level, spawned)
 end
 
 -- Runs in a spawned thread's state: decodes the arguments, calls f, encodes what it returns.
--- The encoder is required only when values move; lj-async's modules load there from the
--- process-wide bytecode cache (core's ModuleCache), not from source. Kept as source so it
--- captures no upvalue of this module.
+-- Values move through encoder/plain.lua, which requires the whole encoder only for values
+-- that need it: a thread moving plain values never loads it. lj-async's modules load there
+-- from the process-wide bytecode cache (core's ModuleCache), not from source. Kept as source
+-- so it captures no upvalue of this module.
 local runner_code = string_dump(assert(loadstring([==[
 local f, args = ...
 local ffi = require "ffi"
 local function finish(...)
   if select("#", ...) == 0 then return 0 end
-  return tonumber(ffi.cast("uintptr_t", require("lj-async.encoder").encode_message(...)))
+  return tonumber(ffi.cast("uintptr_t", require("lj-async.encoder.plain").encode_message(...)))
 end
 if args == 0 then return finish(f()) end
-return finish(f(require("lj-async.encoder").decode_message(ffi.cast("ljasync_message *", args))))
+return finish(f(require("lj-async.encoder.plain").decode_message(ffi.cast("ljasync_message *", args))))
 ]==], "=lj-async spawn")))
 
 -- A function with upvalues crosses encoded, as the first value of the spawn runner's message

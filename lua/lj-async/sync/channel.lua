@@ -6,7 +6,6 @@ local ffi = require "ffi"
 local buffer = require "string.buffer"
 local C = require "lj-async.sync.abi"
 local core = require "lj-async.core"
-local encoder = require "lj-async.encoder"
 local handle = require "lj-async.sync.handle"
 local check = require "lj-async.sync.check"
 
@@ -21,8 +20,17 @@ local push_message, push_cells, chan_pop = C.ljasync_channel_push_message, C.lja
   C.ljasync_channel_pop
 local push_encoded = C.ljasync_channel_push_encoded
 local bytes_free, message_free = C.ljasync_channel_bytes_free, C.ljasync_message_free
-local encode_message, decode_message = encoder.encode_message, encoder.decode_message
-local encode_small = encoder.encode_small_table
+-- lj-async.encoder, required the first time a value needs it: a state that only moves numbers
+-- and strings (a thread popping a channel) never loads it. Each stub replaces itself.
+local encode_message, decode_message, encode_small
+local function encoder()
+  local e = require "lj-async.encoder"
+  encode_message, decode_message, encode_small = e.encode_message, e.decode_message, e.encode_small_table
+  return e
+end
+encode_message = function(...) return encoder().encode_message(...) end
+decode_message = function(m) return encoder().decode_message(m) end
+encode_small = function(b, v) return encoder().encode_small_table(b, v) end
 
 -- Tags of ljasync_cell, as Sources/LJAsync/Sync/ChannelCell.swift numbers them.
 local T_NIL, T_FALSE, T_TRUE = C.LJASYNC_CELL_NIL, C.LJASYNC_CELL_FALSE, C.LJASYNC_CELL_TRUE  -- ljasync.h

@@ -2,7 +2,8 @@
 -- its metatype, its finalizer and its registration with lj-async.encoder.
 local ffi = require "ffi"
 local C = require "lj-async.sync.abi"
-local encoder = require "lj-async.encoder"
+-- The encoder's registry, not the encoder: registering a kind must not load the encoder.
+local registry = require "lj-async.encoder.registry"
 
 local ffi_cast, ffi_gc, ffi_typeof, ffi_istype = ffi.cast, ffi.gc, ffi.typeof, ffi.istype
 local type, tonumber, tostring, error, pcall, pairs = type, tonumber, tostring, error, pcall, pairs
@@ -64,8 +65,9 @@ function M.kind(cname, name, methods, fill, extra_mt)
     return ffi_gc(h, release_handle)
   end
 
-  encoder.register_handle(name, {
-    ctype = ct,
+  -- What encoder.register_handle checks holds here by construction.
+  registry.add_handle(name, ct, {
+    kind = name,
     module = "lj-async.sync",
     -- 0 for a freed handle: the encoder then refuses it, naming the value's path.
     address = function(h)
