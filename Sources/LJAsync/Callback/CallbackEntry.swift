@@ -108,6 +108,7 @@ extension CallbackCore {
         // store sees the slot free or is woken (acquireSlow re-checks under `sync`).
         slots[slot].owner.store(0, ordering: .sequentiallyConsistent)
         if waiters.load(ordering: .sequentiallyConsistent) > 0 {
+            adoptFork()  // after a fork `waiters` may count the parent's sleepers (CallbackFork.swift)
             sync.withLock { sync.broadcast() }
         }
     }
