@@ -18,9 +18,14 @@ let package = Package(
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi"),
         // The x86-64 callback entry stub (assembly); libffi closures serve other platforms.
         .target(name: "CLJAsyncEntry", path: "Sources/CLJAsyncEntry"),
+        // The C ABI (include/ljasync.h), embedded for Lua's ffi.cdef (cdef.c), and the GNU calls
+        // Swift's Glibc module hides (shims.c, built with _GNU_SOURCE).
+        .target(name: "CLJAsync", dependencies: ["CFFI"], path: "Sources/CLJAsync"),
         .target(
             name: "LJAsync",
-            dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry", "CLJAsyncLua"],
+            dependencies: ["CLuaJIT", "CFFI", "CLJAsyncEntry", "CLJAsyncLua", "CLJAsync"],
+            // `@implementation @c`: each export is checked against its prototype in ljasync.h.
+            swiftSettings: [.enableExperimentalFeature("CImplementation")],
             linkerSettings: [
                 // Never unloaded: threads may still run our code when the last Lua state
                 // that loaded us closes its clib handle.

@@ -9,7 +9,11 @@ local core = require "lj-async.core"
 ffi.cdef [[
 double ljt_pthread_spawn_join_ns(int n);
 int clock_gettime(int clk, void *ts);
+int setenv(const char *name, const char *value, int overwrite);
 ]]
+-- The stock size is a test hook (ljasync.h's ljasync_test_hooks), handed out when asked for.
+ffi.C.setenv("LJASYNC_TESTING", "1", 1)
+local hooks = ffi.cast("const struct ljasync_test_hooks *", core.C.ljasync_test_hooks())
 local T = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
 local has_luv, uv = pcall(require, "luv")
 
@@ -65,7 +69,7 @@ end
 
 -- 2. From a ready stock: rounds of K threads, each after a pause in which the (low-priority)
 --    preparer fills a stock of K + 4 states; raw pthreads get the same pause before theirs.
-core.C.ljasync_env_set_stock(K + 4)
+hooks.env_set_stock(K + 4)
 local s = { raw = {}, new = {} }
 for k = 1, ROUNDS do
   Thread.sleep(0.1)
@@ -73,7 +77,7 @@ for k = 1, ROUNDS do
   Thread.sleep(0.1)
   s.new[k] = per_thread(lj_new, K)
 end
-core.C.ljasync_env_set_stock(4)
+hooks.env_set_stock(4)
 
 local base = median(r.raw)
 local function line(name, us, ref)

@@ -634,36 +634,39 @@ describe("lj-async.encoder", function()
       return looped, aborts, res
     end
 
+    -- run(n) returns `expected` and compiles to a looping trace (the aborts say why not).
+    local function assert_loops(run, n, expected)
+      local looped, aborts, res = traced(run, n)
+      assert.equal(expected, res)
+      assert.is_true(looped, table.concat(aborts, "\n"))
+    end
+
     it("compiles a loop moving small tables through the encoder", function()
-      local looped, aborts, sum = traced(function(n)
+      assert_loops(function(n)
         local s = 0
         for i = 1, n do
           local t = decode(encode({ i, i + 1, "x", { k = i } }))
           s = s + t[4].k
         end
         return s
-      end, 50000)
-      assert.equal(50000 * 50001 / 2, sum)
-      assert.is_true(looped, table.concat(aborts, "\n"))
+      end, 50000, 50000 * 50001 / 2)
     end)
 
     it("compiles a loop moving numbers and argument lists", function()
-      local looped, aborts, sum = traced(function(n)
+      assert_loops(function(n)
         local s = 0
         for i = 1, n do
           local a, _, c = decode(encode(i, nil, "s"))
           s = s + a + #c
         end
         return s
-      end, 50000)
-      assert.equal(50000 * 50001 / 2 + 50000, sum)
-      assert.is_true(looped, table.concat(aborts, "\n"))
+      end, 50000, 50000 * 50001 / 2 + 50000)
     end)
 
     it("keeps decoded numbers intact across later decodes on a trace", function()
       -- LuaJIT before 2022-07 could read a number that buffer:decode() returned only where it
       -- was used, after later decodes had overwritten the decoder's scratch slot.
-      local looped, aborts, sum = traced(function(n)
+      assert_loops(function(n)
         local s = 0
         for i = 1, n do
           local a = decode(encode(i))
@@ -673,13 +676,11 @@ describe("lj-async.encoder", function()
           s = s + a + #c + (x - i) + z
         end
         return s
-      end, 50000)
-      assert.equal(50000 * 50001 / 2 + 50000 + 25000, sum)
-      assert.is_true(looped, table.concat(aborts, "\n"))
+      end, 50000, 50000 * 50001 / 2 + 50000 + 25000)
     end)
 
     it("compiles a loop through native messages", function()
-      local looped, aborts, sum = traced(function(n)
+      assert_loops(function(n)
         local s = 0
         for i = 1, n do
           local m = encoder.encode_message({ i, "x" })
@@ -687,9 +688,7 @@ describe("lj-async.encoder", function()
           C.ljasync_message_free(m)
         end
         return s
-      end, 50000)
-      assert.equal(50000 * 50001 / 2, sum)
-      assert.is_true(looped, table.concat(aborts, "\n"))
+      end, 50000, 50000 * 50001 / 2)
     end)
   end)
 

@@ -3,26 +3,10 @@
 -- its documented runtime outcome. Cases run in child luajit processes, about 20 to a child, each
 -- in a pcall: a child that crashes or hangs fails its whole batch, naming the case it was in.
 local ffi = require "ffi"
+local child = require "spec.support.child"
 
-pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t len);")
-
-local function interpreter()
-  local buf = ffi.new("char[4096]")
-  local n = tonumber(ffi.C.readlink("/proc/self/exe", buf, 4096))
-  return n > 0 and ffi.string(buf, n) or "luajit"
-end
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local root
-do
-  local p = io.popen("pwd")
-  root = p:read("*l")
-  p:close()
-  local src = debug.getinfo(1, "S").source:match("^@(.*)/spec/misuse_spec%.lua$")
-  if src then root = src:sub(1, 1) == "/" and src or root .. "/" .. src end
-end
-local LUAJIT, LUA_PATH = interpreter(), root .. "/lua/?.lua;;"
+local root, shell_quote = child.root, child.shell_quote
+local LUA_PATH = root .. "/lua/?.lua;;"
 local BATCH, TIMEOUT = 20, 60
 
 local cases = dofile(root .. "/spec/support/misuse_cases.lua")
@@ -36,17 +20,9 @@ local function run_batch(first, last)
   local f = assert(io.open(file, "wb"))
   f:write("return {\n", table.concat(list, "\n"), "\n}\n")
   f:close()
-  local errfile = os.tmpname()
-  local cmd = ("cd %s && LUA_PATH=%s timeout -k 5 %d %s spec/support/misuse_child.lua %s 2>%s; echo \"exit=$?\""):format(
-    shell_quote(root), shell_quote(LUA_PATH), TIMEOUT, shell_quote(LUAJIT), shell_quote(file), shell_quote(errfile))
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
-  local ef = io.open(errfile, "rb")
-  local stderr = ef and ef:read("*a") or ""
-  if ef then ef:close() end
+  local status, out, stderr = child.run(root, LUA_PATH, TIMEOUT,
+    "spec/support/misuse_child.lua " .. shell_quote(file))
   os.remove(file)
-  os.remove(errfile)
   local results, started, done = {}, nil, false
   local lines = {}
   for l in out:gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
@@ -60,7 +36,6 @@ local function run_batch(first, last)
     if l == "DONE" then done = true end
     k = k + 1
   end
-  local status = tonumber(out:match("exit=(%d+)%s*$"))
   if done and status == 0 then return results end
   local why = status == 124 and "timed out" or status and status > 128 and ("killed by signal " .. (status - 128))
     or ("exit status " .. tostring(status))

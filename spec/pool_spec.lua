@@ -845,19 +845,6 @@ end)
 describe("the C ABI and the hot paths", function()
   before_each(function() reset(1) end)
 
-  it("declares every export of PoolExports.swift, and each resolves in the core", function()
-    local f = assert(io.open("Sources/LJAsync/Exports/PoolExports.swift"))
-    local src = f:read("*a")
-    f:close()
-    local names = {}
-    for name in src:gmatch('@_cdecl%("(ljasync_pool_[%w_]+)"%)') do names[#names + 1] = name end
-    assert.is_true(#names > 20)
-    for _, name in ipairs(names) do
-      local ok, fn = pcall(function() return C[name] end)
-      assert(ok, name .. " is not declared in lua/lj-async/pool_abi.lua or not exported: " .. tostring(fn))
-    end
-  end)
-
   it("call + update compile to traces with no NYI in the pool's code", function()
     local f = async.define("hot", function(x) return x + 1 end)
     local sum = 0

@@ -20,16 +20,8 @@ local ffi = require "ffi"
 local MAX_FRAGMENTS = 4
 local TIMEOUT = 60 -- seconds per block; blocks typically take well under one
 
-pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t len);") -- once per process
-
---- The running interpreter (busted --lua=...): the children use the same LuaJIT.
-local function interpreter()
-  local buf = ffi.new("char[4096]")
-  local n = tonumber(ffi.C.readlink("/proc/self/exe", buf, 4096))
-  return n > 0 and ffi.string(buf, n) or "luajit"
-end
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local child = require "spec.support.child"
+local shell_quote = child.shell_quote
 
 local function read_all(path)
   local f = assert(io.open(path, "rb"))
@@ -44,16 +36,8 @@ local function write_all(path, s)
   f:close()
 end
 
-local root
-do
-  local p = io.popen("pwd")
-  root = p:read("*l")
-  p:close()
-  local src = debug.getinfo(1, "S").source:match("^@(.*)/spec/readme_spec%.lua$")
-  if src then root = src:sub(1, 1) == "/" and src or root .. "/" .. src end
-end
+local root = child.root
 local LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
-local LUAJIT = interpreter()
 
 --- The Lua blocks of Markdown `text` (file `rel`, read when text is nil):
 --- {file, line (of the opening fence), code, fragment}.
@@ -106,12 +90,7 @@ local function run(code, timeout)
   local dir = p:read("*l")
   p:close()
   write_all(dir .. "/block.lua", code)
-  local cmd = ("cd %s && LUA_PATH=%s timeout -k 5 %d %s block.lua >stdout 2>stderr; echo $?"):format(
-    shell_quote(dir), shell_quote(LUA_PATH), timeout or TIMEOUT, shell_quote(LUAJIT))
-  p = io.popen(cmd)
-  local status = tonumber(p:read("*a"):match("%d+"))
-  p:close()
-  local out, err = read_all(dir .. "/stdout"), read_all(dir .. "/stderr")
+  local status, out, err = child.run(dir, LUA_PATH, timeout or TIMEOUT, "block.lua")
   os.execute("rm -rf " .. shell_quote(dir))
   return status, out, err
 end

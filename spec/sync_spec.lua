@@ -30,6 +30,15 @@ local function assert_about(seconds, elapsed)
   assert.is_true(elapsed < seconds + 2, ("returned after %.3fs for a %.3fs timeout"):format(elapsed, seconds))
 end
 
+-- f(...), a blocking call given a timeout of `seconds`, returns `fail` (false or nil) and `why`
+-- after about that long.
+local function assert_gives_up(fail, why, seconds, f, ...)
+  local r1, r2, elapsed = timed(f, ...)
+  assert.equal(fail, r1)
+  assert.equal(why, r2)
+  assert_about(seconds, elapsed)
+end
+
 describe("lj-async.sync", function()
   local start
 
@@ -93,10 +102,7 @@ describe("lj-async.sync", function()
       local ok, why = m:trylock()
       assert.is_false(ok)
       assert.equal("timeout", why)
-      local ok2, why2, elapsed = timed(m.lock, m, 0.2)
-      assert.is_false(ok2)
-      assert.equal("timeout", why2)
-      assert_about(0.2, elapsed)
+      assert_gives_up(false, "timeout", 0.2, m.lock, m, 0.2)
       release:post()
       assert.is_true(m:lock(30))
       m:unlock()
@@ -137,13 +143,21 @@ describe("lj-async.sync", function()
   end)
 
   describe("condition", function()
+    -- Locks m once f[0] == n (the waiters set f[0] holding m and keep it until wait releases
+    -- it: holding m with f[0] == n means all n sleep in wait); true with m held.
+    local function lock_when_waiting(m, f, n)
+      return wait_until(function()
+        m:lock()
+        if f[0] == n then return true end
+        m:unlock()
+        return false
+      end)
+    end
+
     it("times out, keeping the mutex locked", function()
       local m, c = sync.mutex(), sync.condition()
       m:lock()
-      local ok, why, elapsed = timed(c.wait, c, m, 0.2)
-      assert.is_false(ok)
-      assert.equal("timeout", why)
-      assert_about(0.2, elapsed)
+      assert_gives_up(false, "timeout", 0.2, c.wait, c, m, 0.2)
       assert.is_true(m:held())
       assert.same({ false, "timeout" }, { c:wait(m, 0) })
       m:unlock()
@@ -179,14 +193,7 @@ describe("lj-async.sync", function()
         m:unlock()
         return woke
       end, m, c, flags)
-      -- The waiter holds the mutex from setting f[0] until wait releases it: holding the
-      -- mutex here with f[0] set means it sleeps in wait.
-      assert.is_true(wait_until(function()
-        m:lock()
-        if f[0] == 1 then return true end
-        m:unlock()
-        return false
-      end))
+      assert.is_true(lock_when_waiting(m, f, 1))
       f[1] = 1
       c:signal()
       m:unlock()
@@ -211,12 +218,7 @@ describe("lj-async.sync", function()
           return true
         end, m, c, flags)
       end
-      assert.is_true(wait_until(function()
-        m:lock()
-        if f[0] == 3 then return true end
-        m:unlock()
-        return false
-      end))
+      assert.is_true(lock_when_waiting(m, f, 3))
       f[1] = 1
       c:broadcast()
       m:unlock()
@@ -237,10 +239,7 @@ describe("lj-async.sync", function()
       assert.is_true(s:wait(0.2))
       assert.is_true(s:wait())
       assert.equal(0, s:value())
-      local ok, why, elapsed = timed(s.wait, s, 0.2)
-      assert.is_false(ok)
-      assert.equal("timeout", why)
-      assert_about(0.2, elapsed)
+      assert_gives_up(false, "timeout", 0.2, s.wait, s, 0.2)
     end)
 
     it("post(n) wakes n waiting threads", function()
@@ -459,10 +458,7 @@ describe("lj-async.sync", function()
 
     it("pop times out when empty", function()
       local ch = sync.channel()
-      local v, why, elapsed = timed(ch.pop, ch, 0.2)
-      assert.is_nil(v)
-      assert.equal("timeout", why)
-      assert_about(0.2, elapsed)
+      assert_gives_up(nil, "timeout", 0.2, ch.pop, ch, 0.2)
     end)
 
     it("a bounded channel refuses a push when full, at once or after the timeout", function()
@@ -472,10 +468,7 @@ describe("lj-async.sync", function()
       assert.is_true(ch:push(1))
       assert.is_true(ch:push("two", math.huge))
       assert.same({ false, "full" }, { ch:push(3, 0) })
-      local ok, why, elapsed = timed(ch.push, ch, 3, 0.2)
-      assert.is_false(ok)
-      assert.equal("full", why)
-      assert_about(0.2, elapsed)
+      assert_gives_up(false, "full", 0.2, ch.push, ch, 3, 0.2)
       -- A table refused for want of room is freed, not leaked (after_each checks).
       assert.same({ false, "full" }, { ch:push({ sync.mutex() }, 0) })
       assert.equal(1, ch:pop())
@@ -812,22 +805,6 @@ describe("lj-async.sync", function()
       collectgarbage(); collectgarbage()
       assert.equal(base, sync.live_objects())
     end)
-  end)
-
-  it("declares exactly the C functions the Swift core exports for it", function()
-    local f = assert(io.open("Sources/LJAsync/Exports/SyncExports.swift"))
-    local swift = f:read("*a"); f:close()
-    f = assert(io.open("lua/lj-async/sync/abi.lua"))
-    local lua = f:read("*a"); f:close()
-    local exported, declared = {}, {}
-    for name in swift:gmatch('@_cdecl%("([%w_]+)"%)') do exported[#exported + 1] = name end
-    local cdef = lua:match('core%.cdef_once%("ljasync_cell", %[%[(.-)%]%]%)')
-    for name in cdef:gmatch("[%w_%*]+%s+%**(ljasync_[%w_]+)%(") do declared[#declared + 1] = name end
-    table.sort(exported); table.sort(declared)
-    assert.is_true(#exported > 30)
-    assert.same(exported, declared)
-    local C = require("lj-async.core").C
-    for _, name in ipairs(exported) do assert.is_not_nil(C[name]) end
   end)
 
   describe("hot paths", function()

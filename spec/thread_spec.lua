@@ -715,22 +715,40 @@ describe("lj-async.thread", function()
   end)
 
   describe("resources", function()
-    it("a state whose init code removed ffi fails the thread instead of the process", function()
+    local function run_script(src)
       local script = os.tmpname()
       local f = io.open(script, "w")
-      f:write([=[
-        package.path = "./lua/?.lua;" .. package.path
+      f:write('package.path = "./lua/?.lua;" .. package.path\n', src)
+      f:close()
+      local p = io.popen("luajit " .. script .. " 2>&1; echo \" exit $?\"")
+      local out = p:read("*a"); p:close()
+      os.remove(script)
+      return out
+    end
+
+    it("a state whose init code removed ffi fails the thread instead of the process", function()
+      assert.equal("failed: cannot pass the userdata: ffi.cast is not available in the thread's state exit 0\n", run_script [=[
         local Thread = require "lj-async.thread"
-        require("lj-async.callback").add_init("package.loaded.ffi = nil", "=no ffi")
+        require("lj-async.callback").add_init("package.loaded.ffi = nil; package.preload.ffi = nil", "=no ffi")
         local t = Thread.new(function() end, 1234)
         assert(t:join(10))
         io.write(t:status(), ": ", t:error())
       ]=])
-      f:close()
-      local p = io.popen("luajit " .. script .. " 2>&1")
-      local out = p:read("*a"); p:close()
-      os.remove(script)
-      assert.equal("failed: cannot pass the userdata: ffi.cast is not available in the thread's state", out)
+    end)
+
+    it("states whose init code dropped a loaded ffi close cleanly (this LuaJIT's lua_close used its freed tables)", function()
+      assert.equal("done done exit 0\n", run_script [=[
+        local Thread = require "lj-async.thread"
+        require("lj-async.callback").add_init("require 'ffi'; package.loaded.ffi = nil; collectgarbage(); collectgarbage()", "=drop ffi")
+        local out = {}
+        for i = 1, 2 do
+          local ts = {}
+          for j = 1, 20 do ts[j] = Thread.new(function(ud) local ffi = require "ffi"; assert(ffi.cast("intptr_t", ud) == 1234) end, 1234) end
+          for j = 1, 20 do assert(ts[j]:join(10)); assert(ts[j]:status() == "done", ts[j]:error()); ts[j]:destroy() end
+          out[i] = "done"
+        end
+        io.write(table.concat(out, " "))
+      ]=])
     end)
 
     it("the process exits cleanly while threads still run (the core stays loaded)", function()

@@ -1,4 +1,4 @@
-/* Every function of LuaJIT 2.1's C API (lua.h, lauxlib.h, lualib.h's luaL_openlibs and
+/* Every function of LuaJIT 2.1's C API (lua.h, lauxlib.h, lualib.h's luaL_openlibs and luaopen_*,
  * luajit.h's luaJIT_setmode), as LJ_FN(result, name, (parameters), (arguments)). Every LuaJIT
  * 2.1 exports all of them; the core binds them all, so new calls in the Swift code need no edit
  * here. The variadic lua_pushfstring and luaL_error are written out in forward.c. */
@@ -131,4 +131,15 @@ LJ_FN(void, luaL_addvalue, (luaL_Buffer *B), (B))
 LJ_FN(void, luaL_pushresult, (luaL_Buffer *B), (B))
 LJ_FN(void, luaL_buffinit, (lua_State *L, luaL_Buffer *B), (L, B))
 LJ_FN(void, luaL_openlibs, (lua_State *L), (L))
+LJ_FN(int, luaopen_base, (lua_State *L), (L))
+LJ_FN(int, luaopen_package, (lua_State *L), (L))
+LJ_FN(int, luaopen_jit, (lua_State *L), (L))
+LJ_FN(int, luaopen_string, (lua_State *L), (L))
+LJ_FN(int, luaopen_table, (lua_State *L), (L))
+LJ_FN(int, luaopen_math, (lua_State *L), (L))
+LJ_FN(int, luaopen_io, (lua_State *L), (L))
+LJ_FN(int, luaopen_os, (lua_State *L), (L))
+LJ_FN(int, luaopen_debug, (lua_State *L), (L))
+LJ_FN(int, luaopen_bit, (lua_State *L), (L))
+LJ_FN(int, luaopen_ffi, (lua_State *L), (L))
 LJ_FN(int, luaJIT_setmode, (lua_State *L, int idx, int mode), (L, idx, mode))

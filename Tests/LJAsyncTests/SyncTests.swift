@@ -1,4 +1,5 @@
 // The channel and mutex mechanisms, driven from Swift threads without Lua.
+import CLJAsync
 import Glibc
 import Synchronization
 import Testing
@@ -38,8 +39,45 @@ private func popOne(_ ch: Channel, timeout: Double) -> (Channel.Status, ChannelC
 }
 
 private func number(_ c: ChannelCell?) -> Double? {
-    guard let c, c.tag == ChannelCell.Tag.number.rawValue else { return nil }
+    guard let c, c.tag == LJASYNC_CELL_NUMBER.rawValue else { return nil }
     return Double(bitPattern: c.w0)
+}
+
+/// `producers` threads push `value(i, k)` for k in 1...perProducer through `push` (retried
+/// while it returns false; the last producer closes the channel); as many consumers drain it
+/// through `pop` (consumer index, a 3-cell buffer; status and count) until closed. Returns how
+/// many values were popped and the sum of their integer values.
+private func produceAndConsume(
+    _ channel: Channel, producers: Int, perProducer: Int,
+    value: @escaping @Sendable (Int, Int) -> Double,
+    push: @escaping @Sendable (Channel, ChannelCell) -> Bool,
+    pop: @escaping @Sendable (Channel, Int, UnsafeMutablePointer<ChannelCell>) -> (Channel.Status, Int)
+) -> (count: Int, sum: Int) {
+    let ch = UncheckedBox(channel)
+    let count = Atomic<Int>(0)
+    let sum = Atomic<Int>(0)
+    let done = Atomic<Int>(0)
+    onThreads(producers * 2) { i in
+        if i < producers {
+            var k = 1
+            while k <= perProducer {
+                if push(ch.value, .number(value(i, k))) { k += 1 }
+            }
+            if done.add(1, ordering: .acquiringAndReleasing).newValue == producers { ch.value.close() }
+        } else {
+            let out = UnsafeMutablePointer<ChannelCell>.allocate(capacity: 3)
+            defer { out.deallocate() }
+            while true {
+                let (st, n) = pop(ch.value, i, out)
+                if st == .closed { break }
+                for j in 0..<n {
+                    count.add(1, ordering: .relaxed)
+                    sum.add(Int(number(out[j])!), ordering: .relaxed)
+                }
+            }
+        }
+    }
+    return (count.load(ordering: .relaxed), sum.load(ordering: .relaxed))
 }
 
 @Suite struct ChannelTests {
@@ -60,9 +98,9 @@ private func number(_ c: ChannelCell?) -> Double? {
             #expect(ch.push(cell, timeout: 0) == .ok)
         }
         let a = popOne(ch, timeout: 0).1!
-        #expect(a.tag == ChannelCell.Tag.shortString.rawValue && a.len == 24)
+        #expect(a.tag == LJASYNC_CELL_SHORT.rawValue && a.len == 24)
         let b = popOne(ch, timeout: 0).1!
-        #expect(b.tag == ChannelCell.Tag.heapString.rawValue && b.w1 == 100)
+        #expect(b.tag == LJASYNC_CELL_HEAP.rawValue && b.w1 == 100)
         let bytes = UnsafeRawPointer(bitPattern: UInt(b.w0))!
         #expect(Array(UnsafeRawBufferPointer(start: bytes, count: 100)) == long)
         b.release()
@@ -128,70 +166,38 @@ private func number(_ c: ChannelCell?) -> Double? {
         var (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
         #expect(st2 == .ok && n == 5)
         (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
-        #expect(n == 1 && cells[0].tag == ChannelCell.Tag.message.rawValue)
+        #expect(n == 1 && cells[0].tag == LJASYNC_CELL_MESSAGE.rawValue)
         cells[0].release()
         (st2, n) = ch.pop(into: cells, max: 8, timeout: 0)
         #expect(n == 1 && number(cells[0]) == 5)
     }
 
     @Test func manyProducersAndConsumersDeliverEachValueOnce() {
-        let ch = UncheckedBox(Channel(capacity: 64))
         let producers = 4, perProducer = 20000
-        let count = Atomic<Int>(0)
-        let sum = Atomic<Int>(0)
-        let done = Atomic<Int>(0)
-        onThreads(producers * 2) { i in
-            if i < producers {
-                for k in 1...perProducer {
-                    precondition(ch.value.push(.number(Double(i * 1_000_000 + k)), timeout: -1) == .ok)
-                }
-                if done.add(1, ordering: .acquiringAndReleasing).newValue == producers { ch.value.close() }
-            } else {
-                while true {
-                    let (st, c) = popOne(ch.value, timeout: -1)
-                    if st == .closed { break }
-                    count.add(1, ordering: .relaxed)
-                    sum.add(Int(number(c)!), ordering: .relaxed)
-                }
-            }
-        }
+        let (count, sum) = produceAndConsume(Channel(capacity: 64), producers: producers, perProducer: perProducer,
+            value: { i, k in Double(i * 1_000_000 + k) },
+            push: { ch, cell in precondition(ch.push(cell, timeout: -1) == .ok); return true },
+            pop: { ch, _, out in
+                let (st, c) = popOne(ch, timeout: -1)
+                if let c { out[0] = c }
+                return (st, c == nil ? 0 : 1)
+            })
         let perSum = perProducer * (perProducer + 1) / 2
         let expected = (0..<producers).reduce(0) { $0 + $1 * 1_000_000 * perProducer + perSum }
-        #expect(count.load(ordering: .relaxed) == producers * perProducer)
-        #expect(sum.load(ordering: .relaxed) == expected)
+        #expect(count == producers * perProducer)
+        #expect(sum == expected)
     }
 
     /// A tiny ring makes every push and pop a full/empty transition; short timeouts make
     /// timed-out waits race with wakeups. Nothing may be lost or stranded.
     @Test func tinyRingWithTimeoutsLosesNothing() {
-        let ch = UncheckedBox(Channel(capacity: 2))
         let producers = 4, perProducer = 5000
-        let count = Atomic<Int>(0)
-        let sum = Atomic<Int>(0)
-        let done = Atomic<Int>(0)
-        onThreads(producers * 2) { i in
-            if i < producers {
-                var k = 1
-                while k <= perProducer {
-                    let cell = ChannelCell.number(Double(k))
-                    if ch.value.push(cell, timeout: 0.0005) == .ok { k += 1 }
-                }
-                if done.add(1, ordering: .acquiringAndReleasing).newValue == producers { ch.value.close() }
-            } else {
-                let out = UnsafeMutablePointer<ChannelCell>.allocate(capacity: 3)
-                defer { out.deallocate() }
-                while true {
-                    let (st, n) = ch.value.pop(into: out, max: i % 2 == 0 ? 1 : 3, timeout: 0.0005)
-                    if st == .closed { break }
-                    for j in 0..<n {
-                        count.add(1, ordering: .relaxed)
-                        sum.add(Int(number(out[j])!), ordering: .relaxed)
-                    }
-                }
-            }
-        }
-        #expect(count.load(ordering: .relaxed) == producers * perProducer)
-        #expect(sum.load(ordering: .relaxed) == producers * perProducer * (perProducer + 1) / 2)
+        let (count, sum) = produceAndConsume(Channel(capacity: 2), producers: producers, perProducer: perProducer,
+            value: { _, k in Double(k) },
+            push: { ch, cell in ch.push(cell, timeout: 0.0005) == .ok },
+            pop: { ch, i, out in ch.pop(into: out, max: i % 2 == 0 ? 1 : 3, timeout: 0.0005) })
+        #expect(count == producers * perProducer)
+        #expect(sum == producers * perProducer * (perProducer + 1) / 2)
     }
 
     @Test func droppingAChannelFreesWhatItHolds() {

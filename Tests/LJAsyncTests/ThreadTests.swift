@@ -1,4 +1,5 @@
 // The native thread object's lifecycle: start, outcome, traceback, timeouts, detaching, cancel.
+import CLJAsync
 import Glibc
 import Synchronization
 import Testing

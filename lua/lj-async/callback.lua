@@ -1,6 +1,7 @@
 -- lj-async.callback: Lua functions as C function pointers that are safe to call from any thread.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+core.declare "callback"
 -- Callback types are read by LuaJIT's own parser and type table (lj-async.ctype explains why):
 -- a second parser here would disagree with the ffi.cast rule the README promises.
 local ctype = require "lj-async.ctype"
@@ -10,20 +11,6 @@ local C = core.C
 local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 local ffi_string, ffi_cast, ffi_typeof = ffi.string, ffi.cast, ffi.typeof
 local type, tostring, error, pcall, select = type, tostring, error, pcall, select
-
-core.cdef_once("ljasync_callback", [[
-typedef struct ljasync_callback ljasync_callback;
-ljasync_callback *ljasync_callback_new(const char *label, const char *builder, size_t builder_len,
-    int32_t nparts, const char **parts, const size_t *lens, int32_t nargs, const uint8_t *kinds, const uint32_t *offsets,
-    int32_t frame_size, const void *default_ret, int32_t max_states, double memory_limit,
-    char *err, size_t errlen);
-void *ljasync_callback_funcptr(ljasync_callback *cb);
-void ljasync_callback_free(ljasync_callback *cb);
-intptr_t ljasync_callback_errors(ljasync_callback *cb, char *buf, size_t len);
-int32_t ljasync_callback_states(ljasync_callback *cb);
-intptr_t ljasync_callback_live(void);
-int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
-]])
 
 local K = ctype.K
 local kind_size = { [K.void] = 0, [K.int8] = 1, [K.uint8] = 1, [K.bool] = 1, [K.int16] = 2, [K.uint16] = 2,
@@ -63,9 +50,11 @@ if cdef then
   local ok, err = pcall(ffi.cdef, cdef)
   if not ok then error("bad option 'cdef': " .. tostring(err), 0) end
 end
-for line in post:gmatch("[^\n]+") do
-  for alt in line:gmatch("[^\t]+") do
-    if pcall(ffi.cdef, alt) then break end
+if post ~= "" then  -- (gmatch would open the string library of a light state for nothing)
+  for line in post:gmatch("[^\n]+") do
+    for alt in line:gmatch("[^\t]+") do
+      if pcall(ffi.cdef, alt) then break end
+    end
   end
 end
 local ok, frame = pcall(ffi.cast, ffi.typeof("struct { " .. fields .. " } *"), addr)
@@ -85,10 +74,8 @@ end
 return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
--- Prepared states get the builder ready-made, so creating a callback does not load it.
-core.add_init(string.dump(assert(loadstring(  -- as bytecode: its string constant loads without lexing
-  ("package.loaded['lj-async.builder'] = loadstring(%q, '=lj-async builder')"):format(builder_code)))),
-  "=lj-async builder")
+-- (Not registered as init code: every thread and worker state would load it too. A callback's
+-- state loads it from the spec, ~2 us.)
 
 -- Source of the wrapper for a given arity: reads the frame, calls, stores the result.
 -- Up to DIRECT_ARGS arguments go straight into the call; above, Lua's limit of ~250 registers

@@ -17,28 +17,6 @@ function M.cdef_once(marker, decl)
   declared[marker] = true
 end
 
-M.cdef_once("ljasync_env_marker", [[
-typedef struct ljasync_env_marker ljasync_env_marker;
-void ljasync_env_set_paths(const char *path, const char *cpath);
-void ljasync_env_set_core(const char *path);
-void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
-int64_t ljasync_env_owner_new(void);
-void ljasync_env_owner_drop(int64_t owner);
-void ljasync_env_set_stock(int32_t n);
-typedef struct ljasync_message ljasync_message;
-void ljasync_object_retain(void *p);
-void ljasync_object_release(void *p);
-ljasync_message *ljasync_message_new(const void *data, size_t len);
-const void *ljasync_message_data(ljasync_message *m, size_t *len);
-void ljasync_message_free(ljasync_message *m);
-int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
-const void *ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
-void ljasync_module_note(const char *name, const char *why);
-int ljasync_module_install(void *L);  /* a lua_CFunction: reached through package.loadlib */
-int32_t ljasync_memo_get(const char *key);
-void ljasync_memo_set(const char *key, int32_t value);
-]])
-
 -- Where the core is, first found: $LJASYNC_CORE; package.cpath (the installed layout); inside
 -- LÖVE (the game's state, or a love.thread that required love.filesystem), the game's folder,
 -- the folder holding the .love (or the fused executable) and the save directory (LÖVE's own C
@@ -102,13 +80,45 @@ end
 M.path = path
 M.C = ffi.load(path)
 
+-- The C ABI, as the core was compiled against it (Sources/CLJAsync/include/ljasync.h, embedded
+-- in the core), so no module declares any of it by hand. Its sections are declared once per
+-- state (remembered with the markers of cdef_once), each by the module that uses it:
+-- a state parses only what it loads. (The core leaves out the header's nullability words.)
+M.cdef_once("ljasync_abi_cdef", "const char *ljasync_abi_cdef(size_t *len); typedef struct ljasync_abi_cdef ljasync_abi_cdef;")
+local sections
+local function section_texts()
+  if not sections then
+    local len = ffi.new("size_t[1]")
+    local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
+    sections = {}
+    local pos, name = 1, nil
+    while true do  -- plain finds: a pattern scan of the text costs a new state ~0.4 ms
+      local b = text:find("/* LJASYNC_CDEF_SECTION ", pos, true)
+      if name then sections[name] = text:sub(pos, (b or #text + 1) - 1) end
+      if not b then break end
+      local e = text:find(" */", b, true)
+      pos, name = e + 3, text:sub(b + 24, e - 1)
+    end
+  end
+  return sections
+end
+
+--- Declares section `name` of the header (core, thread, callback, sync, encoder, pool) in this
+--- state, once.
+--- (A type each section declares is its cdef_once marker.)
+local SECTION_MARKER = { core = "ljasync_message", thread = "ljasync_thread", callback = "ljasync_callback",
+                         sync = "ljasync_cell", encoder = "enum ljasync_format", pool = "ljasync_pool_job" }
+function M.declare(name)
+  local marker = SECTION_MARKER[name]
+  if declared[marker] then return end
+  local text = section_texts()[name]
+  if not marker or not text then error("lj-async: the core's header has no section '" .. tostring(name) .. "'", 2) end
+  M.cdef_once(marker, text)
+end
+M.declare "core"
+
 -- The core binds LuaJIT's C API itself, from whatever program it is in (docs/embedding.md):
 -- refuse here, with its reason, when it found none, or one that cannot load this state's bytecode.
-M.cdef_once("ljasync_luajit_marker", [[
-typedef struct ljasync_luajit_marker ljasync_luajit_marker;
-int32_t ljasync_luajit_status(char *out, size_t len);
-int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *out, size_t out_len);
-]])
 do
   local buf = ffi.new("char[1024]")
   local function refuse()

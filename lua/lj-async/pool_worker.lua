@@ -52,10 +52,9 @@ local function origin(f)
   return ("the job function defined at %s:%d"):format(info.short_src, info.linedefined)
 end
 
--- A failure travels as a zero byte and the text (see Sources/LJAsync/Pool/Inbox.swift).
+-- A failure travels in the core's one failure encoding (Sources/LJAsync/Value/Failure.swift).
 local function failure(text)
-  local s = "\0" .. text
-  return message_new(s, #s)
+  return C.ljasync_failure_new(text, #text)
 end
 
 -- -- Definitions (cached by id; ids are never reused) --

@@ -1,6 +1,7 @@
 -- lj-async.thread: OS threads, each running one Lua function in a fresh Lua state of its own.
 local ffi = require "ffi"
 local core = require "lj-async.core"
+core.declare "thread"
 if package.loaded["love.filesystem"] then require "lj-async.love" end  -- LÖVE: game modules for new states (docs/love.md)
 
 local C = core.C
@@ -8,26 +9,6 @@ local errbuf, errbuf_size = core.errbuf, core.errbuf_size
 local ffi_string, ffi_cast, ffi_gc = ffi.string, ffi.cast, ffi.gc
 local type, tostring, error, pcall, select, unpack = type, tostring, error, pcall, select, unpack
 local setmetatable, getmetatable, tonumber, string_dump = setmetatable, getmetatable, tonumber, string.dump
-
-core.cdef_once("ljasync_thread", [[
-typedef struct ljasync_thread ljasync_thread;
-ljasync_thread *ljasync_thread_new(const char *code, size_t code_len, const char *chunkname,
-    const char *runner, size_t runner_len,
-    void *ud, ljasync_message *args, const char *name, char *err, size_t errlen);
-int32_t ljasync_thread_join(ljasync_thread *t, double timeout);
-int32_t ljasync_thread_status(ljasync_thread *t);
-intptr_t ljasync_thread_error(ljasync_thread *t, char *buf, size_t len);
-ljasync_message *ljasync_thread_results(ljasync_thread *t);
-void ljasync_thread_cancel(ljasync_thread *t);
-void *ljasync_thread_flag(ljasync_thread *t);
-int32_t ljasync_thread_cancelled(const void *flag);
-void ljasync_thread_free(ljasync_thread *t);
-int32_t ljasync_thread_sleep(ljasync_thread *current, double seconds);
-void ljasync_thread_yield(void);
-int32_t ljasync_thread_cpus(void);
-intptr_t ljasync_thread_live(void);
-intptr_t ljasync_thread_id(void);
-]])
 
 local C_join, C_status, C_flag = C.ljasync_thread_join, C.ljasync_thread_status, C.ljasync_thread_flag
 local C_sleep, C_cancelled = C.ljasync_thread_sleep, C.ljasync_thread_cancelled

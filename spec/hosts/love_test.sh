@@ -9,6 +9,7 @@ set -euo pipefail
 core=${1:?usage: love_test.sh path/to/ljasync_core.so}
 core=$(cd "$(dirname "$core")" && pwd)/$(basename "$core")
 src=$(cd "$(dirname "$0")/../.." && pwd)
+. "$src/spec/hosts/lib.sh"
 
 # -- What the test needs, installed when missing (CI runs as root on a fresh Debian 12) --
 missing=()
@@ -16,12 +17,7 @@ command -v love >/dev/null || missing+=(love)
 command -v xvfb-run >/dev/null || missing+=(xvfb)
 command -v xauth >/dev/null || missing+=(xauth)
 command -v zip >/dev/null || missing+=(zip)
-if ((${#missing[@]})); then
-  if [ "$(id -u)" != 0 ]; then echo "FAIL: missing ${missing[*]} (install them, or run as root)"; exit 1; fi
-  echo "installing ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_packages "${missing[@]}"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

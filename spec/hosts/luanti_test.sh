@@ -5,16 +5,11 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 core=${1:-$src/build/ljasync_core.so}
+. "$src/spec/hosts/lib.sh"
 
 server=/usr/lib/minetest/minetestserver   # the binary; /usr/games/minetestserver adds its own --config
 if [ ! -x "$server" ] || [ ! -d /usr/share/games/minetest/games/minetest_game ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "FAIL: minetest-server and minetest-data are missing (apt-get install minetest-server minetest-data, as root)"
-    exit 1
-  fi
-  echo "installing minetest-server and minetest-data"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minetest-server minetest-data >/dev/null
+  install_packages minetest-server minetest-data
 fi
 [ -x "$server" ] || server=$(command -v minetestserver)
 
@@ -28,24 +23,7 @@ cp "$src/luanti/lj_async/mod.conf" "$src/luanti/lj_async/init.lua" "$src/luanti/
 bash "$src/luanti/pack.sh" "$core" "$mods/lj_async" >/dev/null
 cp -r "$src/spec/hosts/luanti_mod/lj_async_test" "$src/spec/hosts/luanti_mod/lj_async_trusted_test" "$mods/"
 
-# A UDP port free now on the loopback (Luanti serves over UDP): the kernel picks it for a socket
-# bound to port 0 (LuaJIT is there already: lj-async's build needs it).
-port=$(luajit -e '
-local ffi = require "ffi"
-ffi.cdef [[
-struct lt_sockaddr_in { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
-int socket(int domain, int type, int protocol);
-int bind(int fd, const void *addr, uint32_t len);
-int getsockname(int fd, void *addr, uint32_t *len);
-int close(int fd);
-]]
-local fd = ffi.C.socket(2, 2, 0)                      -- AF_INET, SOCK_DGRAM
-local a = ffi.new("struct lt_sockaddr_in", 2, 0, 0x0100007f)  -- 127.0.0.1:0 (network byte order)
-assert(fd >= 0 and ffi.C.bind(fd, a, ffi.sizeof(a)) == 0, "cannot bind a UDP socket on 127.0.0.1")
-local len = ffi.new("uint32_t[1]", ffi.sizeof(a))
-assert(ffi.C.getsockname(fd, a, len) == 0)
-print(bit.rshift(bit.bswap(a.port), 16))
-ffi.C.close(fd)')
+port=$(free_port udp)   # Luanti serves over UDP
 cat > "$world/world.mt" <<EOF
 gameid = minetest
 backend = sqlite3

@@ -14,30 +14,13 @@ build=$(dirname "$core")
 cache=$build/openresty
 [ -f "$core" ] || { echo "FAIL: no core at $core (run make build)"; exit 1; }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+. "$src/spec/hosts/lib.sh"
 
 # -- What nginx needs --
 missing=()
 # libpcre3: a dependency of the unpacked Lua module (installable: it conflicts with nothing).
 for p in nginx-core libnginx-mod-http-ndk libpcre3 curl; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]}"
-  as_root apt-get update -qq
-  # The package would start nginx on port 80 where services may start: forbid that for the
-  # install only (invoke-rc.d asks policy-rc.d), unless the machine already has a policy.
-  policy=/usr/sbin/policy-rc.d
-  added_policy=
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-    as_root chmod +x "$policy"
-    added_policy=1
-  fi
-  status=0
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-remove "${missing[@]}" >/dev/null || status=$?
-  [ -z "$added_policy" ] || as_root rm -f "$policy"
-  [ "$status" = 0 ] || { echo "FAIL: apt-get install ${missing[*]} failed"; exit 1; }
-fi
+install_packages "${missing[@]}"
 if [ ! -f "$cache/.unpacked" ]; then
   echo "unpacking libnginx-mod-http-lua, lua-resty-core, lua-resty-lrucache, libluajit2-5.1-2 into $cache"
   rm -rf "$cache"; mkdir -p "$cache/debs"
@@ -90,23 +73,7 @@ cp "$core" "$tmp/lib/ljasync_core.so"
 echo 'GEN1_FILE = true' > "$tmp/gen1_file.lua"
 unset LJASYNC_CORE
 
-# A TCP port free now on the loopback: the kernel picks it for a socket bound to port 0.
-port=$(luajit -e '
-local ffi = require "ffi"
-ffi.cdef [[
-struct ot_sockaddr_in { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
-int socket(int domain, int type, int protocol);
-int bind(int fd, const void *addr, uint32_t len);
-int getsockname(int fd, void *addr, uint32_t *len);
-int close(int fd);
-]]
-local fd = ffi.C.socket(2, 1, 0)                      -- AF_INET, SOCK_STREAM
-local a = ffi.new("struct ot_sockaddr_in", 2, 0, 0x0100007f)  -- 127.0.0.1:0 (network byte order)
-assert(fd >= 0 and ffi.C.bind(fd, a, ffi.sizeof(a)) == 0, "cannot bind a TCP socket on 127.0.0.1")
-local len = ffi.new("uint32_t[1]", ffi.sizeof(a))
-assert(ffi.C.getsockname(fd, a, len) == 0)
-print(bit.rshift(bit.bswap(a.port), 16))
-ffi.C.close(fd)')
+port=$(free_port tcp)
 
 write_conf() {  # generation
   sed -e "s|@NDK_MODULE@|$ndk_module|; s|@LUA_MODULE@|$lua_module|; s|@TMP@|$tmp|g" \
@@ -137,15 +104,6 @@ children() {  # the master's child processes (its workers), sorted
   # (grep says 2 when a process goes between the glob and the read: that is no error here)
   { grep -s '^PPid:' /proc/[0-9]*/status || true; } | awk -v m="$master" '$2 == m { split($1, p, "/"); print p[3] }' | sort -n | paste -sd ' '
 }
-wait_for() {  # seconds, description, command...: polls the condition, bounded
-  local limit=$1 what=$2; shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || fail "$what (not after ${limit} s)"
-    sleep 0.1
-  done
-}
-
 # 20 requests at once (each its own connection) to PATH; every body must match the regex.
 # Prints the worker pids that answered.
 batch() {  # name path regex

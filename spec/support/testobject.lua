@@ -4,13 +4,14 @@ local ffi = require "ffi"
 local core = require "lj-async.core"
 local encoder = require "lj-async.encoder"
 
-core.cdef_once("ljasync_testobject", [[
-typedef struct ljasync_testobject ljasync_testobject;
+-- The core hands its test hooks out only to a process that asks (ljasync.h's ljasync_test_hooks).
+core.cdef_once("struct ljasync_testhandle", [[
 struct ljasync_testhandle { void *p; };
-void *ljasync_testobject_new(int64_t value);
-int64_t ljasync_testobject_value(const void *p);
-int64_t ljasync_testobject_live_count(void);
+int setenv(const char *name, const char *value, int overwrite);
 ]])
+ffi.C.setenv("LJASYNC_TESTING", "1", 1)
+local hooks = ffi.cast("const struct ljasync_test_hooks *", core.C.ljasync_test_hooks())
+assert(hooks ~= nil, "the core handed out no test hooks")
 
 local C = core.C
 local handle_ct = ffi.typeof("struct ljasync_testhandle")
@@ -32,12 +33,12 @@ local function own(p)
 end
 
 --- A new object holding `value`, as a handle owning one reference.
-function M.new(value) return own(C.ljasync_testobject_new(value)) end
+function M.new(value) return own(hooks.testobject_new(value)) end
 
-function M.value(h) return tonumber(C.ljasync_testobject_value(h.p)) end
+function M.value(h) return tonumber(hooks.testobject_value(h.p)) end
 
 --- Objects alive in the process.
-function M.live() return tonumber(C.ljasync_testobject_live_count()) end
+function M.live() return tonumber(hooks.testobject_live_count()) end
 
 --- Releases the handle's reference now.
 function M.close(h)

@@ -9,4 +9,11 @@
  * could be bound and what to do. Any thread; serialized by a lock. msg is always terminated. */
 int ljasync_lua_bind(char *msg, size_t len);
 
+/* Opens a new state the light way (light.c): base, package and jit now; string, table, math,
+ * io, os, debug, bit and ffi on first touch; then package.path, package.cpath, the core's path
+ * (registry.ljasync_core, unless empty) and `searcher` second in package.loaders. A
+ * lua_CFunction: lua_pcall it with (path, cpath, core, searcher). */
+struct lua_State;
+int ljasync_light_open(struct lua_State *L);
+
 #endif

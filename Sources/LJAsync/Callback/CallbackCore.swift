@@ -85,6 +85,8 @@ enum CallbackEntryPoint {
 /// reference, and `deinit` frees the rest.
 final class CallbackCore: @unchecked Sendable {
     static let freedOwner = UInt.max
+    /// Slot 0's owner until a lazy callback's first call builds its state (no call can take it).
+    static let unbuiltOwner = UInt.max - 1
     /// Re-entry depth one thread may reach inside one callback.
     static let spareSlots = 16
 

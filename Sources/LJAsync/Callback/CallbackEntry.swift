@@ -73,7 +73,7 @@ extension CallbackCore {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot
             // (sched_getcpu reads the kernel's rseq area: a few nanoseconds, no system call).
             let count = min(slotCount.load(ordering: .relaxed), maxStates)
-            slot = Int(ljasync_current_cpu()) % count
+            slot = Int(ljasync_current_cpu()) % max(count, 1)
         }
         if slots[slot].owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
             return slot

@@ -46,15 +46,27 @@ enum Callback {
                 return .failure(CallbackError(message: "ffi_prep_closure_loc failed"))
             }
         }
-        if let e = core.buildSlot(0) { return .failure(CallbackError(message: e)) }
-        core.slotCount.store(1, ordering: .releasing)
+        // Without a `cdef`, a memory limit or upvalues to decode, nothing the state runs at
+        // creation can fail that the creating state has not checked (the code compiled there,
+        // the frame's fields are scalars): the first call builds the state (acquireSlow), so
+        // an idle callback holds no Lua state at all. Otherwise the state is built now, so a
+        // bad cdef or a limit too small for the state fails the creation.
+        // callback.lua passes 9 parts (7: cdef, 9: the upvalues' message); a caller passing
+        // fewer (the Swift tests' raw builders) has its state built now.
+        let args = s.builderArgs
+        if s.memoryLimit == 0 && args.count >= 9 && args[6] == nil && args[8] == nil {
+            core.slots[0].owner.store(CallbackCore.unbuiltOwner, ordering: .relaxed)
+        } else {
+            if let e = core.buildSlot(0) { return .failure(CallbackError(message: e)) }
+            core.slotCount.store(1, ordering: .releasing)
+        }
         _ = Unmanaged.passRetained(core)  // the function pointer's reference (see CallbackCore)
         live.add(1, ordering: .relaxed)
         return .success(core)
     }
 
     /// A libffi closure for the signature, not yet bound to a core. libffi's type descriptors
-    /// are only looked up here (dlsym), never on the stub's path.
+    /// are only looked up here (ljasync.h's shim), never on the stub's path.
     private static func closure(for s: CallbackSpec) -> Result<CallbackEntryPoint, CallbackError> {
         let n = s.argKinds.count
         let argTypes = UnsafeMutablePointer<UnsafeMutablePointer<ffi_type>?>.allocate(capacity: max(n, 1))

@@ -19,6 +19,22 @@ extension CallbackCore {
             return -1
         }
         var count = slotCount.load(ordering: .acquiring)
+        if count == 0 {
+            // A lazy callback's first call: build its first state here, on the calling thread.
+            sync.lock()
+            if slotCount.load(ordering: .acquiring) == 0 {
+                defer { sync.unlock() }
+                if freed.load(ordering: .sequentiallyConsistent) != 0 {
+                    reportLateCall()
+                    return -1
+                }
+                guard build(0, me) else { return -1 }
+                slotCount.store(1, ordering: .releasing)
+                return 0
+            }
+            sync.unlock()
+            count = slotCount.load(ordering: .acquiring)
+        }
         let s = tryOrdinary(count, me)
         if s >= 0 { return s }
 
@@ -109,8 +125,9 @@ extension CallbackCore {
         }
         let frame = calloc(1, max(spec.frameSize, 16))!
         var failure: String?
-        // Prepared states already hold the builder (lua/lj-async/callback.lua registers it as
-        // init code); others load it from the spec.
+        // A builder in package.loaded["lj-async.builder"] is used; callback.lua no longer
+        // registers one as init code (every thread and worker state would load it), so the
+        // builder normally loads from the spec.
         lua_getfield(L, Lua.globalsIndex, "package")
         lua_getfield(L, -1, "loaded")
         lua_getfield(L, -1, "lj-async.builder")

@@ -1,5 +1,6 @@
 // The scalar kinds a callback's parameters and result can have, and their libffi types.
 import CFFI
+import CLJAsync
 import Glibc
 
 /// How one parameter or the result crosses the C boundary. Decided by the Lua side with
@@ -7,28 +8,10 @@ import Glibc
 enum ValueKind: UInt8 {
     case void = 0, int8, uint8, int16, uint16, int32, uint32, int64, uint64, float, double, pointer, bool
 
-    /// The libffi type descriptor for this kind (libffi's own static objects).
+    /// The libffi type descriptor for this kind (libffi's own static objects, whose addresses
+    /// ljasync.h's shim takes in C).
     var ffiType: UnsafeMutablePointer<ffi_type> {
-        let name: String
-        switch self {
-        case .void: name = "ffi_type_void"
-        case .int8: name = "ffi_type_sint8"
-        case .uint8, .bool: name = "ffi_type_uint8"
-        case .int16: name = "ffi_type_sint16"
-        case .uint16: name = "ffi_type_uint16"
-        case .int32: name = "ffi_type_sint32"
-        case .uint32: name = "ffi_type_uint32"
-        case .int64: name = "ffi_type_sint64"
-        case .uint64: name = "ffi_type_uint64"
-        case .float: name = "ffi_type_float"
-        case .double: name = "ffi_type_double"
-        case .pointer: name = "ffi_type_pointer"
-        }
-        // dlsym gives the real address of libffi's global; `&global` in Swift may not.
-        guard let p = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else {
-            fatalError("libffi type \(name) not found")
-        }
-        return p.assumingMemoryBound(to: ffi_type.self)
+        ljasync_ffi_type(Int32(rawValue))!.assumingMemoryBound(to: ffi_type.self)
     }
 
     var size: Int {

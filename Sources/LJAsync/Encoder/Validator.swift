@@ -1,4 +1,5 @@
 // Checks the structure of an encoding that did not come from this process before Lua decodes it.
+import CLJAsync
 
 /// Walks an encoding's payload (lua/lj-async/encoder/reader.lua decodes it; docs/encoder.md has
 /// the layout) the way string.buffer's decoder (lj_serialize.c) and the encoder's general
@@ -28,10 +29,12 @@ struct Validator {
     /// string.buffer's LJ_SERIALIZE_DEPTH: at most this many nested tables in one value.
     static let sbDepth = 100
 
-    // The general format's tags (lua/lj-async/encoder/general_writer.lua).
-    static let gLeaf: UInt8 = 0x13, gTable: UInt8 = 0x14, gTableMt: UInt8 = 0x15, gEnd: UInt8 = 0x16
-    static let gRef: UInt8 = 0x17, gFunc: UInt8 = 0x18, gUpJoin: UInt8 = 0x19, gModule: UInt8 = 0x1a
-    static let gModField: UInt8 = 0x1b, gPointer: UInt8 = 0x1c, gCValue: UInt8 = 0x1d, gHandle: UInt8 = 0x1e
+    // The general format's tags: enum ljasync_format of ljasync.h (encoder/native.lua reads it too).
+    private static func g(_ t: ljasync_format) -> UInt8 { UInt8(t.rawValue) }
+    static let gLeaf = g(LJASYNC_G_LEAF), gTable = g(LJASYNC_G_TABLE), gTableMt = g(LJASYNC_G_TABLE_MT)
+    static let gEnd = g(LJASYNC_G_END), gRef = g(LJASYNC_G_REF), gFunc = g(LJASYNC_G_FUNC), gUpJoin = g(LJASYNC_G_UPJOIN)
+    static let gModule = g(LJASYNC_G_MODULE), gModField = g(LJASYNC_G_MODFIELD), gPointer = g(LJASYNC_G_POINTER)
+    static let gCValue = g(LJASYNC_G_CVALUE), gHandle = g(LJASYNC_G_HANDLE)
 
     /// What a string.buffer value turned out to be, for fields that must be of one kind.
     enum Kind { case number(Double), string, uint64, other }

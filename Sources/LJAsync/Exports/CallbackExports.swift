@@ -1,4 +1,5 @@
-// The C ABI of callbacks, declared for Lua in lua/lj-async/callback.lua.
+// The C ABI of callbacks (Sources/CLJAsync/include/ljasync.h).
+import CLJAsync
 import Glibc
 
 /// The core behind a handle. A handle stays valid until its core leaves the quarantine (see
@@ -15,7 +16,7 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 /// Creates a callback. `parts` are the builder's arguments after the frame address (NULL = nil).
 /// `kinds` and `offsets` hold the result first, then each parameter.
 /// Returns NULL and fills `err` on failure. Runs on the owner's thread.
-@_cdecl("ljasync_callback_new")
+@implementation @c
 public func ljasync_callback_new(
     _ label: UnsafePointer<CChar>,
     _ builder: UnsafePointer<CChar>, _ builderLen: Int,
@@ -51,19 +52,19 @@ public func ljasync_callback_new(
 }
 
 /// The C function pointer. Valid until the callback is freed (then quarantined, see Quarantine).
-@_cdecl("ljasync_callback_funcptr")
+@implementation @c
 public func ljasync_callback_funcptr(_ cb: OpaquePointer) -> UnsafeMutableRawPointer? {
     core(cb).code
 }
 
 /// Frees the callback (waiting for calls in flight). Idempotent.
-@_cdecl("ljasync_callback_free")
+@implementation @c
 public func ljasync_callback_free(_ cb: OpaquePointer) {
     core(cb).free()
 }
 
 /// The number of errors so far; copies the last error message into `buf` (empty if none).
-@_cdecl("ljasync_callback_errors")
+@implementation @c
 public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
     let (count, last) = core(cb).errors()
     writeError(last ?? "", buf, len)
@@ -71,7 +72,7 @@ public func ljasync_callback_errors(_ cb: OpaquePointer, _ buf: UnsafeMutablePoi
 }
 
 /// How many Lua states the callback holds now (parallel callbacks grow on demand).
-@_cdecl("ljasync_callback_states")
+@implementation @c
 public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
     Int32(core(cb).stateCount())
 }
@@ -81,20 +82,20 @@ public func ljasync_callback_states(_ cb: OpaquePointer) -> Int32 {
 /// registers with the caller's stack arguments 144 bytes in, `ret` the two result words.
 /// The dispatcher inlines into this function (whole-module optimization), so living here
 /// costs the hot path nothing.
-@_cdecl("ljasync_dispatch")
+@implementation @c
 public func ljasync_dispatch(_ core: UnsafeMutableRawPointer, _ regs: UnsafeMutableRawPointer,
                              _ ret: UnsafeMutablePointer<UInt64>) {
     CallbackCore.at(core) { $0.dispatch(regs, ret) }
 }
 
 /// How many callbacks exist and are not yet freed (collected or freed ones do not count).
-@_cdecl("ljasync_callback_live")
+@implementation @c
 public func ljasync_callback_live() -> Int {
     Callback.live.load(ordering: .relaxed)
 }
 
 /// 1 when the callback's function pointer is a libffi closure, 0 when it is the x86-64 stub.
-@_cdecl("ljasync_callback_uses_libffi")
+@implementation @c
 public func ljasync_callback_uses_libffi(_ cb: OpaquePointer) -> Int32 {
     if case .libffi = core(cb).entry { return 1 }
     return 0

@@ -1,4 +1,5 @@
-// The C ABI of the value encoder's native help, declared in lua/lj-async/encoder/native.lua.
+// The C ABI of the value encoder's native help (declared in Sources/CLJAsync/include/ljasync.h).
+import CLJAsync
 
 /// Scans the tables at `roots[0..<n]` (GCtab addresses, one Lua state's): 1 if they are plain
 /// data for string.buffer (see PlainScan), 0 if not. `ctypes` holds the three cdata ctype ids
@@ -7,7 +8,7 @@
 /// `*tables` receives how many tables were visited, so the caller can lend more next time.
 /// Runs on the thread that owns the state, inside the FFI call; only the encoder calls it,
 /// after checking the object layout (see PlainScan).
-@_cdecl("ljasync_encoder_scan")
+@implementation @c
 public func ljasync_encoder_scan(
     _ roots: UnsafePointer<UInt64>, _ n: Int32, _ maxDepth: Int32, _ ctypes: UnsafePointer<UInt16>,
     _ scratch: UnsafeMutablePointer<UInt64>, _ capacity: Int, _ tables: UnsafeMutablePointer<Int>
@@ -23,7 +24,7 @@ public func ljasync_encoder_scan(
 }
 
 /// The checksum of `n` bytes at `p`, continuing from `seed` (see Checksum). Any thread.
-@_cdecl("ljasync_encoder_checksum")
+@implementation @c
 public func ljasync_encoder_checksum(_ p: UnsafeRawPointer?, _ n: Int, _ seed: UInt32) -> UInt32 {
     guard let p, n > 0 else { return Checksum.of(UnsafeRawPointer(bitPattern: 1)!, count: 0, seed: seed) }
     return Checksum.of(p, count: n, seed: seed)
@@ -33,7 +34,7 @@ public func ljasync_encoder_checksum(_ p: UnsafeRawPointer?, _ n: Int, _ seed: U
 /// (the plain format), or with `values` < 0 a count and that many general-format values.
 /// 0 when the reader can decode them without tripping, -1 when so but string.buffer may meet
 /// a duplicate table key, else a Validator.Failure code, with its offset in `*at`. Any thread.
-@_cdecl("ljasync_encoder_validate")
+@implementation @c
 public func ljasync_encoder_validate(_ p: UnsafePointer<UInt8>?, _ n: Int, _ values: Int, _ at: UnsafeMutablePointer<Int>) -> Int32 {
     guard let p, n > 0 else {
         at.pointee = 0
@@ -50,7 +51,7 @@ public func ljasync_encoder_validate(_ p: UnsafePointer<UInt8>?, _ n: Int, _ val
 }
 
 /// The mark of `n` bytes of bytecode at `p` (see BytecodeMark). Any thread.
-@_cdecl("ljasync_encoder_mark")
+@implementation @c
 public func ljasync_encoder_mark(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
     BytecodeMark.of(p, count: n)
 }

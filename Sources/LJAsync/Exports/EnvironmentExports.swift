@@ -1,51 +1,46 @@
-// The C ABI of the environment new states start from, declared in lua/lj-async/core.lua.
+// The C ABI of the environment new states start from (declared in Sources/CLJAsync/include/ljasync.h).
+import CLJAsync
 import CLuaJIT
 import Glibc
 
 /// Sets package.path and package.cpath for states created from now on.
-@_cdecl("ljasync_env_set_paths")
+@implementation @c
 public func ljasync_env_set_paths(_ path: UnsafePointer<CChar>, _ cpath: UnsafePointer<CChar>) {
     Environment.shared.setPaths(path: String(cString: path), cpath: String(cString: cpath))
 }
 
 /// Records the path the core was loaded from, for `core.lua` in states created from now on.
-@_cdecl("ljasync_env_set_core")
+@implementation @c
 public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
     Environment.shared.setCore(String(cString: path))
 }
 
 /// Registers code (Lua source or bytecode) run by every state created from now on, on behalf
 /// of the Lua state holding the token `owner` (ljasync_env_owner_new).
-@_cdecl("ljasync_env_add_init")
+@implementation @c
 public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int, _ owner: Int64) {
     let bytes = Array(UnsafeRawBufferPointer(start: code, count: len))
     Environment.shared.addInit(name: String(cString: name), code: bytes, owner: owner)
 }
 
 /// A token for a Lua state that registers init code (one per state, made by core.lua).
-@_cdecl("ljasync_env_owner_new")
+@implementation @c
 public func ljasync_env_owner_new() -> Int64 { Environment.shared.newOwner() }
 
 /// That state is closing: its init code no other state registered is withdrawn.
-@_cdecl("ljasync_env_owner_drop")
+@implementation @c
 public func ljasync_env_owner_drop(_ owner: Int64) { Environment.shared.dropOwner(owner) }
-
-/// Sets how many prepared states the background preparer keeps ready.
-@_cdecl("ljasync_env_set_stock")
-public func ljasync_env_set_stock(_ n: Int32) {
-    StateStock.shared.target = max(0, Int(n))
-}
 
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
 /// Returns 1 when stored, 0 when the name already had an entry.
-@_cdecl("ljasync_module_put")
+@implementation @c
 public func ljasync_module_put(_ name: UnsafePointer<CChar>, _ chunk: UnsafePointer<CChar>,
                                _ code: UnsafeRawPointer, _ len: Int) -> Int32 {
     ModuleCache.shared.put(String(cString: name), chunkName: String(cString: chunk), code, len) ? 1 : 0
 }
 
 /// Records why a module has no cached bytecode (shown when a state requires it).
-@_cdecl("ljasync_module_note")
+@implementation @c
 public func ljasync_module_note(_ name: UnsafePointer<CChar>, _ why: UnsafePointer<CChar>) {
     ModuleCache.shared.note(String(cString: name), String(cString: why))
 }
@@ -53,9 +48,10 @@ public func ljasync_module_note(_ name: UnsafePointer<CChar>, _ why: UnsafePoint
 /// A lua_CFunction (called through `package.loadlib`, never through ffi): puts the module
 /// cache's searcher into the calling state's package.loaders, once per state. Returns the
 /// searcher, or nil and the reason.
-@_cdecl("ljasync_module_install")
-public func ljasync_module_install(_ L: OpaquePointer?) -> Int32 {
-    guard let L else { return 0 }
+@implementation @c
+public func ljasync_module_install(_ state: UnsafeMutableRawPointer?) -> Int32 {
+    guard let state else { return 0 }
+    let L = OpaquePointer(state)
     guard let failure = ModuleCache.install(L) else { return 1 }
     lua_pushnil(L)
     lua_pushstring(L, failure)
@@ -63,7 +59,7 @@ public func ljasync_module_install(_ L: OpaquePointer?) -> Int32 {
 }
 
 /// A cached module's bytecode (valid for the life of the process) and its chunk name, or NULL.
-@_cdecl("ljasync_module_get")
+@implementation @c
 public func ljasync_module_get(_ name: UnsafePointer<CChar>, _ len: UnsafeMutablePointer<Int>,
                                _ chunk: UnsafeMutablePointer<CChar>, _ chunkLen: Int) -> UnsafeRawPointer? {
     guard let e = ModuleCache.shared.get(String(cString: name)) else { return nil }
@@ -73,13 +69,13 @@ public func ljasync_module_get(_ name: UnsafePointer<CChar>, _ len: UnsafeMutabl
 }
 
 /// A process-wide fact recorded by some state, or -1 when none has been recorded.
-@_cdecl("ljasync_memo_get")
+@implementation @c
 public func ljasync_memo_get(_ key: UnsafePointer<CChar>) -> Int32 {
     ProcessMemo.shared.get(String(cString: key)) ?? -1
 }
 
 /// Records a process-wide fact (a non-negative number) for every state.
-@_cdecl("ljasync_memo_set")
+@implementation @c
 public func ljasync_memo_set(_ key: UnsafePointer<CChar>, _ value: Int32) {
     ProcessMemo.shared.set(String(cString: key), value)
 }

@@ -1,4 +1,5 @@
-// The C ABI of the worker pool, declared for Lua in lua/lj-async/pool_abi.lua.
+// The C ABI of the worker pool (declared in Sources/CLJAsync/include/ljasync.h).
+import CLJAsync
 import Glibc
 
 private func msg(_ m: OpaquePointer?) -> UnsafeMutablePointer<Message>? { m.map { UnsafeMutablePointer<Message>($0) } }
@@ -7,21 +8,21 @@ private func key(_ p: UnsafePointer<CChar>, _ n: Int) -> [UInt8] { Array(UnsafeR
 // -- Owners (the owner's thread) --
 
 /// A new inbox for the calling state's results.
-@_cdecl("ljasync_pool_inbox_new")
+@implementation @c
 public func ljasync_pool_inbox_new() -> OpaquePointer { OpaquePointer(Inbox.create()) }
 
 /// Closes the inbox; results still in flight are freed when they arrive (errors reported).
-@_cdecl("ljasync_pool_inbox_free")
+@implementation @c
 public func ljasync_pool_inbox_free(_ inbox: OpaquePointer) { Inbox.close(InboxRef(inbox)) }
 
 /// An eventfd readable while results wait (created on first call), or -1 if none can be made.
-@_cdecl("ljasync_pool_inbox_fd")
+@implementation @c
 public func ljasync_pool_inbox_fd(_ inbox: OpaquePointer) -> Int32 { Inbox.armFD(InboxRef(inbox)) }
 
 /// Queues a job: `def` > 0 names a definition, 0 means the function is the message's first
 /// value. Returns 0 queued (the pool owns `m`), 1 full (the queue cap held for `timeout`
 /// seconds; `m` stays the caller's), -1 bad arguments.
-@_cdecl("ljasync_pool_submit")
+@implementation @c
 public func ljasync_pool_submit(_ inbox: OpaquePointer?, _ id: Double, _ def: Int32, _ m: OpaquePointer?,
                                 _ timeout: Double) -> Int32 {
     guard let inbox, let m, def >= 0 else { return -1 }
@@ -29,26 +30,26 @@ public func ljasync_pool_submit(_ inbox: OpaquePointer?, _ id: Double, _ def: In
 }
 
 /// Moves up to `max` waiting results into `out` (ljasync_pool_result[max]); returns how many.
-@_cdecl("ljasync_pool_drain")
-public func ljasync_pool_drain(_ inbox: OpaquePointer, _ out: UnsafeMutableRawPointer, _ max: Int32) -> Int32 {
+@implementation @c
+public func ljasync_pool_drain(_ inbox: OpaquePointer, _ out: UnsafeMutablePointer<ljasync_pool_result>, _ max: Int32) -> Int32 {
     Int32(Inbox.drain(InboxRef(inbox), out, Int(max)))
 }
 
 /// Blocks until results wait (1), `timeout` seconds pass (0; negative = no limit), or with
 /// `watch` the pool has no worker thread left (2).
-@_cdecl("ljasync_pool_wait")
+@implementation @c
 public func ljasync_pool_wait(_ inbox: OpaquePointer, _ timeout: Double, _ watch: Int32) -> Int32 {
     Pool.wait(InboxRef(inbox), timeout: timeout, watch: watch != 0)
 }
 
 /// Removes the owner's job `id` if it has not started: 1 removed, 0 not queued.
-@_cdecl("ljasync_pool_cancel")
+@implementation @c
 public func ljasync_pool_cancel(_ inbox: OpaquePointer, _ id: Double) -> Int32 {
     Pool.cancel(InboxRef(inbox), id: id) ? 1 : 0
 }
 
 /// Removes every queued job of the owner; each comes back as a cancelled result.
-@_cdecl("ljasync_pool_discard")
+@implementation @c
 public func ljasync_pool_discard(_ inbox: OpaquePointer) -> Int32 {
     Int32(Pool.discard(InboxRef(inbox)))
 }
@@ -57,40 +58,46 @@ public func ljasync_pool_discard(_ inbox: OpaquePointer) -> Int32 {
 
 /// Adds or stops workers until lo <= live <= hi; `manual` != 0 turns autoscaling off.
 /// Returns the live count, or -1 for bounds that are not 0 <= lo <= hi.
-@_cdecl("ljasync_pool_ensure")
+@implementation @c
 public func ljasync_pool_ensure(_ lo: Int32, _ hi: Int32, _ manual: Int32) -> Int32 {
     guard lo >= 0, hi >= lo else { return -1 }
     return Int32(Pool.ensure(lo: Int(lo), hi: Int(hi), manual: manual != 0))
 }
 
 /// Adds n >= 0 workers (autoscaling off); returns the live count.
-@_cdecl("ljasync_pool_add")
+@implementation @c
 public func ljasync_pool_add(_ n: Int32) -> Int32 { Int32(Pool.add(Int(max(0, n)))) }
 
 /// Stops n >= 0 workers gracefully (autoscaling off); returns the live count.
-@_cdecl("ljasync_pool_stop")
+@implementation @c
 public func ljasync_pool_stop(_ n: Int32) -> Int32 { Int32(Pool.stopWorkers(Int(max(0, n)))) }
 
 /// Stops every worker gracefully (autoscaling off); returns the threads still to leave.
-@_cdecl("ljasync_pool_shutdown")
+@implementation @c
 public func ljasync_pool_shutdown() -> Int32 { Int32(Pool.shutdown()) }
 
 /// Live workers (started or starting, not told to stop).
-@_cdecl("ljasync_pool_workers")
+@implementation @c
 public func ljasync_pool_workers() -> Int32 { Int32(Pool.liveCount) }
 
-@_cdecl("ljasync_pool_cpu_count")
+@implementation @c
 public func ljasync_pool_cpu_count() -> Int32 { Int32(Pool.cpuCount) }
 
-@_cdecl("ljasync_pool_get_settings")
-public func ljasync_pool_get_settings(_ out: UnsafeMutableRawPointer) {
-    out.storeBytes(of: Pool.settings(), as: PoolSettings.self)
+@implementation @c
+public func ljasync_pool_get_settings(_ out: UnsafeMutablePointer<ljasync_pool_settings>) {
+    let s = Pool.settings()
+    out.pointee = ljasync_pool_settings(autoscale: s.autoscale, min_workers: s.minWorkers, max_workers: s.maxWorkers,
+                                        pad: 0, idle_timeout: s.idleTimeout, warn_after: s.warnAfter,
+                                        max_queued: s.maxQueued)
 }
 
 /// Applies settings; returns 0, or -1 with the reason in `err`.
-@_cdecl("ljasync_pool_set_settings")
-public func ljasync_pool_set_settings(_ p: UnsafeRawPointer, _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int) -> Int32 {
-    let s = p.loadUnaligned(as: PoolSettings.self)
+@implementation @c
+public func ljasync_pool_set_settings(_ p: UnsafePointer<ljasync_pool_settings>, _ err: UnsafeMutablePointer<CChar>?,
+                                      _ errLen: Int) -> Int32 {
+    let c = p.pointee
+    let s = PoolSettings(autoscale: c.autoscale, minWorkers: c.min_workers, maxWorkers: c.max_workers,
+                         idleTimeout: c.idle_timeout, warnAfter: c.warn_after, maxQueued: c.max_queued)
     var problem: String?
     if s.minWorkers < 0 { problem = "min_workers must be >= 0" }
     else if s.maxWorkers < 1 { problem = "max_workers must be >= 1" }
@@ -107,30 +114,30 @@ public func ljasync_pool_set_settings(_ p: UnsafeRawPointer, _ err: UnsafeMutabl
 }
 
 /// queued, running, done, failed, cancelled, workers, stopping, idle -> out[0...7].
-@_cdecl("ljasync_pool_stats")
+@implementation @c
 public func ljasync_pool_stats(_ out: UnsafeMutablePointer<Int64>) { Pool.stats(out) }
 
 /// Worker loop: hands back the current job's result (status 0 ok, 1 failed; the pool takes
 /// `result`) and fills `out` (ljasync_pool_job) with the next job. 1 = job, 0 = leave.
-@_cdecl("ljasync_pool_step")
+@implementation @c
 public func ljasync_pool_step(_ w: OpaquePointer, _ result: OpaquePointer?, _ status: Int32,
-                              _ out: UnsafeMutableRawPointer) -> Int32 {
+                              _ out: UnsafeMutablePointer<ljasync_pool_job>) -> Int32 {
     Pool.step(WorkerRef(w), result: msg(result), status: status, out: out)
 }
 
 // -- Definitions and init code (any thread) --
 
 /// Stores a definition (takes `fn`, an encoded function); returns its new id (> 0).
-@_cdecl("ljasync_pool_define")
+@implementation @c
 public func ljasync_pool_define(_ name: UnsafePointer<CChar>, _ fn: OpaquePointer) -> Int32 {
     PoolDefinitions.shared.define(name: String(cString: name), message: msg(fn)!)
 }
 
-@_cdecl("ljasync_pool_undefine")
+@implementation @c
 public func ljasync_pool_undefine(_ id: Int32) { PoolDefinitions.shared.undefine(id) }
 
 /// A copy of definition `id` (the caller frees it) with its name in `name`; NULL if undefined.
-@_cdecl("ljasync_pool_definition")
+@implementation @c
 public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CChar>?, _ nameLen: Int) -> OpaquePointer? {
     guard let d = PoolDefinitions.shared.copy(id) else { return nil }
     writeError(d.name, name, nameLen)
@@ -139,18 +146,18 @@ public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CC
 
 /// Registers code for every worker, present and future: kind 0 Lua source or bytecode,
 /// kind 1 an encoded (name, metatable). Returns the number of entries.
-@_cdecl("ljasync_pool_add_init")
+@implementation @c
 public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int) -> Int32 {
     PoolInits.add(kind: kind, name: name, code: code, length: len)
 }
 
 /// Retires entry i (0-based): its registering state closed; workers started later skip it.
-@_cdecl("ljasync_pool_retire_init")
+@implementation @c
 public func ljasync_pool_retire_init(_ i: Int32) { PoolInits.retire(i) }
 
 /// Entry i (0-based) of the init list: its code (valid for the life of the process); kind -1
 /// when retired.
-@_cdecl("ljasync_pool_init")
+@implementation @c
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {
     guard i >= 0, i < PoolInits.count else { return nil }
@@ -164,40 +171,40 @@ public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _
 // -- IPC (any thread) --
 
 /// Stores `value` (taken; NULL deletes) under the key.
-@_cdecl("ljasync_pool_ipc_set")
+@implementation @c
 public func ljasync_pool_ipc_set(_ k: UnsafePointer<CChar>, _ klen: Int, _ value: OpaquePointer?) {
     PoolIPC.shared.set(key(k, klen), msg(value))
 }
 
 /// A copy of the value under the key (the caller frees it), or NULL.
-@_cdecl("ljasync_pool_ipc_get")
+@implementation @c
 public func ljasync_pool_ipc_get(_ k: UnsafePointer<CChar>, _ klen: Int) -> OpaquePointer? {
     PoolIPC.shared.get(key(k, klen)).map { OpaquePointer($0) }
 }
 
 /// Replaces the value by `new` (taken on success; NULL deletes) if it equals `old` (borrowed;
 /// NULL = absent). 1 swapped, 0 not.
-@_cdecl("ljasync_pool_ipc_cas")
+@implementation @c
 public func ljasync_pool_ipc_cas(_ k: UnsafePointer<CChar>, _ klen: Int, _ old: OpaquePointer?, _ new: OpaquePointer?) -> Int32 {
     PoolIPC.shared.cas(key(k, klen), old: msg(old), new: msg(new)) ? 1 : 0
 }
 
 /// Waits until the key holds a value: 1 present, 0 timeout (seconds; negative = no limit).
-@_cdecl("ljasync_pool_ipc_poll")
+@implementation @c
 public func ljasync_pool_ipc_poll(_ k: UnsafePointer<CChar>, _ klen: Int, _ timeout: Double) -> Int32 {
     PoolIPC.shared.poll(key(k, klen), timeout: timeout) ? 1 : 0
 }
 
 /// Writes one line to stderr ("lj-async: " + text) with a single write(2).
-@_cdecl("ljasync_pool_report")
+@implementation @c
 public func ljasync_pool_report(_ text: UnsafePointer<CChar>) { reportToStderr(String(cString: text)) }
 
 /// Monotonic time in seconds, for timeouts computed in Lua.
-@_cdecl("ljasync_pool_now")
+@implementation @c
 public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }
 
 /// Counts the forks this process descends from (0 in the process that loaded lj-async; each
 /// child of a fork sees one more than its parent). pool.lua compares it to fail, in a child,
 /// its handles of jobs that run in the parent.
-@_cdecl("ljasync_fork_generation")
+@implementation @c
 public func ljasync_fork_generation() -> Int32 { Int32(truncatingIfNeeded: Fork.generation) }

@@ -1,4 +1,5 @@
-// The C ABI of threads, declared for Lua in lua/lj-async/thread.lua.
+// The C ABI of threads (declared in Sources/CLJAsync/include/ljasync.h).
+import CLJAsync
 import Glibc
 import Synchronization
 
@@ -17,7 +18,7 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 /// runner returns as the results. The thread takes ownership of `args` whether or not
 /// creation succeeds.
 /// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
-@_cdecl("ljasync_thread_new")
+@implementation @c
 public func ljasync_thread_new(
     _ code: UnsafePointer<CChar>?, _ codeLen: Int, _ chunkName: UnsafePointer<CChar>?,
     _ runner: UnsafePointer<CChar>?, _ runnerLen: Int,
@@ -46,20 +47,20 @@ public func ljasync_thread_new(
 
 /// Waits for the thread to end: `timeout` seconds, negative = forever, 0 = just look.
 /// Returns 1 when it has ended, 0 on timeout.
-@_cdecl("ljasync_thread_join")
+@implementation @c
 public func ljasync_thread_join(_ t: OpaquePointer, _ timeout: Double) -> Int32 {
     thread(t).join(timeout: timeout) ? 1 : 0
 }
 
 /// 0 running, 1 returned, 2 raised an error, 3 cancelled (raised by check_cancel).
-@_cdecl("ljasync_thread_status")
+@implementation @c
 public func ljasync_thread_status(_ t: OpaquePointer) -> Int32 {
     thread(t).status.rawValue
 }
 
 /// Copies the error message (with traceback) into `buf` and marks it read. Returns its full
 /// length (so the caller can retry with a larger buffer), or -1 when there is no error.
-@_cdecl("ljasync_thread_error")
+@implementation @c
 public func ljasync_thread_error(_ t: OpaquePointer, _ buf: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
     guard let e = thread(t).readError() else { return -1 }
     writeError(e, buf, len)
@@ -67,26 +68,26 @@ public func ljasync_thread_error(_ t: OpaquePointer, _ buf: UnsafeMutablePointer
 }
 
 /// The encoded results of a spawned thread that returned, or NULL. Owned by the thread object.
-@_cdecl("ljasync_thread_results")
+@implementation @c
 public func ljasync_thread_results(_ t: OpaquePointer) -> OpaquePointer? {
     thread(t).encodedResults.map { OpaquePointer($0) }
 }
 
 /// Sets the thread's cancellation flag and wakes it from Thread.sleep. Any thread.
-@_cdecl("ljasync_thread_cancel")
+@implementation @c
 public func ljasync_thread_cancel(_ t: OpaquePointer) {
     thread(t).cancel()
 }
 
 /// The address of the cancellation flag (an int32 that becomes nonzero), for Lua to poll.
-@_cdecl("ljasync_thread_flag")
+@implementation @c
 public func ljasync_thread_flag(_ t: OpaquePointer) -> UnsafeMutableRawPointer {
     UnsafeMutableRawPointer(thread(t).cancelFlag)
 }
 
 /// Releases the handle's reference: a running thread detaches and frees itself when it ends;
 /// an unread error is reported to stderr. Call once per handle.
-@_cdecl("ljasync_thread_free")
+@implementation @c
 public func ljasync_thread_free(_ t: OpaquePointer) {
     let u = Unmanaged<LuaThread>.fromOpaque(UnsafeRawPointer(t))
     u.takeUnretainedValue().releaseHandle()
@@ -95,7 +96,7 @@ public func ljasync_thread_free(_ t: OpaquePointer) {
 
 /// Sleeps `seconds`. With the calling thread's own object (inside a thread), wakes early when
 /// cancelled and returns 0; otherwise returns 1. Runs on the sleeping thread.
-@_cdecl("ljasync_thread_sleep")
+@implementation @c
 public func ljasync_thread_sleep(_ current: OpaquePointer?, _ seconds: Double) -> Int32 {
     if let current { return thread(current).sleep(seconds: seconds) ? 1 : 0 }
     ThreadSystem.sleep(seconds: seconds)
@@ -103,32 +104,32 @@ public func ljasync_thread_sleep(_ current: OpaquePointer?, _ seconds: Double) -
 }
 
 /// Gives up the CPU (sched_yield).
-@_cdecl("ljasync_thread_yield")
+@implementation @c
 public func ljasync_thread_yield() {
     sched_yield()
 }
 
 /// The number of CPUs the process may use.
-@_cdecl("ljasync_thread_cpus")
+@implementation @c
 public func ljasync_thread_cpus() -> Int32 {
     Int32(ThreadSystem.cpus())
 }
 
 /// How many native thread objects exist (a handle's, or a detached thread still running).
-@_cdecl("ljasync_thread_live")
+@implementation @c
 public func ljasync_thread_live() -> Int {
     liveThreads.load(ordering: .relaxed)
 }
 
 /// The kernel's id of the calling thread (the name of its /proc/self/task entry).
-@_cdecl("ljasync_thread_id")
+@implementation @c
 public func ljasync_thread_id() -> Int {
     ThreadSystem.id()
 }
 
 /// Reads a cancellation flag (from ljasync_thread_flag). A call, not a plain load, so LuaJIT
 /// cannot hoist the read out of a compiled loop.
-@_cdecl("ljasync_thread_cancelled")
+@implementation @c
 public func ljasync_thread_cancelled(_ flag: UnsafeRawPointer) -> Int32 {
     flag.assumingMemoryBound(to: Atomic<Int32>.self).pointee.load(ordering: .acquiring)
 }

@@ -1,11 +1,12 @@
 // The per-owner mailbox where finished jobs wait until their owning Lua state collects them.
+import CLJAsync
 import Glibc
 import Synchronization
 
 /// One finished (or cancelled) job on its way back to the state that submitted it.
 struct PoolResult {
     enum Status: Int32 { case ok = 0, failed = 1, cancelled = 2 }
-    /// The encoded return values (ok), the error text behind a zero byte (failed), or nil.
+    /// The encoded return values (ok), the error text in the failure encoding (failed; Value/Failure.swift), or nil.
     var message: UnsafeMutablePointer<Message>?
     var id: Double
     var status: Status
@@ -148,14 +149,14 @@ enum Inbox {
         }
     }
 
-    /// Moves up to `max` results into `out` (C layout: see `storeResult`). Owner's thread.
+    /// Moves up to `max` results into `out` (ljasync_pool_result[max]). Owner's thread.
     /// Never blocks beyond the lock.
-    static func drain(_ inbox: InboxRef, _ out: UnsafeMutableRawPointer, _ max: Int) -> Int {
+    static func drain(_ inbox: InboxRef, _ out: UnsafeMutablePointer<ljasync_pool_result>, _ max: Int) -> Int {
         if inbox.pointee.waiting.pointee.load(ordering: .acquiring) == 0 { return 0 }  // no lock when idle
         inbox.pointee.sync.lock()
         var n = 0
         while n < max, let r = inbox.pointee.results.popFirst() {
-            storeResult(out, n, r)
+            out[n] = ljasync_pool_result(msg: r.message.map { OpaquePointer($0) }, id: r.id, status: r.status.rawValue)
             n += 1
         }
         inbox.pointee.waiting.pointee.store(inbox.pointee.results.count, ordering: .relaxed)
@@ -166,16 +167,6 @@ enum Inbox {
         }
         inbox.pointee.sync.unlock()
         return n
-    }
-
-    /// Result entries as Lua sees them: `ljasync_pool_result { ljasync_message *msg; double id;
-    /// int32_t status; }`, 24 bytes each.
-    static let resultStride = 24
-    @inline(__always) static func storeResult(_ out: UnsafeMutableRawPointer, _ i: Int, _ r: PoolResult) {
-        let p = out + i * resultStride
-        p.storeBytes(of: r.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
-        p.storeBytes(of: r.id, toByteOffset: 8, as: Double.self)
-        p.storeBytes(of: r.status.rawValue, toByteOffset: 16, as: Int32.self)
     }
 
     /// Blocks the owner until results wait, the deadline passes, or (with `watch`) the pool has
@@ -231,12 +222,8 @@ enum Inbox {
         return inbox.pointee.fd
     }
 
-    /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); Glibc's module map hides sys/eventfd.h.
-    private static func makeEventFD() -> Int32 {
-        typealias EventFD = @convention(c) (UInt32, Int32) -> Int32
-        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return -1 }
-        return unsafeBitCast(sym, to: EventFD.self)(0, O_NONBLOCK | O_CLOEXEC)
-    }
+    /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) (ljasync.h's shim: Glibc's module map hides it).
+    private static func makeEventFD() -> Int32 { ljasync_gnu_eventfd() }
 
     /// The owner lets go (its state closes or the handle is collected). Results still waiting
     /// are freed (errors reported); later ones will be too. Owner's thread.
@@ -261,12 +248,8 @@ enum Inbox {
         if let m = r.message { Message.free(m) }
     }
 
-    /// The text of a failure message (the bytes after the leading zero byte).
-    static func errorText(_ m: UnsafeMutablePointer<Message>) -> String {
-        let n = m.pointee.count
-        guard n > 1 else { return "" }
-        return String(decoding: UnsafeRawBufferPointer(start: m.pointee.bytes + 1, count: n - 1), as: UTF8.self)
-    }
+    /// The text of a failure message (Value/Failure.swift).
+    static func errorText(_ m: UnsafeMutablePointer<Message>) -> String { Message.failureText(m) }
 
     private static func destroy(_ inbox: InboxRef) {
         registryLock.withLock {

@@ -2,12 +2,11 @@
 import Glibc
 import Synchronization
 
-/// Tunables, in the C layout Lua reads and writes (`ljasync_pool_settings`).
+/// Tunables (Lua reads and writes them as `ljasync_pool_settings`, converted in PoolExports).
 struct PoolSettings {
     var autoscale: Int32
     var minWorkers: Int32
     var maxWorkers: Int32
-    var pad: Int32 = 0
     var idleTimeout: Double     // seconds an extra worker may stay idle (autoscale)
     var warnAfter: Double       // seconds a job may wait in the queue before a warning; 0 = never
     var maxQueued: Int64        // 0 = no cap
@@ -265,10 +264,6 @@ enum Pool {
         return "\(tenths / 10).\(tenths % 10)"
     }
 
-    /// A failure result: a zero byte, then the text (the zero keeps the handle bit clear).
-    static func failureMessage(_ text: String) -> UnsafeMutablePointer<Message> {
-        var bytes: [UInt8] = [0]
-        bytes.append(contentsOf: text.utf8)
-        return bytes.withUnsafeBytes { Message.create($0.baseAddress!, $0.count) }
-    }
+    /// A failure result (Value/Failure.swift).
+    static func failureMessage(_ text: String) -> UnsafeMutablePointer<Message> { Message.failure(text) }
 }

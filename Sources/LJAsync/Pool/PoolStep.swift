@@ -1,4 +1,5 @@
 // What a pool worker does between jobs: hand back results, take the next job (short ones in batches), idle.
+import CLJAsync
 import Glibc
 
 extension Pool {
@@ -16,7 +17,7 @@ extension Pool {
     /// puts the next job into `out`, sleeping while there is none. Returns 1 with a job, 0 when
     /// the worker must leave (it has then left every list). Worker's thread.
     static func step(_ w: WorkerRef, result: UnsafeMutablePointer<Message>?, status: Int32,
-                     out: UnsafeMutableRawPointer) -> Int32 {
+                     out: UnsafeMutablePointer<ljasync_pool_job>) -> Int32 {
         let p = core
         if status == 2 {
             // Init code registered meanwhile failed here: the worker leaves through
@@ -111,16 +112,14 @@ extension Pool {
     }
 
     /// Makes `job` the worker's current job and describes it in `out`. Worker's thread.
-    @inline(__always) private static func start(_ w: WorkerRef, _ job: PoolJob, _ out: UnsafeMutableRawPointer) {
+    @inline(__always) private static func start(_ w: WorkerRef, _ job: PoolJob, _ out: UnsafeMutablePointer<ljasync_pool_job>) {
         w.pointee.current = job
         let now = coarseNanoseconds()
         let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
         let warnNs = w.pointee.warnNs
-        out.storeBytes(of: job.message.map { UInt(bitPattern: $0) } ?? 0, as: UInt.self)
-        out.storeBytes(of: job.definition, toByteOffset: 8, as: Int32.self)
-        out.storeBytes(of: PoolInits.count, toByteOffset: 12, as: Int32.self)
-        out.storeBytes(of: Double(waited) / 1e9, toByteOffset: 16, as: Double.self)
-        out.storeBytes(of: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0, toByteOffset: 24, as: Int32.self)
+        out.pointee = ljasync_pool_job(msg: job.message.map { OpaquePointer($0) }, def: job.definition,
+                                       inits: PoolInits.count, waited: Double(waited) / 1e9,
+                                       late: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0)
     }
 
     /// Hands the batch's results to their inboxes, one lock per run of the same inbox.

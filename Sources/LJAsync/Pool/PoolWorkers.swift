@@ -96,28 +96,30 @@ extension Pool {
     /// off (explicit counts are the user's). Returns the live count. Any thread.
     @discardableResult
     static func ensure(lo: Int, hi: Int, manual: Bool) -> Int {
-        let p = core
-        p.pointee.sync.lock()
-        if manual { p.pointee.settings.autoscale = 0 }
-        p.pointee.startError = nil  // an explicit count tries again
-        p.pointee.owed = 0
-        var made: [WorkerRef] = []
-        if p.pointee.live < lo { made = makeWorkers(lo - p.pointee.live) }
-        if p.pointee.live > hi { stop(p.pointee.live - hi) }
-        let live = p.pointee.live
-        p.pointee.sync.unlock()
-        startThreads(made)
-        return live
+        explicitCount(manual: manual) { p in
+            var made: [WorkerRef] = []
+            if p.pointee.live < lo { made = makeWorkers(lo - p.pointee.live) }
+            if p.pointee.live > hi { stop(p.pointee.live - hi) }
+            return made
+        }
     }
 
     /// Adds `n` workers; returns the live count. Any thread.
     static func add(_ n: Int) -> Int {
+        explicitCount(manual: true) { _ in makeWorkers(n) }
+    }
+
+    /// An explicit worker count (ensure, add): under the lock, `manual` turns autoscaling off,
+    /// a failed start is forgotten (an explicit count tries again) and nothing stays owed;
+    /// `change` adds or stops workers and returns the ones made, started after the unlock.
+    /// Returns the live count. Any thread.
+    private static func explicitCount(manual: Bool, _ change: (UnsafeMutablePointer<PoolCore>) -> [WorkerRef]) -> Int {
         let p = core
         p.pointee.sync.lock()
-        p.pointee.settings.autoscale = 0
+        if manual { p.pointee.settings.autoscale = 0 }
         p.pointee.startError = nil
         p.pointee.owed = 0
-        let made = makeWorkers(n)
+        let made = change(p)
         let live = p.pointee.live
         p.pointee.sync.unlock()
         startThreads(made)

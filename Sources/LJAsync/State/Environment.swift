@@ -1,4 +1,5 @@
 // What every new Lua state starts with: the creator's package paths and the registered init code.
+import CLJAsyncLua
 import CLuaJIT
 import Glibc
 
@@ -88,7 +89,9 @@ final class Environment: @unchecked Sendable {
         }
     }
 
-    /// Makes a fresh state following `snap`: standard libraries, ffi, paths, init code.
+    /// Makes a fresh light state following `snap` (Sources/CLJAsyncLua/light.c): base, package
+    /// and jit open, the other standard libraries and `ffi` opened on first touch, the creator's
+    /// paths and core, the module cache's searcher, then the init code.
     /// Init-code errors do not fail the state; they are returned for reporting.
     /// `collect`: run a full collection at the end (worth it off the caller's thread only).
     static func makeState(_ snap: Snapshot, allocator: MemoryLimit? = nil, collect: Bool = false) -> (LuaState?, [String]) {
@@ -96,24 +99,32 @@ final class Environment: @unchecked Sendable {
         if let allocator {
             L = lua_newstate(MemoryLimit.allocate, allocator.context)
         } else {
-            // LuaJIT's own allocator. (The C heap saved ~3 KiB per state, but reuses freed
-            // memory at once: a LuaJIT 2.1 (2022) state whose init code drops `ffi` then
-            // crashed in lua_close after a collection, a use after free its allocator hides.)
+            // LuaJIT's own allocator: a private arena per state. malloc/realloc/free would
+            // save 8 KiB of RSS per state and CPU (docs/design.md, "States"), but one state's
+            // use after free then corrupts the process's heap: spec/fork_spec.lua's busy-fork
+            // case aborted once in about 17 runs with "corrupted size vs. prev_size" under it
+            // (never under this allocator, where the same bug would stay inside one arena), as
+            // a LuaJIT 2.1 (2022) lua_close after `ffi` was dropped did before.
             L = luaL_newstate()
         }
         guard let L else { return (nil, ["cannot create a Lua state: out of memory"]) }
-        luaL_openlibs(L)
+        lua_pushcclosure(L, ljasync_light_open, 0)
+        lua_pushstring(L, snap.path)
+        lua_pushstring(L, snap.cpath)
+        lua_pushstring(L, snap.core)
+        lua_pushcclosure(L, ModuleCache.searcher, 0)
+        if lua_pcall(L, 4, 0, 0) != 0 {
+            let e = "cannot open a Lua state's libraries: " + Lua.string(L, -1)
+            lua_close(L)
+            return (nil, [e])
+        }
         var errors: [String] = []
-        // The prelude: `ffi`, the creator's paths and core, and the module cache's searcher
-        // right after package.preload, so lj-async's modules (and those the creator provided)
-        // load from the process-wide bytecode cache whatever the paths.
-        if let e = ModuleCache.install(L, paths: (snap.path, snap.cpath, snap.core)) { errors.append(e) } else { Lua.pop(L, 1) }
         for (name, code) in snap.inits {
             if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
         }
         lua_settop(L, 0)
-        // The prelude's garbage would otherwise stay until the state's first collection cycle.
-        if collect { lua_gc(L, LUA_GCCOLLECT, 0) }
+        // The init code's garbage would otherwise stay until the state's first collection cycle.
+        if collect && !snap.inits.isEmpty { lua_gc(L, LUA_GCCOLLECT, 0) }
         return (L, errors)
     }
 }

@@ -57,14 +57,12 @@ final class ModuleCache: @unchecked Sendable {
 
     /// Puts `searcher` into `L`'s package.loaders right after package.preload, unless this
     /// state has it already (the registry keeps it under `ljasync_searcher`), and pushes it.
-    /// With `paths` (the prelude of a state the core makes) it first loads `ffi`, sets
-    /// package.path and package.cpath, and leaves the core's path in the registry
-    /// (`ljasync_core`, read by `core.lua`): one chunk, since parsing it is most of its cost.
-    /// `core.lua` calls it in the creating state through `ljasync_module_install`. It uses the
-    /// tables `require` reads (registered in _LOADED), so a host that replaced the global
-    /// `package` or `table` still gets it. Returns nil, or the error (nothing pushed then).
+    /// `core.lua` calls it in the creating state through `ljasync_module_install`; states the
+    /// core makes get it from their prelude (Sources/CLJAsyncLua/light.c). It uses the tables
+    /// `require` reads (registered in _LOADED), so a host that replaced the global `package` or
+    /// `table` still gets it. Returns nil, or the error (nothing pushed then).
     /// Runs on the state's thread.
-    static func install(_ L: LuaState, paths: (path: String, cpath: String, core: String)? = nil) -> String? {
+    static func install(_ L: LuaState) -> String? {
         var failure: String?
         installCode.withCString { p in
             guard luaL_loadbuffer(L, p, strlen(p), "=lj-async prelude") == 0 else {
@@ -74,12 +72,7 @@ final class ModuleCache: @unchecked Sendable {
             }
             lua_pushvalue(L, Lua.registryIndex)
             lua_pushcclosure(L, searcher, 0)
-            if let paths {
-                lua_pushstring(L, paths.path)
-                lua_pushstring(L, paths.cpath)
-                lua_pushstring(L, paths.core)
-            }
-            if lua_pcall(L, paths == nil ? 2 : 5, 1, 0) != 0 {
+            if lua_pcall(L, 2, 1, 0) != 0 {
                 failure = Lua.string(L, -1)
                 Lua.pop(L, 1)
             }
@@ -88,13 +81,8 @@ final class ModuleCache: @unchecked Sendable {
     }
 
     private static let installCode = """
-        local reg, searcher, path, cpath, core = ...
+        local reg, searcher = ...
         local loaded = reg._LOADED
-        if path then
-          loaded.package.path, loaded.package.cpath = path, cpath
-          if core ~= "" then reg.ljasync_core = core end
-          require "ffi"
-        end
         if not reg.ljasync_searcher then
           loaded.table.insert(loaded.package.loaders, 2, searcher)
           reg.ljasync_searcher = searcher

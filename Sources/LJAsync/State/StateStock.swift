@@ -1,9 +1,12 @@
 // Prepares fresh Lua states on a background thread and closes retired ones there too.
+import CLJAsync
 import CLuaJIT
 import Glibc
 
-/// A small stock of ready states, so creating a callback or thread on the caller's thread
-/// costs microseconds instead of the ~130 µs of luaL_newstate + openlibs + ffi.
+/// A small stock of ready states (light states with ffi opened), so a thread, worker or
+/// callback starting on a quiet machine finds its state made; when the stock is empty (a busy
+/// machine: the preparer runs at nice 19) the state is made on the taker's thread, which a
+/// light state makes cheap (docs/design.md, "States").
 ///
 /// Invariants: a state in the stock has run nothing but the environment's prelude and init code;
 /// it is handed out once and never comes back (retired states are only closed). The errors
@@ -74,6 +77,15 @@ final class StateStock: @unchecked Sendable {
         if !queued { lua_close(L); limit?.free() }
     }
 
+    /// `require "ffi"` in `L` (its light prelude opens ffi on first use); errors are left to
+    /// the code that needs ffi. Runs on the state's thread.
+    static func requireFFI(_ L: LuaState) {
+        lua_getfield(L, Lua.globalsIndex, "require")
+        lua_pushstring(L, "ffi")
+        _ = lua_pcall(L, 1, 0, 0)
+        lua_settop(L, 0)
+    }
+
     private func startIfNeeded() {
         if started { return }
         started = true
@@ -109,6 +121,9 @@ final class StateStock: @unchecked Sendable {
                 making = true
                 sync.unlock()
                 let (L, errors) = Environment.makeState(snap, collect: true)
+                // Every kind of state ends up requiring ffi (a thread's `ud`, a callback's
+                // frame, the spawn runner, the pool worker): open it here, off the taker's path.
+                if let L { StateStock.requireFFI(L) }
                 sync.lock()
                 making = false
                 if forking { sync.broadcast() }
@@ -155,9 +170,6 @@ final class StateStock: @unchecked Sendable {
 
 /// Names the calling thread (visible in top -H, gdb, /proc); truncated to 15 bytes as Linux requires.
 func setThreadName(_ name: String) {
-    typealias SetName = @convention(c) (pthread_t, UnsafePointer<CChar>) -> Int32
-    // Glibc's module map hides this GNU extension; look it up once.
-    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pthread_setname_np") else { return }
-    let short = String(decoding: name.utf8.prefix(15), as: UTF8.self)
-    _ = unsafeBitCast(sym, to: SetName.self)(pthread_self(), short)
+    // pthread_setname_np through ljasync.h's shim: Glibc's module map hides this GNU extension.
+    _ = ljasync_gnu_setname(name)
 }

@@ -1,4 +1,5 @@
 // The one pthread mutex + condition variable type of lj-async (kind as a parameter), at stable heap addresses.
+import CLJAsync
 import Glibc
 
 /// Which pthread mutex a `PthreadLock` is.
@@ -14,9 +15,9 @@ import Glibc
 enum LockKind {
     case normal, adaptive
 
-    /// PTHREAD_MUTEX_ADAPTIVE_NP and PTHREAD_MUTEX_ERRORCHECK: glibc's values (Swift's Glibc
-    /// module leaves the GNU one out).
-    private static let adaptiveNP: Int32 = 3
+    /// PTHREAD_MUTEX_ADAPTIVE_NP (ljasync.h's name for it, checked against glibc's in shims.c:
+    /// Swift's Glibc module leaves the GNU one out) and PTHREAD_MUTEX_ERRORCHECK.
+    private static let adaptiveNP = Int32(LJASYNC_MUTEX_ADAPTIVE)
     private static let errorCheck: Int32 = 2
 
     var pthreadType: Int32 {

@@ -1,4 +1,5 @@
 // A multi-producer multi-consumer FIFO of cells, bounded or not, that states share.
+import CLJAsync
 import Glibc
 
 /// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
@@ -162,7 +163,7 @@ final class Channel: SyncObject, @unchecked Sendable {
         var n = 0
         while n < avail {
             let c = cells[n]
-            let isMessage = c.tag == ChannelCell.Tag.message.rawValue
+            let isMessage = c.tag == LJASYNC_CELL_MESSAGE.rawValue
             if isMessage && n > 0 { break }
             out[n] = c
             n += 1

@@ -1,4 +1,5 @@
 // A mutual-exclusion lock any Lua state can hold, owned by the OS thread that locked it.
+import CLJAsync
 import Glibc
 import Synchronization
 
@@ -55,26 +56,12 @@ final class SharedMutex: SyncObject, @unchecked Sendable {
         return .ok
     }
 
-    typealias ClockLock = @convention(c) (UnsafeMutablePointer<pthread_mutex_t>, clockid_t, UnsafePointer<timespec>) -> Int32
-
-    /// glibc's pthread_mutex_clocklock (2.30+), which Swift's Glibc module does not declare
-    /// (it is a GNU extension); nil on an older libc.
-    static let clockLock: ClockLock? = {
-        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pthread_mutex_clocklock") else { return nil }
-        return unsafeBitCast(sym, to: ClockLock.self)
-    }()
-
-    /// Locks with a deadline `timeout` seconds away on the monotonic clock (the wall clock
-    /// where the C library lacks clocklock). Returns 0 or ETIMEDOUT.
+    /// Locks with a deadline `timeout` seconds away on the monotonic clock (glibc's
+    /// pthread_mutex_clocklock, through ljasync.h's shim: a GNU extension Swift's Glibc module
+    /// does not declare). Returns 0 or ETIMEDOUT.
     static func timedLock(_ m: UnsafeMutablePointer<pthread_mutex_t>, _ timeout: Double) -> Int32 {
         guard var deadline = Clock.deadline(after: timeout) else { return pthread_mutex_lock(m) }
-        if let clockLock { return clockLock(m, CLOCK_MONOTONIC, &deadline) }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let whole = min(timeout.rounded(.down), 1e9)
-        var d = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + Int((timeout - whole) * 1e9))
-        if d.tv_nsec >= 1_000_000_000 { d.tv_sec += 1; d.tv_nsec -= 1_000_000_000 }
-        return pthread_mutex_timedlock(m, &d)
+        return ljasync_gnu_mutex_clocklock(m, &deadline)
     }
 
     /// Unlocks; `notOwner` if this thread does not hold the lock. Any thread.

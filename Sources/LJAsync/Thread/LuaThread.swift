@@ -177,6 +177,13 @@ final class LuaThread: @unchecked Sendable {
         let top = lua_gettop(L)
         lua_getfield(L, Lua.registryIndex, "_LOADED")
         lua_getfield(L, -1, "ffi")
+        if lua_type(L, -1) != LUA_TTABLE {
+            // States open ffi on first use (Sources/CLJAsyncLua/light.c): require it.
+            lua_settop(L, top)
+            lua_getfield(L, Lua.globalsIndex, "require")
+            lua_pushstring(L, "ffi")
+            if lua_pcall(L, 1, 1, 0) != 0 { lua_pushnil(L) }
+        }
         if lua_type(L, -1) == LUA_TTABLE {
             lua_getfield(L, -1, "cast")
             lua_pushstring(L, "void *")

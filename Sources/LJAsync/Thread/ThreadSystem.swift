@@ -1,17 +1,8 @@
 // OS services for any thread, with or without a LuaThread of its own: sleep, CPU count, ids.
+import CLJAsync
 import Glibc
 
 enum ThreadSystem {
-    /// Looks up a GNU extension that Glibc's module map hides (as with pthread_setname_np).
-    private static func gnu(_ name: String) -> UnsafeMutableRawPointer? {
-        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)
-    }
-
-    private typealias GetAffinity = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> Int32
-    private typealias GetTid = @convention(c) () -> pid_t
-    private static let getAffinity = gnu("sched_getaffinity").map { unsafeBitCast($0, to: GetAffinity.self) }
-    private static let getTid = gnu("gettid").map { unsafeBitCast($0, to: GetTid.self) }
-
     /// The monotonic deadline `seconds` from now; nil (no deadline) for a negative, infinite
     /// or very long timeout.
     static func deadline(after seconds: Double) -> timespec? { Clock.deadline(after: seconds) }
@@ -28,15 +19,12 @@ enum ThreadSystem {
 
     /// The CPUs this process may run on (its affinity mask, as taskset sets it), at least 1.
     static func cpus() -> Int {
-        if let getAffinity {
-            var set = cpu_set_t()
-            let rc = withUnsafeMutableBytes(of: &set) { getAffinity(0, $0.count, $0.baseAddress!) }
-            let n = withUnsafeBytes(of: &set) { $0.reduce(0) { $0 + $1.nonzeroBitCount } }
-            if rc == 0 && n > 0 { return n }
-        }
+        // sched_getaffinity through ljasync.h's shim (a GNU extension Glibc's module map hides).
+        let n = Int(ljasync_gnu_affinity_count())
+        if n > 0 { return n }
         return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     }
 
     /// The kernel's id of the calling thread (as listed in /proc/self/task), or -1.
-    static func id() -> Int { getTid.map { Int($0()) } ?? -1 }
+    static func id() -> Int { ljasync_gnu_gettid() }
 }

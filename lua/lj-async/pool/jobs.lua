@@ -271,8 +271,7 @@ local function deliver(id, status, msg)
     end
     return succeed(job, r)
   elseif status == 1 then
-    local p = ffi.cast("const char *", message_data(msg, lenbox))
-    local text = ffi_string(p + 1, lenbox[0] - 1)
+    local text = ffi_string(C.ljasync_failure_text(msg, lenbox), lenbox[0])
     message_free(msg)
     return fail(job, text)
   end

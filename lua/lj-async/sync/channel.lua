@@ -25,8 +25,9 @@ local encode_message, decode_message = encoder.encode_message, encoder.decode_me
 local encode_small = encoder.encode_small_table
 
 -- Tags of ljasync_cell, as Sources/LJAsync/Sync/ChannelCell.swift numbers them.
-local T_NIL, T_FALSE, T_TRUE, T_NUMBER, T_SHORT, T_HEAP = 0, 1, 2, 3, 4, 5
-local T_ENC_SHORT, T_ENC_HEAP = 7, 8   -- a small plain table's bytes, inline or on the heap
+local T_NIL, T_FALSE, T_TRUE = C.LJASYNC_CELL_NIL, C.LJASYNC_CELL_FALSE, C.LJASYNC_CELL_TRUE  -- ljasync.h
+local T_NUMBER, T_SHORT, T_HEAP = C.LJASYNC_CELL_NUMBER, C.LJASYNC_CELL_SHORT, C.LJASYNC_CELL_HEAP
+local T_ENC_SHORT, T_ENC_HEAP = C.LJASYNC_CELL_ENCODED_SHORT, C.LJASYNC_CELL_ENCODED_HEAP  -- a small plain table's bytes
 local INLINE = 24
 
 -- Scratch, allocated once per state (a state runs one Lua thread at a time, and nothing
@@ -288,9 +289,7 @@ local M = { ctype = ct }
 --- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most
 --- `capacity` values (nil = unbounded).
 function M.new(arg)
-  local capacity, where = check.one_option(arg, "capacity", "channel", 2)
-  if capacity == nil then capacity = 0 else capacity = integer(capacity, 1, MAX, "capacity", where, 2) end
-  return adopt(C.ljasync_channel_new(capacity))
+  return adopt(C.ljasync_channel_new(check.integer_option(arg, "capacity", "channel", 1, 0, 2)))
 end
 
 return M

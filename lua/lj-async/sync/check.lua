@@ -49,6 +49,14 @@ function M.one_option(arg, key, fname, level)
   return arg[key], ("option '%s' to '%s'"):format(key, fname)
 end
 
+--- The integer argument of constructor `fname` (as one_option takes it), in [min, 2^53];
+--- `default` when absent (nil `default`: required). Raises at `level` as integer() does.
+function M.integer_option(arg, key, fname, min, default, level)
+  local v, where = M.one_option(arg, key, fname, level + 1)
+  if v == nil and default ~= nil then return default end
+  return M.integer(v, min, M.MAX, key, where, level + 1)
+end
+
 --- Refuses an argument (`first`, when not nil) to constructor `fname`, which takes none.
 function M.no_arguments(first, fname, level)
   if first ~= nil then

@@ -48,9 +48,7 @@ local M = { ctype = ct }
 
 --- sync.semaphore([count]) or sync.semaphore{count = n}: `count` permits (default 0).
 function M.new(arg)
-  local count, where = check.one_option(arg, "count", "semaphore", 2)
-  if count == nil then count = 0 else count = integer(count, 0, MAX, "count", where, 2) end
-  return adopt(C.ljasync_sem_new(count))
+  return adopt(C.ljasync_sem_new(check.integer_option(arg, "count", "semaphore", 0, 0, 2)))
 end
 
 return M

@@ -55,8 +55,7 @@ local M = { ctype = ct }
 --- sync.shared(size) or sync.shared{size = n}: a zeroed block of `size` bytes, readable and
 --- writable by every state through ptr().
 function M.new(arg)
-  local size, where = check.one_option(arg, "size", "shared", 2)
-  size = check.integer(size, 1, check.MAX, "size", where, 2)
+  local size = check.integer_option(arg, "size", "shared", 1, nil, 2)
   local p = C.ljasync_shared_new(size, errbuf, errbuf_size)
   if p == nil then error("cannot create shared block: " .. ffi_string(errbuf), 2) end
   return adopt(p)
