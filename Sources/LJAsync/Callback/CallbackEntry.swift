@@ -68,6 +68,7 @@ extension CallbackCore {
     @inline(__always)
     func enter() -> Int {
         let me = UInt(pthread_self())
+        adoptFork()  // one compare: no slot is taken in a fork generation the core has not adopted
         var slot = 0
         if maxStates > 1 {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot

@@ -3,12 +3,12 @@ import Glibc
 
 /// After `fork()` the child has only the forking thread. A slot another thread was calling in
 /// stays owned by a thread that no longer exists, and `sync` may have been held (or waited on)
-/// by one. So each core remembers the fork generation it last saw (`seenGeneration`); before
-/// anything that takes `sync` or compares slot owners (the slow path of taking a slot, the
-/// waking path of giving one back, errors, `free`, counting states) it calls `adoptFork`,
-/// one compare. The hot path needs none: an uncontended call only swaps a free slot's owner
-/// word, and a slot owned by a vanished thread is never free, so such a call falls into
-/// `acquireSlow`, which adopts.
+/// by one. So each core remembers the fork generation it last saw (`seenGeneration`), and
+/// every call (`enter`: one compare on the hot path), and everything else that takes `sync`
+/// or slot owners (errors, `free`, counting states), first calls `adoptFork`. Because no slot
+/// is taken in a generation before the core adopted it, every owner adoption finds other
+/// than the forking thread is a vanished parent thread, never a thread of the child (whose
+/// ids may equal a vanished thread's: glibc reuses their stacks).
 ///
 /// Adopting, once per core and generation: `sync` is re-created, `waiters` forgets the
 /// parent's sleepers, and every slot owned by a thread other than the forking one is

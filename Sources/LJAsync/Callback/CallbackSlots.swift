@@ -13,7 +13,6 @@ extension CallbackCore {
     /// exist, or sleep until a release or `free` wakes it.
     @inline(never)
     func acquireSlow(_ me: UInt) -> Int {
-        adoptFork()
         if freed.load(ordering: .sequentiallyConsistent) != 0 {
             reportLateCall()
             return -1
