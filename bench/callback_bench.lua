@@ -1,6 +1,7 @@
 -- Callback benchmarks: each figure against its reference measured in the same run.
 --   per call from C (one thread): lj-async vs LuaJIT's own ffi callback vs a plain C call
---   two C threads on one parallel callback vs one thread
+--   two C threads on one parallel callback vs one thread (and the same work in plain C: what
+--   two threads gain on this machine right now; CPU time per call says whether calls contend)
 --   create+free latency on the caller's thread; memory per live callback
 local ffi = require "ffi"
 local CallbackFactory = require "lj-async.callback"
@@ -9,6 +10,8 @@ ffi.cdef [[
 int ljt_plain(int x);
 double ljt_loop_ns(int (*fp)(int), int n);
 double ljt_call_threads(int (*fp)(int), int nthreads, int calls, long long *sums);
+double ljt_call_threads_cpu(int (*fp)(int), int nthreads, int calls, long long *sums, double *cpu_ns);
+int ljt_work(int x);
 int usleep(unsigned us);
 ]]
 local T = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
@@ -50,7 +53,7 @@ do
   local ma, mb, mc = median(a), median(b), median(c)
   print(("per call from C:   lj-async %.1f ns   LuaJIT ffi callback %.1f ns   plain C %.1f ns")
     :format(ma, mb, mc))
-  print(("  ratio over LuaJIT's own callback: %.2fx (median of per-round ratios %.2fx; goal <= 1.0x)   over plain C: %.0fx")
+  print(("  ratio over LuaJIT's own callback: %.2fx (median of per-round ratios %.2fx; goal <= 0.8x)   over plain C: %.0fx")
     :format(ma / mb, median(r), ma / mc))
   -- The same with an upvalue (decoded once, when the state was made): same per-call path.
   local one = 1
@@ -67,6 +70,12 @@ do
 end
 
 -- -- Two threads on one parallel callback vs one thread --
+-- Wall-clock speed-up needs two idle CPUs; on a busy machine other processes take them, so the
+-- same work in plain C (ljt_work) is measured alongside: the machine's own speed-up right now.
+-- The callers (each pinned to its own CPU, so they overlap) also report their CPU time: per
+-- call, 2 threads over 1, it is what the callback itself adds when two threads share it (1.00 =
+-- nothing: no lock, no cache line shared between the two states; a `states = 1` callback here
+-- reads 1.1-1.3 on this machine).
 do
   local calls = 1e6
   local cb = CallbackFactory("int(*)(int)")(function(x)
@@ -74,16 +83,22 @@ do
     for i = 1, 20 do s = (s * 31 + i) % 1000003 end
     return s
   end, { states = 2 })
-  local sums = ffi.new("long long[2]")
+  local sums, cpu = ffi.new("long long[2]"), ffi.new("double[1]")
   T.ljt_call_threads(cb:funcptr(), 2, calls / 10, sums)  -- warm up, grow to 2 states
-  local one, two, r = {}, {}, {}
+  local one, two, r, cr, cref = {}, {}, {}, {}, {}
   for i = 1, ROUNDS do
-    one[i] = T.ljt_call_threads(cb:funcptr(), 1, calls, sums) / calls           -- ns per call
-    two[i] = T.ljt_call_threads(cb:funcptr(), 2, calls / 2, sums) / calls       -- same total calls
+    one[i] = T.ljt_call_threads_cpu(cb:funcptr(), 1, calls, sums, cpu) / calls     -- ns per call
+    local cpu1 = cpu[0]
+    two[i] = T.ljt_call_threads_cpu(cb:funcptr(), 2, calls / 2, sums, cpu) / calls -- same total calls
     r[i] = one[i] / two[i]
+    cr[i] = cpu[0] / cpu1
+    local c1 = T.ljt_call_threads_cpu(T.ljt_work, 1, calls, sums, cpu)
+    cref[i] = c1 / T.ljt_call_threads_cpu(T.ljt_work, 2, calls / 2, sums, cpu)
   end
-  print(("parallel callback: 1 thread %.1f ns/call   2 threads %.1f ns/call   speed-up %.2fx (goal >= 1.8x; %d states)")
+  print(("parallel callback: 1 thread %.1f ns/call   2 threads %.1f ns/call   speed-up %.2fx (goal >= 1.9x on a quiet machine; %d states)")
     :format(median(one), median(two), median(r), cb:states()))
+  print(("  the same work in plain C: speed-up %.2fx (this machine's now)   callers' CPU time per call, 2 threads over 1: %.2f (1.00 = no contention)")
+    :format(median(cref), median(cr)))
   cb:free()
 end
 

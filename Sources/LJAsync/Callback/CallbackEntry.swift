@@ -73,8 +73,10 @@ extension CallbackCore {
         if maxStates > 1 {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot
             // (sched_getcpu reads the kernel's rseq area: a few nanoseconds, no system call).
-            let count = min(slotCount.load(ordering: .relaxed), maxStates)
-            slot = Int(ljasync_current_cpu()) % max(count, 1)
+            // No division when the CPU's index is a slot (a divide costs tens of cycles).
+            let count = max(min(slotCount.load(ordering: .relaxed), maxStates), 1)
+            let cpu = Int(ljasync_current_cpu())
+            slot = cpu < count ? cpu : cpu % count
         }
         if slots[slot].owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
             return slot
