@@ -258,4 +258,47 @@ describe("fork()", function()
     assert.is_true(made > 0)
     for i = 1, #jobs do assert.is_true((async.await(jobs[i], 30))) end
   end)
+
+  for _, states in ipairs { 1, 2 } do
+    it("a callback a C thread is inside at the fork works in the child and frees there (states = " .. states .. ")", function()
+      local entered, gate = sync.channel(), sync.channel()
+      local cb = int_fn(function(x)
+        if x < 0 then
+          entered:push(true)
+          return gate:pop(60) or -1
+        end
+        return x * 2
+      end, { states = states })
+      local fp = cb:funcptr()
+      -- With 2 states both are taken by C threads blocked inside the callback.
+      local blocked = {}
+      for i = 1, states do
+        blocked[i] = T.ljt_call_later(fp, -1)
+        assert.is_true(entered:pop(10), "the C thread entered the callback")
+      end
+      local said = expect_child(20, function(say)
+        assert.equal(14, T.ljt_call_int(fp, 7), "the forking thread calls the callback")
+        local later = T.ljt_call_later(fp, 5)
+        assert.equal(10, T.ljt_call_later_join(later), "a new C thread of the child calls it")
+        local sums = ffi.new("long long[2]")
+        assert.is_true(T.ljt_call_threads(fp, 2, 200, sums) >= 0)
+        -- Thread t calls fp(200 t + i) for i < 200: sums of 2x over 0..199 and 200..399.
+        assert.same({ 199 * 200, 599 * 200 }, { tonumber(sums[0]), tonumber(sums[1]) }, "two C threads of the child")
+        local cb2 = int_fn(function(x) return x + 100 end)
+        assert.equal(107, T.ljt_call_int(cb2:funcptr(), 7), "a new callback")
+        cb2:free()
+        cb:free()  -- returns: the vanished thread's call does not hold it
+        say("child ok")
+      end)
+      assert.matches("child ok", said)
+      -- The parent's blocked calls are released and return what they popped.
+      for i = 1, states do gate:push(40 + i) end
+      local got = {}
+      for i = 1, states do got[#got + 1] = T.ljt_call_later_join(blocked[i]) end
+      table.sort(got)
+      assert.same(states == 1 and { 41 } or { 41, 42 }, got)
+      assert.equal(6, T.ljt_call_int(fp, 3))
+      cb:free()
+    end)
+  end
 end)

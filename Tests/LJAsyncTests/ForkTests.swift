@@ -8,4 +8,9 @@ import Testing
     @Test func theCachesLocksAreFound() {
         #expect(Fork.cacheLockCount == 5)
     }
+
+    /// Adoption, the quarantine and the trampolines: the callback locks fork() takes.
+    @Test func theCallbackLocksAreFound() {
+        #expect(Fork.callbackLockCount == 3)
+    }
 }

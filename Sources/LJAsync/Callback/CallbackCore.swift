@@ -38,7 +38,8 @@ struct ArgumentPlace {
 /// on one slot's owner never evicts another slot's `state` or `frame`.
 struct CallbackSlot: ~Copyable {
     /// 0 = free; a pthread id = that thread's call holds the slot; `CallbackCore.freedOwner` =
-    /// parked for good by `free`.
+    /// parked for good by `free`; `CallbackCore.abandonedOwner` = its caller vanished in a
+    /// fork (CallbackFork.swift).
     let owner = Atomic<UInt>(0)
     /// Written once, by the thread that builds the slot (before `slotCount` or `spareCount`
     /// publishes it), and cleared by `destroy` once every owner is parked.
@@ -111,6 +112,8 @@ final class CallbackCore: @unchecked Sendable {
     /// 0 live, 1 freed (calls give up, slots park), 2 freed and destroyed.
     let freed = Atomic<Int>(0)
     let errorCount = Atomic<Int>(0)
+    /// The fork generation this core was last adopted into (CallbackFork.swift).
+    let seenGeneration = Atomic<Int>(Fork.generation)
 
     // -- Guarded by `sync` --
     let sync = PthreadLock()

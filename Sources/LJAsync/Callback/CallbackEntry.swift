@@ -68,6 +68,7 @@ extension CallbackCore {
     @inline(__always)
     func enter() -> Int {
         let me = UInt(pthread_self())
+        adoptFork()  // one compare: no slot is taken in a fork generation the core has not adopted
         var slot = 0
         if maxStates > 1 {
             // Threads running at the same moment run on different CPUs: start at the CPU's slot
@@ -110,6 +111,7 @@ extension CallbackCore {
         // store sees the slot free or is woken (acquireSlow re-checks under `sync`).
         slots[slot].owner.store(0, ordering: .sequentiallyConsistent)
         if waiters.load(ordering: .sequentiallyConsistent) > 0 {
+            adoptFork()  // after a fork `waiters` may count the parent's sleepers (CallbackFork.swift)
             sync.withLock { sync.broadcast() }
         }
     }

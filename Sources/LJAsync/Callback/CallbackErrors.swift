@@ -10,6 +10,7 @@ extension CallbackCore {
     func failed(_ L: LuaState) {
         let message = Lua.string(L, -1)
         errorCount.add(1, ordering: .relaxed)
+        adoptFork()
         sync.withLock { lastError = message }
         if lua_type(L, 3) == LUA_TFUNCTION {
             lua_pushvalue(L, 3)
@@ -31,6 +32,7 @@ extension CallbackCore {
 
     /// The number of errors so far and the last message. Any thread.
     func errors() -> (count: Int, last: String?) {
-        sync.withLock { (errorCount.load(ordering: .relaxed), lastError) }
+        adoptFork()
+        return sync.withLock { (errorCount.load(ordering: .relaxed), lastError) }
     }
 }

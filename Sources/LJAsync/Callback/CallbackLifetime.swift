@@ -27,6 +27,7 @@ enum Callback {
         case .success(let v): libffiOnly = v || forceLibffi.load(ordering: .relaxed)
         case .failure(let e): return .failure(e)
         }
+        Fork.install()  // a child must learn of the fork to adopt this callback (CallbackFork.swift)
         let entry: CallbackEntryPoint
         if !libffiOnly, let t = TrampolinePool.shared.allocate() {
             entry = .stub(t)
@@ -92,6 +93,7 @@ extension CallbackCore {
     func free() {
         let me = UInt(pthread_self())
         var destroyNow = false
+        adoptFork()
         sync.withLock {
             guard freed.load(ordering: .relaxed) == 0 else { return }
             freed.store(1, ordering: .sequentiallyConsistent)
@@ -104,7 +106,8 @@ extension CallbackCore {
                 for i in builtSlots() {
                     let owner = slots[i].owner.compareExchange(expected: 0, desired: CallbackCore.freedOwner,
                                                                ordering: .acquiring)
-                    if owner.exchanged || owner.original == CallbackCore.freedOwner { continue }
+                    if owner.exchanged || owner.original == CallbackCore.freedOwner
+                        || owner.original == CallbackCore.abandonedOwner { continue }
                     if owner.original == me { pendingMine += 1 } else { pendingOthers += 1 }
                 }
                 if pendingOthers == 0 && pendingMine == 0 { destroyNow = true; return }
@@ -119,13 +122,15 @@ extension CallbackCore {
     /// slot is parked for good, and the last one parked after a deferred free destroys.
     func releaseFreed(_ slot: Int) {
         var destroyNow = false
+        adoptFork()
         sync.withLock {
             slots[slot].owner.store(CallbackCore.freedOwner, ordering: .sequentiallyConsistent)
             sync.broadcast()
             if deferredFree {
                 var all = true
-                for i in builtSlots() where slots[i].owner.load(ordering: .relaxed) != CallbackCore.freedOwner {
-                    all = false
+                for i in builtSlots() {
+                    let owner = slots[i].owner.load(ordering: .relaxed)
+                    if owner != CallbackCore.freedOwner && owner != CallbackCore.abandonedOwner { all = false }
                 }
                 if all { deferredFree = false; destroyNow = true }
             }

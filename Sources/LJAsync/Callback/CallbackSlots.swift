@@ -71,6 +71,7 @@ extension CallbackCore {
                 slotCount.store(count + 1, ordering: .releasing)
                 return count
             }
+            if let s = rebuildAbandoned(0..<min(count, maxStates), me) { return s }
             sync.wait(until: nil)
         }
     }
@@ -91,6 +92,7 @@ extension CallbackCore {
         where slots[i].owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
             return i
         }
+        if let s = rebuildAbandoned(maxStates..<(maxStates + spareCount), me) { return s }
         let index = maxStates + spareCount
         guard index < capacity else {
             reportToStderr("error in callback \(spec.label): re-entered more than \(CallbackCore.spareSlots) levels deep on one thread; returning the default value")
@@ -171,6 +173,7 @@ extension CallbackCore {
 
     /// How many Lua states the callback holds now. Any thread.
     func stateCount() -> Int {
-        sync.withLock { builtSlots().filter { slots[$0].state != nil }.count }
+        adoptFork()
+        return sync.withLock { builtSlots().filter { slots[$0].state != nil }.count }
     }
 }

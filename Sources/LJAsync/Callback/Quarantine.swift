@@ -12,7 +12,8 @@ final class Quarantine: @unchecked Sendable {
     static let shared = Quarantine()
     static let capacity = 1024
 
-    private let lock = PthreadLock()
+    /// fork() takes it and re-creates it in the child (Fork.swift).
+    let lock = PthreadLock()
     private var ring: [Unmanaged<CallbackCore>?] = Array(repeating: nil, count: Quarantine.capacity)
     private var next = 0
 

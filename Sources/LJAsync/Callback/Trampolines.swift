@@ -16,7 +16,8 @@ final class TrampolinePool: @unchecked Sendable {
     static let slotSize = 32
     static let dataSize = 16
 
-    private let lock = PthreadLock()
+    /// fork() takes it and re-creates it in the child (Fork.swift).
+    let lock = PthreadLock()
     private var free: [UnsafeMutableRawPointer] = []
     private let entry = ljasync_entry_address()
     /// No stub on this platform, or the system refused executable pages once.

@@ -16,8 +16,13 @@ import Synchronization
 /// child's handles for them once, seeing `generation` change), inboxes drop the parent's
 /// results and their eventfd, and the next use starts new background threads.
 ///
-/// Not covered: locks of the Swift runtime, of shared objects (channels, mutexes) and of
-/// callbacks a C thread was calling at the moment of the fork.
+/// Callbacks: `prepare` also takes the callback locks (adoption, quarantine, trampolines: leaf
+/// locks), and the child records which thread forked; each callback core adopts the new
+/// generation itself on its next slow-path use (CallbackFork.swift), so a callback another
+/// thread was inside at the fork keeps working in the child.
+///
+/// Not covered: locks of the Swift runtime, of shared objects (channels, mutexes), and
+/// libgcc's unwinder lock (docs/thread.md, "fork").
 ///
 /// Thread-safety: `install` from any thread, once per process in effect; the handlers run on
 /// the forking thread (`child` in the child, alone).
@@ -27,6 +32,13 @@ enum Fork {
 
     static var generation: Int { generationCounter.load(ordering: .acquiring) }
 
+    /// In a child: the thread that forked (the only one the child has from the parent).
+    private static let forkingThreadWord = Atomic<UInt>(0)
+    static var forkingThread: UInt { forkingThreadWord.load(ordering: .acquiring) }
+
+    /// Serializes callback cores adopting a new generation (CallbackFork.swift).
+    nonisolated(unsafe) static let callbackLock = PthreadLock()
+
     private static let installed: Void = {
         let rc = pthread_atfork({ Fork.prepare() }, { Fork.parent() }, { Fork.child() })
         if rc != 0 { reportToStderr("cannot register fork handlers (pthread_atfork: \(rc)); lj-async will not work in a forked child") }
@@ -34,24 +46,31 @@ enum Fork {
 
     /// Registers the handlers (idempotent). Called before the first background thread or
     /// inbox exists, so a fork before that has nothing to handle.
-    static func install() { _ = installed }
+    static func install() {
+        _ = installed
+        _ = callbackLocks  // made now, not inside a fork's prepare
+    }
 
     private static func prepare() {
         StateStock.shared.forkPrepare()
         for l in cacheLocks { l.lock() }
+        for l in callbackLocks { l.lock() }
         Pool.forkPrepare()
     }
 
     private static func parent() {
         Pool.forkParent()
+        for l in callbackLocks.reversed() { l.unlock() }
         for l in cacheLocks.reversed() { l.unlock() }
         StateStock.shared.forkParent()
     }
 
     private static func child() {
+        forkingThreadWord.store(UInt(pthread_self()), ordering: .relaxed)
         generationCounter.add(1, ordering: .releasing)
         StateStock.shared.forkChild()
         for l in cacheLocks { l.reinitAfterFork() }
+        for l in callbackLocks { l.reinitAfterFork() }
         Pool.forkChild()
     }
 
@@ -66,6 +85,13 @@ enum Fork {
         Environment.shared.lock, InitRegistry.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
     ]
 
+    /// The process-wide locks of callbacks: leaf locks (nothing else is taken while one is
+    /// held), taken after the cache locks.
+    nonisolated(unsafe) private static let callbackLocks: [PthreadLock] = [
+        callbackLock, Quarantine.shared.lock, TrampolinePool.shared.lock,
+    ]
+
     /// How many cache locks fork() takes (a test checks that the caches still have theirs).
     static var cacheLockCount: Int { cacheLocks.count }
+    static var callbackLockCount: Int { callbackLocks.count }
 }
