@@ -53,3 +53,16 @@ void *ljasync_ffi_type(int kind) {
   default: return 0;
   }
 }
+
+/* libgcc before GCC 13 guards the frames registered at run time (LuaJIT registers its JIT code's,
+   Debian's and upstream's alike) with one global mutex, taken by every unwind in
+   _Unwind_Find_FDE: every Lua error and trace abort on x86-64. A fork() while another thread
+   holds it leaves it locked in the child, whose next Lua error then waits for ever (seen in
+   fork_spec: the child's threads in _Unwind_Find_FDE -> pthread_mutex_lock). The mutex is
+   private, so it cannot be held across the fork; one lookup here waits until the thread
+   inside it has left, which shrinks the window to what runs between this and the fork. */
+extern const void *_Unwind_Find_FDE(void *pc, void *bases);
+void ljasync_gnu_unwinder_sync(void) {
+  void *bases[3];
+  (void)_Unwind_Find_FDE((void *)&ljasync_gnu_unwinder_sync, bases);
+}

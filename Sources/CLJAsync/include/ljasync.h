@@ -279,6 +279,8 @@ intptr_t ljasync_gnu_gettid(void);
 int ljasync_gnu_mutex_clocklock(void *mutex, const void *abstime);
 /* libffi's ffi_type for a value kind (enum ljasync_kind), or NULL for an unknown one. */
 void *_Nullable ljasync_ffi_type(int kind);
+/* Waits until no other thread is inside libgcc's frame lookup (fork's prepare handler, last). */
+void ljasync_gnu_unwinder_sync(void);
 #pragma GCC visibility pop
 enum { LJASYNC_MUTEX_ADAPTIVE = 3 };  /* checked against PTHREAD_MUTEX_ADAPTIVE_NP in shims.c */
 

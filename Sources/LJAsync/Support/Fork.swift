@@ -1,4 +1,5 @@
 // fork(): the pthread_atfork handlers that keep lj-async's locks and background threads sound in both processes.
+import CLJAsync
 import Glibc
 import Synchronization
 
@@ -56,6 +57,7 @@ enum Fork {
         for l in cacheLocks { l.lock() }
         for l in callbackLocks { l.lock() }
         Pool.forkPrepare()
+        ljasync_gnu_unwinder_sync()  // last: see shims.c (libgcc's frame lock)
     }
 
     private static func parent() {
