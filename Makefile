@@ -30,12 +30,12 @@ demo: build
 	@$(RUN_ENV) luajit examples/demo.lua
 
 # Each bench prints its own lines; its goal rows also go to BENCH_ROWS, and bench/summary.lua ends
-# the run with one Markdown table of them. `make bench-quick`: 3 rounds each (a quick look).
+# the run with one Markdown table of them (also in build/bench_rows.md). `make bench-quick`: 3 rounds.
 BENCH_ROWS ?= $(CURDIR)/$(BUILD)/bench_rows.tsv
 bench: build
 	@$(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit bench/summary.lua start
 	@for f in bench/*_bench.lua; do echo; $(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit $$f || exit 1; done
-	@$(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit bench/summary.lua
+	@$(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit bench/summary.lua | tee $(BENCH_ROWS:.tsv=.md)
 
 bench-quick:
 	@BENCH_ROUNDS=3 $(MAKE) bench
