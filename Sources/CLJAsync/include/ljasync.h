@@ -245,8 +245,7 @@ int32_t ljasync_pool_step(ljasync_pool_worker *w, ljasync_message *_Nullable res
 int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
 ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
-int32_t ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len);
-void ljasync_pool_retire_init(int32_t i);
+void ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len, int64_t owner);
 const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);

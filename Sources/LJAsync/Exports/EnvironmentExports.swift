@@ -19,17 +19,18 @@ public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
 /// of the Lua state holding the token `owner` (ljasync_env_owner_new).
 @implementation @c
 public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int, _ owner: Int64) {
-    let bytes = Array(UnsafeRawBufferPointer(start: code, count: len))
-    Environment.shared.addInit(name: String(cString: name), code: bytes, owner: owner)
+    InitRegistry.shared.add(.everyState, name: String(cString: name),
+                            bytes: UnsafeRawBufferPointer(start: code, count: len), owner: owner)
 }
 
-/// A token for a Lua state that registers init code (one per state, made by core.lua).
+/// A token for a Lua state that registers init code, for every state or pool workers (one per
+/// state, made by core.lua).
 @implementation @c
-public func ljasync_env_owner_new() -> Int64 { Environment.shared.newOwner() }
+public func ljasync_env_owner_new() -> Int64 { InitRegistry.shared.newOwner() }
 
-/// That state is closing: its init code no other state registered is withdrawn.
+/// That state is closing: its init code (both kinds) no other state registered is withdrawn.
 @implementation @c
-public func ljasync_env_owner_drop(_ owner: Int64) { Environment.shared.dropOwner(owner) }
+public func ljasync_env_owner_drop(_ owner: Int64) { InitRegistry.shared.withdraw(owner: owner) }
 
 /// Caches a module's bytecode for every state of the process (the first entry for a name wins).
 /// Returns 1 when stored, 0 when the name already had an entry.

@@ -144,28 +144,26 @@ public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CC
     return OpaquePointer(d.message)
 }
 
-/// Registers code for every worker, present and future: kind 0 Lua source or bytecode,
-/// kind 1 an encoded (name, metatable). Returns the number of entries.
+/// Registers code for every worker, present and future, on behalf of the Lua state holding
+/// the token `owner` (ljasync_env_owner_new; ljasync_env_owner_drop withdraws it): kind 0 Lua
+/// source or bytecode, kind 1 an encoded (name, metatable); callers (the pool's Lua modules)
+/// pass no other, and any other would be taken as 0.
 @implementation @c
-public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int) -> Int32 {
-    PoolInits.add(kind: kind, name: name, code: code, length: len)
+public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int, _ owner: Int64) {
+    InitRegistry.shared.add(.poolWorkers, kind: InitRegistry.Kind(rawValue: kind) ?? .code, name: String(cString: name),
+                            bytes: UnsafeRawBufferPointer(start: code, count: len), owner: owner)
 }
 
-/// Retires entry i (0-based): its registering state closed; workers started later skip it.
-@implementation @c
-public func ljasync_pool_retire_init(_ i: Int32) { PoolInits.retire(i) }
-
-/// Entry i (0-based) of the init list: its code (valid for the life of the process); kind -1
-/// when retired.
+/// Entry i (0-based) of the workers' init list: its code (valid for the life of the process);
+/// kind -1 when withdrawn. NULL past the last entry.
 @implementation @c
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
                               _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {
-    guard i >= 0, i < PoolInits.count else { return nil }
-    let e = PoolInits.entry(i)
-    kind.pointee = e.kind
-    len.pointee = e.length
-    name.pointee = UnsafePointer(e.name)
-    return UnsafeRawPointer(e.code)
+    guard let e = InitRegistry.shared.poolEntry(i) else { return nil }
+    kind.pointee = e.kind?.rawValue ?? -1
+    len.pointee = e.bytes.count
+    name.pointee = e.name
+    return e.bytes.baseAddress
 }
 
 // -- IPC (any thread) --

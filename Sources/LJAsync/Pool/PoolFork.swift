@@ -6,7 +6,6 @@ extension Pool {
     /// worker or owner is inside a critical section when the process is copied.
     static func forkPrepare() {
         PoolDefinitions.shared.forkLock()
-        PoolInits.forkLock()
         PoolIPC.shared.forkLock()
         Inbox.registryLock.lock()
         core.pointee.sync.lock()
@@ -19,7 +18,6 @@ extension Pool {
         core.pointee.sync.unlock()
         Inbox.registryLock.unlock()
         PoolIPC.shared.forkUnlock()
-        PoolInits.forkUnlock()
         PoolDefinitions.shared.forkUnlock()
     }
 
@@ -31,7 +29,6 @@ extension Pool {
     /// bytes each): their threads' memory is not ours to tidy.
     static func forkChild() {
         PoolDefinitions.shared.forkReinit()
-        PoolInits.forkReinit()
         PoolIPC.shared.forkReinit()
         let p = core
         p.pointee.sync.reinitAfterFork()

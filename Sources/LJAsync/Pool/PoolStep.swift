@@ -118,7 +118,7 @@ extension Pool {
         let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
         let warnNs = w.pointee.warnNs
         out.pointee = ljasync_pool_job(msg: job.message.map { OpaquePointer($0) }, def: job.definition,
-                                       inits: PoolInits.count, waited: Double(waited) / 1e9,
+                                       inits: InitRegistry.shared.poolCount, waited: Double(waited) / 1e9,
                                        late: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0)
     }
 

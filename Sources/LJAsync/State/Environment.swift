@@ -5,26 +5,39 @@ import Glibc
 
 /// The process-wide recipe for new states.
 ///
-/// Thread-safety: guarded by its own mutex; `snapshot()` hands out an immutable copy.
-/// Each change bumps `generation`, so prepared states made from an older recipe are discarded.
+/// Thread-safety: paths and core guarded by its own pthread lock; the init code is the
+/// every-state view of `registry` (Support/InitRegistry.swift), read after that lock is
+/// released (never both held). `snapshot()` hands out an immutable copy. Each change of either
+/// bumps `generation`, so prepared states made from an older recipe are discarded.
 final class Environment: @unchecked Sendable {
     struct Snapshot {
         var path: String
         var cpath: String
         /// Where the creating state loaded the core from (empty until `core.lua` says).
         var core: String
-        var inits: [(name: String, code: [UInt8])]
+        var inits: [(name: String, code: InitBytes)]
         var generation: Int
     }
 
-    static let shared = Environment()
+    static let shared = Environment(registry: .shared)
 
     let lock = PthreadLock()
+    let registry: InitRegistry
     private var current = Snapshot(path: "", cpath: "", core: "", inits: [], generation: 0)
 
-    func snapshot() -> Snapshot { lock.withLock { current } }
+    init(registry: InitRegistry) { self.registry = registry }
 
-    var generation: Int { lock.withLock { current.generation } }
+    /// The paths and core, then the init code: each part's generation is read with its data,
+    /// so a change between the two reads leaves the snapshot's generation stale, never current.
+    func snapshot() -> Snapshot {
+        var snap = lock.withLock { current }
+        let view = registry.stateView()
+        snap.inits = view.inits
+        snap.generation += view.generation
+        return snap
+    }
+
+    var generation: Int { lock.withLock { current.generation } + registry.generation }
 
     /// Sets the package paths new states get. Unchanged paths keep prepared states valid.
     func setPaths(path: String, cpath: String) {
@@ -43,49 +56,6 @@ final class Environment: @unchecked Sendable {
             if !current.core.isEmpty || path.isEmpty { return }
             current.core = path
             current.generation += 1
-        }
-    }
-
-    /// The Lua states (owner tokens, see `newOwner`) that registered each init entry, by name.
-    private var owners: [String: Set<Int64>] = [:]
-    private var lastOwner: Int64 = 0
-
-    /// A token for one Lua state that registers init code; `dropOwner` withdraws its entries.
-    func newOwner() -> Int64 { lock.withLock { lastOwner += 1; return lastOwner } }
-
-    /// Adds code (source or bytecode) that every state created from now on runs first, on
-    /// behalf of `owner`. Code under a name already registered replaces it (the new owner alone
-    /// owns it then); the same code again only adds the owner.
-    func addInit(name: String, code: [UInt8], owner: Int64) {
-        lock.withLock {
-            if let i = current.inits.firstIndex(where: { $0.name == name }) {
-                if current.inits[i].code == code { owners[name, default: []].insert(owner); return }
-                current.inits[i].code = code
-            } else {
-                current.inits.append((name, code))
-            }
-            owners[name] = [owner]
-            current.generation += 1
-        }
-    }
-
-    /// The state behind `owner` is gone (closed): the entries no other live state registered
-    /// are withdrawn, so states created from now on no longer run them. (An nginx reload makes
-    /// a new Lua VM in the same process: the old VM's init code must not reach the new one's.)
-    func dropOwner(_ owner: Int64) {
-        lock.withLock {
-            var removed = false
-            for (name, var set) in owners where set.contains(owner) {
-                set.remove(owner)
-                if set.isEmpty {
-                    owners[name] = nil
-                    current.inits.removeAll { $0.name == name }
-                    removed = true
-                } else {
-                    owners[name] = set
-                }
-            }
-            if removed { current.generation += 1 }
         }
     }
 
@@ -120,7 +90,7 @@ final class Environment: @unchecked Sendable {
         }
         var errors: [String] = []
         for (name, code) in snap.inits {
-            if let e = Lua.run(L, bytes: code, name: name) { errors.append("init code " + e) }
+            if let e = Lua.run(L, bytes: code.buffer, name: name) { errors.append("init code " + e) }
         }
         lua_settop(L, 0)
         // The init code's garbage would otherwise stay until the state's first collection cycle.

@@ -20,16 +20,11 @@ enum Lua {
 
     /// Loads and runs `bytes` (source or bytecode) with no arguments and no results. Returns an
     /// error message or nil.
-    static func run(_ L: LuaState, bytes: [UInt8], name: String) -> String? {
-        var failure: String?
-        bytes.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { p in
-                if luaL_loadbuffer(L, p, b.count, name) != 0 || lua_pcall(L, 0, 0, 0) != 0 {
-                    failure = string(L, -1)
-                    pop(L, 1)
-                }
-            }
-        }
+    static func run(_ L: LuaState, bytes: UnsafeRawBufferPointer, name: String) -> String? {
+        let p = bytes.baseAddress!.assumingMemoryBound(to: CChar.self)
+        guard luaL_loadbuffer(L, p, bytes.count, name) != 0 || lua_pcall(L, 0, 0, 0) != 0 else { return nil }
+        let failure = string(L, -1)
+        pop(L, 1)
         return failure
     }
 }

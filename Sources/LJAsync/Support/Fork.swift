@@ -7,8 +7,8 @@ import Synchronization
 /// The child has only the forking thread: the state preparer and the pool's workers are gone,
 /// and any lock another thread held at the fork would stay locked for good. So `prepare` (the
 /// forking thread, before fork) takes every lock of the preparer, the process-wide caches and
-/// the pool, in the order the code takes them (stock; environment, module cache, memo; pool
-/// definitions, init list, IPC; inbox registry; pool queue; each inbox), after the preparer
+/// the pool, in the order the code takes them (stock; environment, init registry, module cache,
+/// memo; pool definitions, IPC; inbox registry; pool queue; each inbox), after the preparer
 /// has left `makeState`. `parent` releases them. `child`
 /// re-creates them (a condition variable with waiters that no longer exist must not be
 /// reused) and resets what belonged to the parent's threads: the pool forgets its workers
@@ -56,14 +56,14 @@ enum Fork {
     }
 
     /// The locks of the process-wide caches every new state and thread goes through (the
-    /// environment, the module cache, the memo, the LuaJIT binding's accepted dumps): leaf
+    /// environment, the init registry, the module cache, the memo, the LuaJIT binding's accepted dumps): leaf
     /// locks, held for microseconds by any thread that makes a state or loads an lj-async
     /// module, so a busy process forks while one is held (seen here: the child's workers then
     /// waited in ModuleCache.get for good). Each is a pthread mutex, so the child can re-create
     /// it: a `Synchronization.Mutex` is a PI futex naming its owner's thread id, and acquiring
     /// one the parent's thread held traps in the child ("Unknown error ... acquire a Mutex").
     nonisolated(unsafe) private static let cacheLocks: [PthreadLock] = [
-        Environment.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
+        Environment.shared.lock, InitRegistry.shared.lock, ModuleCache.shared.lock, ProcessMemo.shared.lock, LuaJITBinding.lock,
     ]
 
     /// How many cache locks fork() takes (a test checks that the caches still have theirs).

@@ -76,10 +76,8 @@ end
 
 -- -- Code for every worker --
 
-local my_inits = {}          -- indices of this state's init entries, withdrawn when it goes
-jobs.on_close(function()
-  for i = 1, #my_inits do C.ljasync_pool_retire_init(my_inits[i]) end
-end)
+-- Registered under this state's owner token: withdrawn when it closes (core.lua).
+local owner = require("lj-async.core").owner
 
 --- Runs the Lua file at `path` in every worker, present (before its next job) and future.
 --- The file is read now; syntax errors are raised here.
@@ -89,7 +87,7 @@ function M.register_async_dofile(path)
   if not src then error("cannot register async file: " .. tostring(chunkname), 2) end
   local ok, perr = loadstring(src, chunkname)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(0, chunkname, src, #src) - 1
+  C.ljasync_pool_add_init(0, chunkname, src, #src, owner)
 end
 
 local kept_messages = {}
@@ -103,7 +101,7 @@ function M.register_portable_metatable(name, mt)
   local msg, why = try_encode_message(name, mt)
   if not msg then return false, why end
   local n = message_data(msg, lenbox)
-  my_inits[#my_inits + 1] = C.ljasync_pool_add_init(1, name, n, lenbox[0]) - 1
+  C.ljasync_pool_add_init(1, name, n, lenbox[0], owner)
   -- Kept for the life of the process, like the init entry that lists its bytes: the message
   -- owns the references of any shared handle in the metatable.
   kept_messages[#kept_messages + 1] = msg
