@@ -5,7 +5,7 @@ BUILD ?= build
 export PATH := $(PATH):/opt/swift/usr/bin
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test test-matrix demo bench install clean luanti-mod
+.PHONY: all deps build test test-matrix demo bench bench-quick install clean luanti-mod
 
 all: build
 
@@ -29,8 +29,16 @@ RUN_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/?.lua;;" LJASYNC_CORE=$(CURDIR
 demo: build
 	@$(RUN_ENV) luajit examples/demo.lua
 
+# Each bench prints its own lines; its goal rows also go to BENCH_ROWS, and bench/summary.lua ends
+# the run with one Markdown table of them (also in build/bench_rows.md). `make bench-quick`: 3 rounds.
+BENCH_ROWS ?= $(CURDIR)/$(BUILD)/bench_rows.tsv
 bench: build
-	@for f in bench/*_bench.lua; do echo; $(RUN_ENV) luajit $$f || exit 1; done
+	@$(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit bench/summary.lua start
+	@for f in bench/*_bench.lua; do echo; $(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit $$f || exit 1; done
+	@$(RUN_ENV) BENCH_ROWS=$(BENCH_ROWS) luajit bench/summary.lua | tee $(BENCH_ROWS:.tsv=.md)
+
+bench-quick:
+	@BENCH_ROUNDS=3 $(MAKE) bench
 
 # The Luanti mod, ready to drop in a server's mods/: lj-async's modules and the core copied into it.
 luanti-mod: build

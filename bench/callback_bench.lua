@@ -5,6 +5,7 @@
 --   create+free latency on the caller's thread; memory per live callback
 local ffi = require "ffi"
 local CallbackFactory = require "lj-async.callback"
+local report = require "bench.report"
 
 ffi.cdef [[
 int ljt_plain(int x);
@@ -55,6 +56,8 @@ do
     :format(ma, mb, mc))
   print(("  ratio over LuaJIT's own callback: %.2fx (median of per-round ratios %.2fx; goal <= 0.8x)   over plain C: %.0fx")
     :format(ma / mb, median(r), ma / mc))
+  report.row{ section = "callback", what = "per call from C, one thread", goal = "<= 0.8x", figure = ma, unit = "ns",
+    reference = ("LuaJIT ffi callback, %.1f ns"):format(mb), ratio = median(r), met = median(r) <= 0.8, line = false }
   -- The same with an upvalue (decoded once, when the state was made): same per-call path.
   local one = 1
   local up = CallbackFactory("int(*)(int)")(function(x) return x + one end)
@@ -100,6 +103,9 @@ do
   print(("  the same work in plain C: speed-up %.2fx (this machine's now)   callers' CPU time per call, 2 threads over 1: %.2f (1.00 = no contention)")
     :format(median(cref), median(cr)))
   cb:free()
+  report.row{ section = "callback", what = "2 threads on a states = 2 callback, speed-up", goal = ">= 1.9x",
+    figure = median(two), unit = "ns/call", reference = ("1 thread, %.1f ns/call"):format(median(one)),
+    ratio = median(r), met = median(r) >= 1.9, line = false }
 end
 
 -- -- Create + free latency on the caller's thread --

@@ -5,6 +5,7 @@ package.path = "./lua/?.lua;" .. package.path
 local buffer = require "string.buffer"
 local encoder = require "lj-async.encoder"
 local C = require("lj-async.core").C
+local bench_report = require "bench.report"
 
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 9
 local clock = os.clock
@@ -46,12 +47,18 @@ local function compare(ref, cand, n)
   return median(r), median(c)
 end
 
-local function report(name, what, tr, tc, unit)
+-- goal: the least speed ratio (a goal row of the summary table), or nil.
+local function report(name, goal, tr, tc, unit)
+  local line
   if unit == "ms" then
-    print(("%-34s string.buffer %8.3f ms   encoder %8.3f ms   speed ratio %.2f"):format(name, tr * 1e3, tc * 1e3, tr / tc))
+    line = ("%-34s string.buffer %8.3f ms   encoder %8.3f ms   speed ratio %.2f"):format(name, tr * 1e3, tc * 1e3, tr / tc)
   else
-    print(("%-34s string.buffer %6.2f M/s   encoder %6.2f M/s   speed ratio %.2f"):format(name, 1e-6 / tr, 1e-6 / tc, tr / tc))
+    line = ("%-34s string.buffer %6.2f M/s   encoder %6.2f M/s   speed ratio %.2f"):format(name, 1e-6 / tr, 1e-6 / tc, tr / tc)
   end
+  if not goal then return print(line) end
+  bench_report.row{ section = "encoder", what = name .. ", encode+decode", goal = (">= %.1fx"):format(goal),
+    figure = tc * 1e3, unit = "ms", reference = ("string.buffer, %.3f ms"):format(tr * 1e3),
+    ratio = tr / tc, met = tr / tc >= goal, line = line }
 end
 
 local sb_encode, sb_decode = buffer.encode, buffer.decode
@@ -99,7 +106,7 @@ for _, s in ipairs(shapes) do
   assert(encode(t):byte(1) == 1, "the plain path should take this data")
   local tr, tc = compare(function() return sb_decode(sb_encode(t)) end,
                          function() return decode(encode(t)) end, 10)
-  report(("%s %.2f MiB"):format(name, size / 2 ^ 20), "", tr, tc, "ms")
+  report(("%s %.2f MiB"):format(name, size / 2 ^ 20), 0.8, tr, tc, "ms")
   t = nil
 end
 
@@ -111,7 +118,7 @@ do
   local plain = records(6900)
   local tr, tc = compare(function() return sb_decode(sb_encode(plain)) end,
                          function() return decode(encode(t)) end, 5)
-  report("records, one shared ref (general)", "", tr, tc, "ms")
+  report("records, one shared ref (general)", nil, tr, tc, "ms")
 end
 
 -- -- Small messages --
@@ -119,23 +126,23 @@ end
 local function small(i) return { i, i + 1, "x", { k = i } } end
 local tr, tc = compare(function(i) return sb_decode(sb_encode(small(i))) end,
                        function(i) return decode(encode(small(i))) end, 200000)
-report("small tables {i, i+1, 'x', {k=i}}", "", tr, tc)
+report("small tables {i, i+1, 'x', {k=i}}", nil, tr, tc)
 local small_rate = 1 / tc
 
 tr, tc = compare(function(i) return sb_decode(sb_encode(i + 0.5)) end,
                  function(i) return decode(encode(i + 0.5)) end, 1000000)
-report("numbers", "", tr, tc)
+report("numbers", nil, tr, tc)
 
 -- string.buffer moves one value: the reference packs the list in a table with its count.
 tr, tc = compare(function(i) return unpack(sb_decode(sb_encode({ n = 3, "str", i, true }))) end,
                  function(i) return decode(encode("str", i, true)) end, 1000000)
-report("arg list ('str', i, true)", "", tr, tc)
+report("arg list ('str', i, true)", nil, tr, tc)
 
 -- Through a native message (what a channel does): encode_message, decode_message, free.
 local encode_message, decode_message, free = encoder.encode_message, encoder.decode_message, C.ljasync_message_free
 tr, tc = compare(function(i) return sb_decode(sb_encode(small(i))) end,
                  function(i) local m = encode_message(small(i)); local v = decode_message(m); free(m); return v end, 200000)
-report("small tables via native message", "", tr, tc)
+report("small tables via native message", nil, tr, tc)
 
 -- A function with upvalues (general path; string.buffer cannot move functions: reference is
 -- string.dump + loadstring of an upvalue-free function).
@@ -144,6 +151,8 @@ local function f(x) return x * k1 + k2[1] end
 local function g(x) return x * 3 + 1 end
 tr, tc = compare(function() return loadstring(string.dump(g)) end,
                  function() return decode(encode(f)) end, 20000)
-report("function with 2 upvalues (vs dump+load)", "", tr, tc)
+report("function with 2 upvalues (vs dump+load)", nil, tr, tc)
 
-print(("goals: 1 MiB nested >= 0.8x string.buffer; small tables %.2f M/s encode+decode on one core (>= 1 M/s)"):format(small_rate * 1e-6))
+bench_report.row{ section = "encoder", what = "small tables, encode+decode on one core", goal = ">= 1 M/s",
+  figure = small_rate * 1e-6, unit = "M/s", met = small_rate >= 1e6,
+  line = ("goals: 1 MiB nested >= 0.8x string.buffer; small tables %.2f M/s encode+decode on one core (>= 1 M/s)"):format(small_rate * 1e-6) }

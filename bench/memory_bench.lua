@@ -109,6 +109,7 @@ if arg[1] == "one" then
 end
 
 local exe = arg[-1] or "luajit"
+local report = require "bench.report"
 print("memory per live object (RSS growth over N live ones after a full collection; each kind in a fresh process)")
 print(("%-58s %5s %8s %8s %7s"):format("what", "N", "goal", "KiB", "ratio"))
 for _, name in ipairs(order) do
@@ -120,7 +121,11 @@ for _, name in ipairs(order) do
     print(("%-58s %5d %8s %8.1f"):format(k.label, k.n, "", kib))
   elseif kib then
     print(("%-58s %5d %5d KiB %8.1f %6.2fx%s"):format(k.label, k.n, k.goal, kib, kib / k.goal, kib <= k.goal and "" or "  over"))
+    report.row{ section = "memory", what = ("%s (N = %d)"):format(k.label, k.n), goal = ("<= %d KiB"):format(k.goal),
+      figure = kib, unit = "KiB", reference = "its goal", ratio = kib / k.goal, met = kib <= k.goal, line = false }
   else
     print(("%-58s %5d %5d KiB   failed: %s"):format(k.label, k.n, k.goal, out))
+    report.row{ section = "memory", what = ("%s (N = %d)"):format(k.label, k.n), goal = ("<= %d KiB"):format(k.goal),
+      reference = "failed: " .. out, met = false, line = false }
   end
 end

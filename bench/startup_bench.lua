@@ -9,6 +9,7 @@ package.path = "./lua/?.lua;" .. package.path
 local ffi = require "ffi"
 local Thread = require "lj-async.thread"
 local CallbackFactory = require "lj-async.callback"
+local report = require "bench.report"
 
 ffi.cdef [[
 double ljt_pthread_spawn_join_ns(int n);
@@ -140,8 +141,10 @@ local function pass(label)
   for i, row in ipairs(rows) do
     local us, ref = results[i][1], results[i][2]
     local ratio = us / ref
-    print(("  %-48s %4.1fx %9.1f %9.1f %6.2fx%s   %s"):format(row[1], row[2], us, ref, ratio,
-      ratio <= row[2] and " " or "!", row[5]))
+    report.row{ section = "start-up, " .. label:match("^%a+"), what = row[1], goal = ("<= %.1fx"):format(row[2]),
+      figure = us, unit = "us", reference = ("%s, %.1f us"):format(row[5], ref), ratio = ratio, met = ratio <= row[2],
+      line = ("  %-48s %4.1fx %9.1f %9.1f %6.2fx%s   %s"):format(row[1], row[2], us, ref, ratio,
+        ratio <= row[2] and " " or "!", row[5]) }
   end
 end
 

@@ -7,9 +7,10 @@ local T = require "spec.sync_threads"  -- threads before lj-async.thread exists
 
 ffi.cdef "double ljt_fifo_rate(int n);"
 local buffer = require "string.buffer"
+local report = require "bench.report"
 local testc = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
 
-local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or os.getenv("ROUNDS")) or 5
 local N_NUM = 2 * 1024 * 1024   -- a multiple of the batch size
 local N_TAB = 200 * 1000
 local CAP = 4096                -- the C FIFO's ring size
@@ -172,7 +173,17 @@ local ref = median(samples[1])
 for i, row in ipairs(rows) do
   local m = median(samples[i])
   local lo, hi = samples[i][1], samples[i][#samples[i]]
-  print(("  %-38s %8.2f M msg/s  (%.2f..%.2f)  x%.2f of C FIFO"):format(row[1], m / 1e6, lo / 1e6, hi / 1e6, m / ref))
+  local line = ("  %-38s %8.2f M msg/s  (%.2f..%.2f)  x%.2f of C FIFO"):format(row[1], m / 1e6, lo / 1e6, hi / 1e6, m / ref)
+  -- Goal rows (issue 12): numbers >= 0.9x the C FIFO, small tables >= 1 M msg/s; batched: no goal.
+  if i == 2 or i == 3 then
+    report.row{ section = "channel", what = row[1], goal = i == 2 and ">= 0.9x" or nil, figure = m / 1e6, unit = "M msg/s",
+      reference = ("C mutex FIFO, %.2f M msg/s"):format(ref / 1e6), ratio = m / ref, met = (i == 2 or nil) and m / ref >= 0.9, line = line }
+  elseif i == 4 then
+    report.row{ section = "channel", what = row[1], goal = ">= 1 M msg/s", figure = m / 1e6, unit = "M msg/s",
+      reference = ("C mutex FIFO, %.2f M msg/s"):format(ref / 1e6), ratio = m / ref, met = m >= 1e6, line = line }
+  else
+    print(line)
+  end
 end
 print(("  small tables: x%.2f of string.buffer encode+decode in one state; CPU per value: producer %.0f ns, consumer %.0f ns")
   :format(median(samples[4]) / median(samples[5]), median(cpu_ns.producer), median(cpu_ns.consumer)))
