@@ -20,13 +20,12 @@ local native = require "lj-async.encoder.native"
 local type, select, tonumber, tostring, error, pcall, unpack =
       type, select, tonumber, tostring, error, pcall, unpack
 local ffi_typeof, ffi_cast, ffi_new = ffi.typeof, ffi.cast, ffi.new
-local C, checksum, SEED = native.C, native.checksum, native.CHECKSUM_SEED
+local C = native.C
+local plain_begin, plain_seal = native.plain_begin, native.plain_seal
 local small_value, forget_small, big_plain = scan.small_value, scan.forget_small, scan.big_plain
 
 if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-endian; this machine is not", 0) end
 
-local u32p = ffi_typeof("uint32_t *")
-local TAG_PLAIN = native.TAG_PLAIN
 
 local M = {}
 
@@ -95,27 +94,12 @@ local function encode_into(n, a1, a2, a3, args)
       plain = big_plain(n, args)
     end
     if plain then
-      -- Tag, count (1 byte, or 255 and 4 bytes), each value as string.buffer encodes it,
-      -- checksum of all but the tag.
-      wbuf:reset()
-      local p = wbuf:reserve(6)
-      p[0] = TAG_PLAIN
-      if n < 255 then
-        p[1] = n
-        wbuf:commit(2)
-      else
-        p[1] = 255
-        ffi_cast(u32p, p + 2)[0] = n
-        wbuf:commit(6)
-      end
+      plain_begin(wbuf, n)
       if n >= 1 then wbuf:encode(a1) end
       if n >= 2 then wbuf:encode(a2) end
       if n >= 3 then wbuf:encode(a3) end
       if n >= 4 then for i = 4, n do wbuf:encode(args[i]) end end
-      local q, len = wbuf:ref()
-      local sum = checksum(q + 1, len - 1, SEED)
-      ffi_cast(u32p, wbuf:reserve(4))[0] = sum
-      wbuf:commit(4)
+      plain_seal(wbuf)
       busy = false
       return wbuf
     end

@@ -3,13 +3,42 @@
 local core = require "lj-async.core"
 core.declare "encoder"
 local C = core.C
+local ffi = require "ffi"
+local u32p = ffi.typeof("uint32_t *")
+local checksum, SEED, TAG_PLAIN = C.ljasync_encoder_checksum, 0x2545f491, C.LJASYNC_TAG_PLAIN
+
+-- The plain format's frame, written by encoder.lua and encoder/plain.lua alike: the tag and the
+-- value count (1 byte, or 255 and 4 bytes) into an emptied buffer, then, after the values
+-- (string.buffer's encoding of each), the checksum of all but the tag.
+local function plain_begin(buf, n)
+  buf:reset()
+  local p = buf:reserve(6)
+  p[0] = TAG_PLAIN
+  if n < 255 then
+    p[1] = n
+    buf:commit(2)
+  else
+    p[1] = 255
+    ffi.cast(u32p, p + 2)[0] = n
+    buf:commit(6)
+  end
+end
+
+local function plain_seal(buf)
+  local q, len = buf:ref()
+  local sum = checksum(q + 1, len - 1, SEED)  -- before reserve, which may move the bytes
+  ffi.cast(u32p, buf:reserve(4))[0] = sum
+  buf:commit(4)
+end
 
 return {
+  plain_begin = plain_begin,
+  plain_seal = plain_seal,
   C = core.C,
   scan = core.C.ljasync_encoder_scan,
   --- checksum(p, n, seed) -> uint32 of n bytes at p; any thread.
   checksum = core.C.ljasync_encoder_checksum,
-  CHECKSUM_SEED = 0x2545f491,
+  CHECKSUM_SEED = SEED,
   --- validate(p, n, values, at) -> 0, or a failure code (Encoder/Validator.swift); any thread.
   validate = core.C.ljasync_encoder_validate,
   --- mark(p, n) -> uint64 cdata: this process's keyed hash of bytecode (Encoder/BytecodeMark.swift).

@@ -14,6 +14,7 @@ local getmt, getupvalue, loadstring = debug.getmetatable, debug.getupvalue, load
 local ffi_cast, ffi_typeof = ffi.cast, ffi.typeof
 local C, checksum, SEED, TAG_PLAIN = native.C, native.checksum, native.CHECKSUM_SEED, native.TAG_PLAIN
 local message_new, message_data = C.ljasync_message_new, C.ljasync_message_data
+local plain_begin, plain_seal = native.plain_begin, native.plain_seal
 local TAG_GENERAL, HAS_HANDLES = native.TAG_GENERAL, native.HAS_HANDLES
 local by_kind  -- the registry's kinds of handles, required with the first handle (~10 KiB)
 local u32p, u64p, u8p = ffi_typeof("uint32_t *"), ffi_typeof("uint64_t *"), ffi_typeof("const uint8_t *")
@@ -45,26 +46,12 @@ local busy = false  -- a finalizer run in the middle of a use of wbuf or rbuf ta
 
 local function full() return require "lj-async.encoder" end
 
--- Tag, count, each value as string.buffer encodes it, checksum of all but the tag: the
--- encoder's plain format (encoder.lua writes it the same way).
+-- The encoder's plain format (its frame is native.plain_begin/plain_seal, as in encoder.lua).
 local function encode_plain(n, ...)
-  wbuf:reset()
-  local p = wbuf:reserve(6)
-  p[0] = TAG_PLAIN
-  if n < 255 then
-    p[1] = n
-    wbuf:commit(2)
-  else
-    p[1] = 255
-    ffi_cast(u32p, p + 2)[0] = n
-    wbuf:commit(6)
-  end
+  plain_begin(wbuf, n)
   for i = 1, n do wbuf:encode((select(i, ...))) end
+  plain_seal(wbuf)
   local q, len = wbuf:ref()
-  local sum = checksum(q + 1, len - 1, SEED)  -- before reserve, which may move the bytes
-  ffi_cast(u32p, wbuf:reserve(4))[0] = sum
-  wbuf:commit(4)
-  q, len = wbuf:ref()
   local msg = message_new(q, len)
   wbuf:reset()
   return msg
