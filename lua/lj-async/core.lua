@@ -161,7 +161,7 @@ M.modules = {
   "lj-async.core", "lj-async.callback", "lj-async.thread", "lj-async.sync", "lj-async.pool",
   "lj-async.pool_abi", "lj-async.pool_worker", "lj-async.encoder", "lj-async.encoder.general_writer", "lj-async.encoder.reader",
   "lj-async.encoder.modules", "lj-async.encoder.native", "lj-async.encoder.registry", "lj-async.encoder.plain",
-  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.ngx",
+  "lj-async.encoder.scan", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.checks", "lj-async.ngx",
   "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
   "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
   "lj-async.sync.channel",
@@ -373,85 +373,10 @@ function M.add_init(code, name)
 end
 
 
--- -- Argument checks shared by the public modules --
-
---- The core's timeout for timeout argument `t`: nil or math.huge -> -1 (wait forever), a
---- number >= 0 -> itself (0 = try once). Anything else (negative, NaN, not a number) raises
---- "bad argument #<argn> to '<fname>' (timeout must be nil or seconds >= 0, got <t>)" at
---- `level` (as for error(); default 2: the caller of the function that calls this). Cheap
---- and NYI-free: hot paths (push, pop, lock) call it on every call.
-function M.timeout(t, argn, fname, level)
-  if t == nil or t == math.huge then return -1 end
-  if type(t) == "number" and t >= 0 then return t end  -- NaN fails t >= 0
-  error(("bad argument #%d to '%s' (timeout must be nil or seconds >= 0, got %s)"):format(
-    argn, fname, type(t) == "number" and tostring(t) or type(t)), (level or 2) + 1)
-end
-
--- Edit distance between a and b (insertions, deletions, substitutions, adjacent swaps).
-local function distance(a, b)
-  local la, lb = #a, #b
-  local d = {}
-  for i = 0, la do d[i] = { [0] = i } end
-  for j = 0, lb do d[0][j] = j end
-  for i = 1, la do
-    for j = 1, lb do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-        v = math.min(v, d[i - 2][j - 2] + 1)
-      end
-      d[i][j] = v
-    end
-  end
-  return d[la][lb]
-end
-
---- Checks that every key of the options table `opts` is one of the names in `allowed` (an
---- array of strings); returns `opts`. The first unknown key (in sorted order, so the message
---- is stable) raises at `level` (as for error(); default 2) either
----   unknown option 'capcity' (did you mean 'capacity'?)
---- when a name is close (edit distance <= 2 and less than a third of its length, case
---- ignored), or
----   unknown option 'x' (known options: 'capacity', 'name')
---- otherwise (`(it takes no options)` when `allowed` is empty; a non-string key shows as [1]).
---- Values are the caller's to check (`bad option 'capacity' ...`).
-function M.check_options(opts, allowed, level)
-  local unknown
-  for k in pairs(opts) do
-    local known = false
-    for i = 1, #allowed do
-      if allowed[i] == k then known = true; break end
-    end
-    if not known then
-      unknown = unknown or {}
-      unknown[#unknown + 1] = k
-    end
-  end
-  if not unknown then return opts end
-  table.sort(unknown, function(a, b)
-    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then return a < b end
-    return type(a) < type(b)
-  end)
-  local key = unknown[1]
-  local shown = type(key) == "string" and ("'" .. key .. "'") or ("[" .. tostring(key) .. "]")
-  local best, best_d
-  if type(key) == "string" then
-    for i = 1, #allowed do
-      local d = distance(key:lower(), allowed[i]:lower())
-      if d <= 2 and d * 3 <= #allowed[i] and (not best_d or d < best_d) then best, best_d = allowed[i], d end
-    end
-  end
-  local hint
-  if best then
-    hint = ("did you mean '%s'?"):format(best)
-  elseif #allowed == 0 then
-    hint = "it takes no options"
-  else
-    local names = {}
-    for i = 1, #allowed do names[i] = "'" .. allowed[i] .. "'" end
-    hint = "known options: " .. table.concat(names, ", ")
-  end
-  error(("unknown option %s (%s)"):format(shown, hint), (level or 2) + 1)
+-- Argument checks shared by the public modules (lua/lj-async/checks.lua).
+do
+  local checks = require "lj-async.checks"
+  M.timeout, M.check_options = checks.timeout, checks.check_options
 end
 
 return M
