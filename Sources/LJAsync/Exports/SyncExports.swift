@@ -198,9 +198,7 @@ public func ljasync_channel_push_simple(_ p: OpaquePointer, _ tag: Int32, _ time
 @implementation @c
 public func ljasync_channel_push_string(_ p: OpaquePointer, _ s: UnsafeRawPointer?, _ len: Int, _ timeout: Double) -> Int32 {
     guard let cell = ChannelCell.string(s, len) else { return -1 }
-    let st = with(p, Channel.self) { $0.push(cell, timeout: seconds(timeout)) }
-    if st != .ok { cell.release() }
-    return st.rawValue
+    return pushOwned(p, cell, timeout)
 }
 
 /// Pushes a copy of `len` bytes that encode one value (lj-async.sync's channel writes and reads
@@ -208,6 +206,12 @@ public func ljasync_channel_push_string(_ p: OpaquePointer, _ s: UnsafeRawPointe
 @implementation @c
 public func ljasync_channel_push_encoded(_ p: OpaquePointer, _ s: UnsafeRawPointer?, _ len: Int, _ timeout: Double) -> Int32 {
     guard let cell = ChannelCell.encoded(s, len) else { return -1 }
+    return pushOwned(p, cell, timeout)
+}
+
+/// Pushes a cell that owns a heap copy: the channel takes it on success; otherwise it is freed.
+@inline(__always)
+private func pushOwned(_ p: OpaquePointer, _ cell: ChannelCell, _ timeout: Double) -> Int32 {
     let st = with(p, Channel.self) { $0.push(cell, timeout: seconds(timeout)) }
     if st != .ok { cell.release() }
     return st.rawValue
