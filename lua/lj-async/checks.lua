@@ -1,18 +1,7 @@
--- Private: argument checks shared by the public modules (re-exported by lj-async.core as
--- core.timeout and core.check_options). Pure Lua, no state: any thread's state may load it.
+-- Private: the options check shared by the public modules (re-exported by lj-async.core as
+-- core.check_options, loaded at its first use; core.timeout, on hot paths, lives in core.lua).
+-- Pure Lua, no state: any thread's state may load it.
 local M = {}
-
---- The core's timeout for timeout argument `t`: nil or math.huge -> -1 (wait forever), a
---- number >= 0 -> itself (0 = try once). Anything else (negative, NaN, not a number) raises
---- "bad argument #<argn> to '<fname>' (timeout must be nil or seconds >= 0, got <t>)" at
---- `level` (as for error(); default 2: the caller of the function that calls this). Cheap
---- and NYI-free: hot paths (push, pop, lock) call it on every call.
-function M.timeout(t, argn, fname, level)
-  if t == nil or t == math.huge then return -1 end
-  if type(t) == "number" and t >= 0 then return t end  -- NaN fails t >= 0
-  error(("bad argument #%d to '%s' (timeout must be nil or seconds >= 0, got %s)"):format(
-    argn, fname, type(t) == "number" and tostring(t) or type(t)), (level or 2) + 1)
-end
 
 -- Edit distance between a and b (insertions, deletions, substitutions, adjacent swaps).
 local function distance(a, b)

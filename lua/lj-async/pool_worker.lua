@@ -2,7 +2,10 @@
 -- Every function here runs on the worker's thread. Globals a job sets stay in this state and
 -- are seen by later jobs on the same worker (as in Luanti's async environment).
 local ffi = require "ffi"
-local C = require "lj-async.pool_abi"
+-- The header's worker section alone (lj-async.pool_abi declares the pool's host side too).
+local core = require "lj-async.core"
+core.declare "pool_worker"
+local C = core.C
 -- Jobs moving plain values never load the whole encoder (encoder/plain.lua requires it for the rest).
 local plain = require "lj-async.encoder.plain"
 

@@ -2,7 +2,6 @@
 -- that every Lua state (main, callbacks, threads) can use and pass to the others. This file
 -- only assembles the objects; each lives in lj-async/sync/<object>.lua (docs/sync.md is the
 -- API), loaded the first time it is used: a thread that only pops a channel loads the channel.
-local C = require "lj-async.sync.abi"
 local handle = require "lj-async.sync.handle"
 local registry = require "lj-async.encoder.registry"
 
@@ -15,7 +14,7 @@ local M = {}
 
 --- Number of sync objects alive in the process (all states): for leak tests.
 function M.live_objects()
-  return tonumber(C.ljasync_sync_live_objects())
+  return tonumber(require("lj-async.sync.abi").ljasync_sync_live_objects())
 end
 
 --- The kind name ("mutex", "channel", ...) of a sync handle, or nil for anything else.

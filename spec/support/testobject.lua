@@ -4,7 +4,9 @@ local ffi = require "ffi"
 local core = require "lj-async.core"
 local encoder = require "lj-async.encoder"
 
--- The core hands its test hooks out only to a process that asks (ljasync.h's ljasync_test_hooks).
+-- The core hands its test hooks out only to a process that asks (ljasync.h's ljasync_test_hooks,
+-- in the header's host section, which states the core makes do not declare unless asked).
+core.declare "host"
 core.cdef_once("struct ljasync_testhandle", [[
 struct ljasync_testhandle { void *p; };
 int setenv(const char *name, const char *value, int overwrite);

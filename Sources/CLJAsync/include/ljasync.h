@@ -41,6 +41,18 @@ typedef struct ljasync_shared ljasync_shared;
 typedef struct ljasync_pool_inbox ljasync_pool_inbox;
 typedef struct ljasync_pool_worker ljasync_pool_worker;
 
+/* -- Objects and messages, module paths, memo: what every state that loads lj-async uses -- */
+void ljasync_env_set_paths(const char *path, const char *cpath);
+void ljasync_object_retain(void *p);
+void ljasync_object_release(void *p);
+ljasync_message *ljasync_message_new(const void *data, size_t len);
+const void *ljasync_message_data(ljasync_message *m, size_t *len);
+void ljasync_message_free(ljasync_message *m);
+int32_t ljasync_memo_get(const char *key);
+void ljasync_memo_set(const char *key, int32_t value);
+
+/* LJASYNC_CDEF_SECTION host */
+/* Declared by lj-async.core_host only: states the core makes do not parse it. */
 /* -- The ABI itself -- */
 /* Each shared struct as the core's compiler lays it out, one per line:
    "name size field=offset field=offset ...". */
@@ -54,23 +66,15 @@ struct ljasync_test_hooks {
   void (*_Nullable env_set_stock)(int32_t n);               /* warm states kept per purpose (0 = none) */
 };
 
-/* -- Environment of new states, module cache, memo -- */
-void ljasync_env_set_paths(const char *path, const char *cpath);
+/* -- Environment of new states, module cache, the API's binding -- */
 void ljasync_env_set_core(const char *path);
 void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
 int64_t ljasync_env_owner_new(void);   /* a token per registering state (core.lua) */
 void ljasync_env_owner_drop(int64_t owner);
-void ljasync_object_retain(void *p);
-void ljasync_object_release(void *p);
-ljasync_message *ljasync_message_new(const void *data, size_t len);
-const void *ljasync_message_data(ljasync_message *m, size_t *len);
-void ljasync_message_free(ljasync_message *m);
 int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
 const void *_Nullable ljasync_module_get(const char *name, size_t *len, char *chunk, size_t chunk_len);
 void ljasync_module_note(const char *name, const char *why);
 int ljasync_module_install(void *_Nullable L);  /* a lua_CFunction: reached through package.loadlib */
-int32_t ljasync_memo_get(const char *key);
-void ljasync_memo_set(const char *key, int32_t value);
 int32_t ljasync_luajit_status(char *_Nullable out, size_t len);
 int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *_Nullable out, size_t out_len);
 
@@ -120,25 +124,8 @@ int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
 struct ljasync_mutex_h { ljasync_mutex *_Nullable p; };
 struct ljasync_cond_h { ljasync_cond *_Nullable p; };
 struct ljasync_sem_h { ljasync_sem *_Nullable p; };
-struct ljasync_channel_h { ljasync_channel *_Nullable p; };
 struct ljasync_atomic_h { ljasync_atomic *_Nullable p; int64_t *_Nullable v; };
 struct ljasync_shared_h { ljasync_shared *_Nullable p; uint8_t *_Nullable bytes; size_t nbytes; };
-
-/* -- Channel cells: one value, scalars and short strings inline -- */
-enum ljasync_cell_tag {
-  LJASYNC_CELL_NIL = 0, LJASYNC_CELL_FALSE = 1, LJASYNC_CELL_TRUE = 2, LJASYNC_CELL_NUMBER = 3,
-  LJASYNC_CELL_SHORT = 4,    /* len bytes inline in s */
-  LJASYNC_CELL_HEAP = 5,     /* h.p (malloc'ed, owned) of h.size bytes */
-  LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
-  LJASYNC_CELL_ENCODED_SHORT = 7,  /* as SHORT: string.buffer's encoding of a small plain table */
-  LJASYNC_CELL_ENCODED_HEAP = 8,   /* as HEAP, the same */
-  LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
-};
-/* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */
-typedef struct ljasync_cell {
-  uint32_t tag, len;
-  union { double n; char s[24]; struct { char *_Nullable p; size_t size; } h; ljasync_message *_Nullable m; uint64_t w[3]; };
-} ljasync_cell;
 
 /* -- Synchronization objects -- */
 intptr_t ljasync_sync_live_objects(void);
@@ -164,6 +151,28 @@ int32_t ljasync_atomic_cas(ljasync_atomic *a, int64_t expected, int64_t desired,
 ljasync_shared *_Nullable ljasync_shared_new(intptr_t size, char *_Nullable err, size_t errlen);
 uint8_t *ljasync_shared_ptr(ljasync_shared *b);
 intptr_t ljasync_shared_size(ljasync_shared *b);
+
+/* LJASYNC_CDEF_SECTION channel */
+/* Declared by sync/channel.lua alone: a state that only pops a channel parses no other object. */
+struct ljasync_channel_h { ljasync_channel *_Nullable p; };
+
+/* -- Channel cells: one value, scalars and short strings inline -- */
+enum ljasync_cell_tag {
+  LJASYNC_CELL_NIL = 0, LJASYNC_CELL_FALSE = 1, LJASYNC_CELL_TRUE = 2, LJASYNC_CELL_NUMBER = 3,
+  LJASYNC_CELL_SHORT = 4,    /* len bytes inline in s */
+  LJASYNC_CELL_HEAP = 5,     /* h.p (malloc'ed, owned) of h.size bytes */
+  LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
+  LJASYNC_CELL_ENCODED_SHORT = 7,  /* as SHORT: string.buffer's encoding of a small plain table */
+  LJASYNC_CELL_ENCODED_HEAP = 8,   /* as HEAP, the same */
+  LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
+};
+/* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */
+typedef struct ljasync_cell {
+  uint32_t tag, len;
+  union { double n; char s[24]; struct { char *_Nullable p; size_t size; } h; ljasync_message *_Nullable m; uint64_t w[3]; };
+} ljasync_cell;
+
+/* -- Channels -- */
 ljasync_channel *ljasync_channel_new(intptr_t capacity);
 int32_t ljasync_channel_push_number(ljasync_channel *c, double v, double timeout);
 int32_t ljasync_channel_push_simple(ljasync_channel *c, int32_t tag, double timeout);
@@ -201,14 +210,6 @@ uint64_t ljasync_encoder_mark(const void *p, size_t n);
 typedef struct ljasync_pool_result {
   ljasync_message *_Nullable msg; double id; int32_t status;
 } ljasync_pool_result;
-/* The next job, as ljasync_pool_step hands it to a worker (the worker owns msg). */
-typedef struct ljasync_pool_job {
-  ljasync_message *_Nullable msg;
-  int32_t def;    /* definition id, 0 for a function carried in msg */
-  int32_t inits;  /* init chunks registered so far (the worker runs the new ones first) */
-  double waited;  /* seconds the job spent queued */
-  int32_t late;   /* 1: waited longer than warn_after (warn once) */
-} ljasync_pool_job;
 typedef struct ljasync_pool_settings {
   int32_t autoscale, min_workers, max_workers, pad;
   double idle_timeout;  /* seconds an extra worker may stay idle (autoscale) */
@@ -220,7 +221,6 @@ enum ljasync_pool_status { LJASYNC_JOB_OK = 0, LJASYNC_JOB_FAILED = 1, LJASYNC_J
 /* A failure crossing states as text (a job's error): this byte, then the text. No successful
    encoding starts with it. Made and read by ljasync_failure_new/ljasync_failure_text only. */
 enum { LJASYNC_FAILURE_TAG = 0x00 };
-ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
 const char *ljasync_failure_text(ljasync_message *m, size_t *len);
 
 /* -- Worker pool -- */
@@ -241,19 +241,31 @@ int32_t ljasync_pool_cpu_count(void);
 void ljasync_pool_get_settings(ljasync_pool_settings *s);
 int32_t ljasync_pool_set_settings(const ljasync_pool_settings *s, char *_Nullable err, size_t errlen);
 void ljasync_pool_stats(int64_t *out);
-int32_t ljasync_pool_step(ljasync_pool_worker *w, ljasync_message *_Nullable result, int32_t status, ljasync_pool_job *out);
 int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
-ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
 void ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len, int64_t owner);
-const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);
 int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *_Nullable old, ljasync_message *_Nullable new_);
 int32_t ljasync_pool_ipc_poll(const char *key, size_t klen, double timeout);
-void ljasync_pool_report(const char *text);
 double ljasync_pool_now(void);
 int32_t ljasync_fork_generation(void);
+
+/* LJASYNC_CDEF_SECTION pool_worker */
+/* What a worker's loop calls (pool_worker.lua declares only this; lj-async.pool both). */
+/* The next job, as ljasync_pool_step hands it to a worker (the worker owns msg). */
+typedef struct ljasync_pool_job {
+  ljasync_message *_Nullable msg;
+  int32_t def;    /* definition id, 0 for a function carried in msg */
+  int32_t inits;  /* init chunks registered so far (the worker runs the new ones first) */
+  double waited;  /* seconds the job spent queued */
+  int32_t late;   /* 1: waited longer than warn_after (warn once) */
+} ljasync_pool_job;
+ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
+int32_t ljasync_pool_step(ljasync_pool_worker *w, ljasync_message *_Nullable result, int32_t status, ljasync_pool_job *out);
+ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
+const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
+void ljasync_pool_report(const char *text);
 
 /* LJASYNC_CDEF_END */
 

@@ -4,14 +4,19 @@
 -- encoder messages.
 local ffi = require "ffi"
 local buffer = require "string.buffer"
-local C = require "lj-async.sync.abi"
 local core = require "lj-async.core"
+core.declare "channel"  -- the header's channel section alone (not sync.abi's objects)
+local C = core.C
 local handle = require "lj-async.sync.handle"
-local check = require "lj-async.sync.check"
 
 local ffi_string, ffi_copy = ffi.string, ffi.copy
 local type, tonumber, tostring, error, pcall, select = type, tonumber, tostring, error, pcall, select
-local timeout_arg, freed, integer, MAX = core.timeout, handle.freed, check.integer, check.MAX
+local timeout_arg, freed = core.timeout, handle.freed
+-- lj-async.sync.check, loaded by the first call that checks more than a timeout (push and pop
+-- never do). `integer` tail-calls it: errors keep the caller's level.
+local MAX = 2 ^ 53  -- check.MAX
+local function check() return require "lj-async.sync.check" end
+local function integer(...) return check().integer(...) end
 
 -- Hot functions as upvalues: the JIT then calls them directly.
 local push_number, push_simple, push_string = C.ljasync_channel_push_number, C.ljasync_channel_push_simple,
@@ -297,7 +302,7 @@ local M = { ctype = ct }
 --- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most
 --- `capacity` values (nil = unbounded).
 function M.new(arg)
-  return adopt(C.ljasync_channel_new(check.integer_option(arg, "capacity", "channel", 1, 0, 2)))
+  return adopt(C.ljasync_channel_new(check().integer_option(arg, "capacity", "channel", 1, 0, 2)))
 end
 
 return M

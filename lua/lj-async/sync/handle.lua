@@ -1,7 +1,8 @@
 -- Private: the Lua handle of every lj-async.sync object (a small cdata owning one reference),
 -- its metatype, its finalizer and its registration with lj-async.encoder.
 local ffi = require "ffi"
-local C = require "lj-async.sync.abi"
+-- Retain and release are in the core section: a state holding only channels parses no other object.
+local C = require("lj-async.core").C
 -- The encoder's registry, not the encoder: registering a kind must not load the encoder.
 local registry = require "lj-async.encoder.registry"
 
