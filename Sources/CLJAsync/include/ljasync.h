@@ -28,18 +28,10 @@
 
 /* LJASYNC_CDEF_BEGIN */
 /* LJASYNC_CDEF_SECTION core */
-/* -- Opaque handles (each a Swift object or block; lifetimes in docs/design.md) -- */
+/* -- Opaque handles (each a Swift object or block; lifetimes in docs/design.md), each in the
+   section that uses it: a state's ffi keeps fewer types (a ctype table of 256 entries, not 512,
+   for a thread holding a channel) -- */
 typedef struct ljasync_message ljasync_message;      /* encoded bytes + handle refs; one owner */
-typedef struct ljasync_thread ljasync_thread;
-typedef struct ljasync_callback ljasync_callback;
-typedef struct ljasync_mutex ljasync_mutex;
-typedef struct ljasync_cond ljasync_cond;
-typedef struct ljasync_sem ljasync_sem;
-typedef struct ljasync_channel ljasync_channel;
-typedef struct ljasync_atomic ljasync_atomic;
-typedef struct ljasync_shared ljasync_shared;
-typedef struct ljasync_pool_inbox ljasync_pool_inbox;
-typedef struct ljasync_pool_worker ljasync_pool_worker;
 
 /* -- Objects and messages, module paths, memo: what every state that loads lj-async uses -- */
 void ljasync_env_set_paths(const char *path, const char *cpath);
@@ -79,6 +71,7 @@ int32_t ljasync_luajit_status(char *_Nullable out, size_t len);
 int32_t ljasync_luajit_check(const void *code, size_t len, const char *version, char *_Nullable out, size_t out_len);
 
 /* LJASYNC_CDEF_SECTION thread */
+typedef struct ljasync_thread ljasync_thread;
 /* -- Threads -- */
 ljasync_thread *_Nullable ljasync_thread_new(const char *_Nullable code, size_t code_len,
     const char *_Nullable chunkname, const char *_Nullable runner, size_t runner_len,
@@ -99,6 +92,7 @@ intptr_t ljasync_thread_live(void);
 intptr_t ljasync_thread_id(void);
 
 /* LJASYNC_CDEF_SECTION callback */
+typedef struct ljasync_callback ljasync_callback;
 /* -- Value kinds: how a callback parameter or result crosses C (decided by Lua's ffi) -- */
 enum ljasync_kind {
   LJASYNC_KIND_VOID = 0, LJASYNC_KIND_INT8, LJASYNC_KIND_UINT8, LJASYNC_KIND_INT16,
@@ -120,6 +114,11 @@ intptr_t ljasync_callback_live(void);
 int32_t ljasync_callback_uses_libffi(ljasync_callback *cb);
 
 /* LJASYNC_CDEF_SECTION sync */
+typedef struct ljasync_mutex ljasync_mutex;
+typedef struct ljasync_cond ljasync_cond;
+typedef struct ljasync_sem ljasync_sem;
+typedef struct ljasync_atomic ljasync_atomic;
+typedef struct ljasync_shared ljasync_shared;
 /* Lua's boxes for sync objects (a box is emptied when closed; ffi.gc releases its reference). */
 struct ljasync_mutex_h { ljasync_mutex *_Nullable p; };
 struct ljasync_cond_h { ljasync_cond *_Nullable p; };
@@ -154,6 +153,7 @@ intptr_t ljasync_shared_size(ljasync_shared *b);
 
 /* LJASYNC_CDEF_SECTION channel */
 /* Declared by sync/channel.lua alone: a state that only pops a channel parses no other object. */
+typedef struct ljasync_channel ljasync_channel;
 struct ljasync_channel_h { ljasync_channel *_Nullable p; };
 
 /* -- Channel cells: one value, scalars and short strings inline -- */
@@ -205,6 +205,7 @@ int32_t ljasync_encoder_validate(const uint8_t *_Nullable p, size_t n, intptr_t 
 uint64_t ljasync_encoder_mark(const void *p, size_t n);
 
 /* LJASYNC_CDEF_SECTION pool */
+typedef struct ljasync_pool_inbox ljasync_pool_inbox;
 /* -- Pool records -- */
 /* A finished job, as ljasync_pool_drain hands it out (the drainer owns msg). */
 typedef struct ljasync_pool_result {
@@ -253,6 +254,7 @@ int32_t ljasync_fork_generation(void);
 
 /* LJASYNC_CDEF_SECTION pool_worker */
 /* What a worker's loop calls (pool_worker.lua declares only this; lj-async.pool both). */
+typedef struct ljasync_pool_worker ljasync_pool_worker;
 /* The next job, as ljasync_pool_step hands it to a worker (the worker owns msg). */
 typedef struct ljasync_pool_job {
   ljasync_message *_Nullable msg;
