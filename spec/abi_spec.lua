@@ -8,7 +8,7 @@ local C = core.C
 -- Every section of the header, declared here (modules declare only the ones they use).
 do
   local len = ffi.new("size_t[1]")
-  for name in ffi.string(C.ljasync_abi_cdef(len), len[0]):gmatch("LJASYNC_CDEF_SECTION ([%w_]+)") do
+  for name in ffi.string(C.ljasync_abi_cdef(nil, len), len[0]):gmatch("LJASYNC_CDEF_SECTION ([%w_]+)") do
     core.declare(name)
   end
 end
@@ -32,7 +32,7 @@ end
 
 local function cdef_text()
   local len = ffi.new("size_t[1]")
-  return ffi.string(C.ljasync_abi_cdef(len), len[0])
+  return ffi.string(C.ljasync_abi_cdef(nil, len), len[0])
 end
 
 -- Functions the header declares for Lua (plus the one core.lua declares by hand to read it).

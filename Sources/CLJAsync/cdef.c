@@ -37,9 +37,24 @@ static void find_cdef(void) {
   cdef_text = copy;  /* never freed: the core is never unloaded */
 }
 
-const char *ljasync_abi_cdef(size_t *len) {
-  *len = cdef_len;
-  return cdef_text;
+const char *ljasync_abi_cdef(const char *section, size_t *len) {
+  if (!section) {
+    *len = cdef_len;
+    return cdef_text;
+  }
+  /* The text after "/\* LJASYNC_CDEF_SECTION <section> *\/" up to the next section's marker. */
+  static const char mark[] = "/* LJASYNC_CDEF_SECTION ";
+  size_t nl = strlen(section);
+  for (const char *p = strstr(cdef_text, mark); p; p = strstr(p + 1, mark)) {
+    const char *name = p + sizeof mark - 1;
+    if (strncmp(name, section, nl) != 0 || strncmp(name + nl, " */", 3) != 0) continue;
+    const char *b = name + nl + 3;
+    const char *e = strstr(b, mark);
+    *len = e ? (size_t)(e - b) : cdef_len - (size_t)(b - cdef_text);
+    return b;
+  }
+  *len = 0;
+  return NULL;
 }
 
 /* The shared structs as this compiler lays them out (Swift imports the same layout): Lua's

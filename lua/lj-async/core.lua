@@ -34,17 +34,14 @@ M.C = ffi.load(path)
 -- in the core), so no module declares any of it by hand. Its sections are declared once per
 -- state (remembered with the markers of cdef_once), each by the module that uses it:
 -- a state parses only what it loads. (The core leaves out the header's nullability words.)
-M.cdef_once("ljasync_abi_cdef", "const char *ljasync_abi_cdef(size_t *len); typedef struct ljasync_abi_cdef ljasync_abi_cdef;")
--- Section `name` of the header text, or nil. The text is fetched for each section and not kept:
--- held per state it would cost every state its 12 KiB (a state declares a few sections).
+M.cdef_once("ljasync_abi_cdef", "const char *ljasync_abi_cdef(const char *section, size_t *len); typedef struct ljasync_abi_cdef ljasync_abi_cdef;")
+-- Section `name` of the header text, or nil. The core cuts it out: a Lua string of the whole
+-- text (16 KiB) made for each section would be garbage that the state's arena keeps touched.
+local lenbox = ffi.new("size_t[1]")
 local function section_text(name)
-  local len = ffi.new("size_t[1]")
-  local text = ffi.string(M.C.ljasync_abi_cdef(len), len[0])
-  local head = "/* LJASYNC_CDEF_SECTION " .. name .. " */"
-  local b = text:find(head, 1, true)  -- plain finds: a pattern scan of the text costs a new state ~0.4 ms
-  if not b then return nil end
-  local e = text:find("/* LJASYNC_CDEF_SECTION ", b + #head, true)
-  return text:sub(b + #head, (e or #text + 1) - 1)
+  local p = M.C.ljasync_abi_cdef(name, lenbox)
+  if p == nil then return nil end
+  return ffi.string(p, lenbox[0])
 end
 
 --- Declares section `name` of the header (core, host, thread, callback, sync, channel, encoder,

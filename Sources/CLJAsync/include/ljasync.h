@@ -271,10 +271,11 @@ void ljasync_pool_report(const char *text);
 
 /* LJASYNC_CDEF_END */
 
-/* The text between this header's CDEF markers without `_Nullable`/`_Nonnull` (NUL-terminated);
-   *len its length. The one
-   function Lua declares by hand (core.lua), to read the rest. */
-const char *ljasync_abi_cdef(size_t *len);
+/* The text between this header's CDEF markers without `_Nullable`/`_Nonnull` (NUL-terminated),
+   or with `section` the text of that section alone (not terminated; NULL when there is none);
+   *len its length. The one function Lua declares by hand (core.lua), to read the rest: a new
+   state then makes a Lua string of the sections it declares only, not of the whole text. */
+const char *_Nullable ljasync_abi_cdef(const char *_Nullable section, size_t *len);
 
 /* -- Core-internal (never declared for Lua) -- */
 /* Called by the x86-64 entry stub (CLJAsyncEntry, whose header describes the spill area `regs`
