@@ -140,8 +140,9 @@ function H.attach(M, made_by_core)
   end
 
   -- Bytecode and chunk name of a module's main function, or nil and why it cannot move. The
-  -- bytecode keeps the chunk name (string.dump without stripping), so tracebacks name the file.
-  local function dump_loader(fn)
+  -- cache keeps the chunk name, so tracebacks name the file; `strip` drops the line and variable
+  -- names (string.dump(fn, true)).
+  local function dump_loader(fn, strip)
     local info = debug.getinfo(fn, "Su")
     if info.what == "C" then
       return nil, "its loader is a C function, and only Lua functions can be saved as bytecode (string.dump)"
@@ -152,7 +153,7 @@ function H.attach(M, made_by_core)
       return nil, ("its loader has upvalues (%s), which would be nil in other states"):format(
         table.concat(names, ", "))
     end
-    local ok, code = pcall(string.dump, fn)
+    local ok, code = pcall(string.dump, fn, strip)
     if not ok then return nil, tostring(code) end
     return code, info.source
   end
@@ -164,12 +165,18 @@ function H.attach(M, made_by_core)
   -- Fills the cache with every lj-async module, once per process (the first state that loads
   -- this module does it; the cache keeps the first entry per name). A module this state cannot
   -- find or dump is noted: states requiring it then say why, and their other searchers go on.
+  -- lj-async's own bytecode is stripped: every state that loads a module holds its code, and
+  -- the line and variable names are a third of it (a spawned thread holding a channel: 8 KiB of
+  -- RSS less, a pool worker 6). Errors lj-async raises name the user's file:line (they are
+  -- raised at the caller's level); tracebacks show lj-async's frames by file and function, without
+  -- lines. LJASYNC_KEEP_LINES=1 in the environment keeps them (debugging lj-async itself).
   if C.ljasync_memo_get("lj-async modules") < 0 then
     local len, chunk = ffi.new("size_t[1]"), ffi.new("char[1]")
+    local strip = (os.getenv("LJASYNC_KEEP_LINES") or "") == ""
     for _, name in ipairs(M.modules) do
       if C.ljasync_module_get(name, len, chunk, 1) == nil then
         local code, chunkname = find_loader(name)  -- the loader, or nil and why not
-        if code then code, chunkname = dump_loader(code) end
+        if code then code, chunkname = dump_loader(code, strip) end
         if code then
           put(name, chunkname, code)
         else
@@ -219,7 +226,7 @@ function H.attach(M, made_by_core)
     elseif type(loader) ~= "function" then
       error(("bad argument #2 to 'provide': expected a function, Lua source or bytecode, got %s"):format(type(loader)), 2)
     end
-    local code, chunk = dump_loader(loader)
+    local code, chunk = dump_loader(loader, false)
     if not code then error(("cannot provide module '%s': %s"):format(name, chunk), 2) end
     return put(name, chunk, code)
   end
