@@ -45,8 +45,8 @@ local INLINE = 24
 
 -- Scratch, allocated once per state (a state runs one Lua thread at a time, and nothing
 -- between a C call and the reads of its results can re-enter these functions).
-local BATCH = 256
-local cells = ffi.new("ljasync_cell[?]", BATCH)
+-- One cell: push_many and pop_many (sync/channel_batch.lua) have their own batch of 256.
+local cells = ffi.new("ljasync_cell[1]")
 -- The bytes of a small table being pushed, and of one being popped (set to the cell's bytes,
 -- read in place). `pushing` guards ebuf against a finalizer that pushes while it is in use
 -- (buf:encode() may run one): that push takes the encoder instead. (Should encoding ever raise,
@@ -160,61 +160,6 @@ function Channel:push(v, timeout)
   return push_status(st, 2)
 end
 
---- Pushes t[i], ..., t[j] in order (default i = 1, j = #t), batching plain values (numbers,
---- booleans, strings up to 24 bytes) into one call each. Waits as push does, for each
---- batch. Returns the number pushed (j - i + 1 on success), or that number and "full" or
---- "closed" when it stopped early.
-function Channel:push_many(t, i, j, timeout)
-  local p = self.p
-  if p == nil then freed("channel") end
-  if type(t) ~= "table" then error("bad argument #1 to 'push_many' (expected a table, got " .. type(t) .. ")", 2) end
-  i = i == nil and 1 or integer(i, 1, MAX, "start index", "argument #2 to 'push_many'", 2)
-  j = j == nil and #t or integer(j, 0, MAX, "end index", "argument #3 to 'push_many'", 2)
-  local tmo = timeout_arg(timeout, 4, "push_many")
-  local done = 0
-  local k = i
-  while k <= j do
-    -- Fill a batch of plain cells.
-    local n = 0
-    while k + n <= j and n < BATCH do
-      local v = t[k + n]
-      local tv = type(v)
-      if tv == "number" then
-        cells[n].tag = T_NUMBER; cells[n].n = v
-      elseif tv == "boolean" then
-        cells[n].tag = v and T_TRUE or T_FALSE
-      elseif tv == "nil" then
-        cells[n].tag = T_NIL
-      elseif tv == "string" and #v <= INLINE then
-        cells[n].tag = T_SHORT; cells[n].len = #v
-        ffi_copy(cells[n].s, v, #v)
-      else
-        break
-      end
-      n = n + 1
-    end
-    if n > 0 then
-      local off = 0
-      while off < n do
-        local r = push_cells(p, cells + off, n - off, tmo)
-        if r < 0 then
-          if r == -3 then error("internal error: a cell that owns memory reached push_cells", 2) end
-          return done, r == -1 and "full" or "closed"
-        end
-        off = off + r
-        done = done + r
-      end
-      k = k + n
-    else
-      local st = push_value(p, t[k], tmo, 2)
-      if st ~= 0 then return done, select(2, push_status(st, 2)) end
-      done = done + 1
-      k = k + 1
-    end
-  end
-  return done
-end
-
 --- Pops the oldest value, waiting at most `timeout` seconds (nil = forever, 0 = try once).
 --- Returns the value, or nil, "timeout", or nil, "closed" once the channel is closed and
 --- drained. A nil that was pushed pops as a single nil (no second result).
@@ -235,28 +180,6 @@ function Channel:try_pop()
   if n < 0 then return nil, n == -1 and "timeout" or "closed" end
   if cells[0].tag == T_NUMBER then return cells[0].n end
   return cell_value(0, 2)
-end
-
---- Pops up to `max` values (capped at 256) into `out` (a table, reused if given), waiting at most
---- `timeout` for the first. Returns out, n (out[1..n] set; nils leave holes), or nil,
---- "timeout" / nil, "closed". A value that took the encoder (a big table, a function, ...)
---- always comes in a batch of its own.
-function Channel:pop_many(max, timeout, out)
-  local p = self.p
-  if p == nil then freed("channel") end
-  max = integer(max, 1, MAX, "count", "argument #1 to 'pop_many'", 2)
-  if max > BATCH then max = BATCH end
-  local tmo = timeout_arg(timeout, 2, "pop_many")
-  if out ~= nil and type(out) ~= "table" then
-    error("bad argument #3 to 'pop_many' (expected a table or nil, got " .. type(out) .. ")", 2)
-  end
-  local n = chan_pop(p, cells, max, tmo)
-  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
-  if out == nil then out = {} end
-  for k = 0, n - 1 do
-    if cells[k].tag == T_NUMBER then out[k + 1] = cells[k].n else out[k + 1] = cell_value(k, 2) end
-  end
-  return out, n
 end
 
 --- Refuses further pushes and wakes every waiter; queued values can still be popped.
@@ -294,6 +217,17 @@ function Channel:capacity()
   local c = tonumber(C.ljasync_channel_capacity(p))
   return c > 0 and c or nil
 end
+
+-- push_many and pop_many live in lj-async.sync.channel_batch with their batch of cells (8 KiB),
+-- loaded at the first use of either: a state that only pushes and pops never loads them.
+setmetatable(Channel, { __index = function(t, k)
+  if k ~= "push_many" and k ~= "pop_many" then return nil end
+  require("lj-async.sync.channel_batch").install(t, {
+    cells = cells, cell_value = cell_value, push_value = push_value, push_status = push_status,
+    integer = integer, MAX = MAX, timeout_arg = timeout_arg, freed = freed,
+  })
+  return rawget(t, k)
+end })
 
 local ct, adopt = handle.kind("channel", "channel", Channel, nil, { __len = function(h) return h:length() end })
 
