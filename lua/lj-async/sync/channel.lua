@@ -12,11 +12,9 @@ local handle = require "lj-async.sync.handle"
 local ffi_string, ffi_copy = ffi.string, ffi.copy
 local type, tonumber, tostring, error, pcall, select = type, tonumber, tostring, error, pcall, select
 local timeout_arg, freed = core.timeout, handle.freed
--- lj-async.sync.check, loaded by the first call that checks more than a timeout (push and pop
--- never do). `integer` tail-calls it: errors keep the caller's level.
-local MAX = 2 ^ 53  -- check.MAX
+-- lj-async.sync.check, loaded by the first call that checks more than a timeout: sync.channel()
+-- and the batch methods (sync/channel_batch.lua); push and pop never do.
 local function check() return require "lj-async.sync.check" end
-local function integer(...) return check().integer(...) end
 
 -- Hot functions as upvalues: the JIT then calls them directly.
 local push_number, push_simple, push_string = C.ljasync_channel_push_number, C.ljasync_channel_push_simple,
@@ -224,7 +222,7 @@ setmetatable(Channel, { __index = function(t, k)
   if k ~= "push_many" and k ~= "pop_many" then return nil end
   require("lj-async.sync.channel_batch").install(t, {
     cells = cells, cell_value = cell_value, push_value = push_value, push_status = push_status,
-    integer = integer, MAX = MAX, timeout_arg = timeout_arg, freed = freed,
+    timeout_arg = timeout_arg, freed = freed,
   })
   return rawget(t, k)
 end })

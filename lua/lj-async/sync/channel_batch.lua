@@ -3,6 +3,7 @@
 -- state that only pushes and pops one value at a time never holds them.
 local ffi = require "ffi"
 local C = require("lj-async.core").C  -- the channel section, declared by sync/channel.lua
+local check = require "lj-async.sync.check"
 
 local ffi_copy = ffi.copy
 local type, error, select = type, error, select
@@ -10,16 +11,17 @@ local push_cells, chan_pop = C.ljasync_channel_push_cells, C.ljasync_channel_pop
 local T_NIL, T_FALSE, T_TRUE = C.LJASYNC_CELL_NIL, C.LJASYNC_CELL_FALSE, C.LJASYNC_CELL_TRUE  -- ljasync.h
 local T_NUMBER, T_SHORT = C.LJASYNC_CELL_NUMBER, C.LJASYNC_CELL_SHORT
 local INLINE = 24
+local integer, MAX = check.integer, check.MAX  -- the function itself: a stub's vararg would not compile
 
 local BATCH = 256
 
 local M = {}
 
 --- Adds push_many and pop_many to the channel's methods `Channel`; `ch` holds the channel
---- module's own pieces (its one cell, cell_value, push_value, push_status, the checks).
+--- module's own pieces (its one cell, cell_value, push_value, push_status, timeout_arg, freed).
 function M.install(Channel, ch)
   local cells, cell_value, push_value, push_status = ch.cells, ch.cell_value, ch.push_value, ch.push_status
-  local integer, MAX, timeout_arg, freed = ch.integer, ch.MAX, ch.timeout_arg, ch.freed
+  local timeout_arg, freed = ch.timeout_arg, ch.freed
   local batch = ffi.new("ljasync_cell[?]", BATCH)
 
   --- Pushes t[i], ..., t[j] in order (default i = 1, j = #t), batching plain values (numbers,
