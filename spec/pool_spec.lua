@@ -127,6 +127,18 @@ describe("LÖVE's async API", function()
     end
   end)
 
+  it("a callable object as the callback is called like a function, with the results", function()
+    async.load(1)
+    local f = async.define("pair", function(x) return x, x + 1 end)
+    local got = {}
+    local obj = setmetatable({}, { __call = function(self, ...) got[#got + 1] = H.pack(...) end })
+    f(obj, 1)
+    f(obj, 10)
+    assert.is_true(async.wait_all(10))
+    table.sort(got, function(a, b) return a[1] < b[1] end)
+    assert.same({ { n = 2, 1, 2 }, { n = 2, 10, 11 } }, got)
+  end)
+
   it("a table callback: success gets the results, error gets the message", function()
     async.load(1)
     local f = async.define("maybe", function(fail) if fail then error("no luck") end return "fine" end)

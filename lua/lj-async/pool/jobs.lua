@@ -145,7 +145,7 @@ local function succeed(job, r)
   local cb = job[CB]
   if job.keep or cb == nil then job.results = r end
   if cb ~= nil then
-    if type(cb) == "function" then
+    if type(cb) == "function" or getmetatable(cb) ~= nil then  -- a function or a callable object
       call_with(cb, r)
     else
       local f = cb.success
@@ -167,7 +167,7 @@ end
 local function succeed_small(job, cb, n, a, b, c)
   job[STATE] = "done"
   local f = cb
-  if type(cb) ~= "function" then
+  if type(cb) ~= "function" and getmetatable(cb) == nil then  -- {success = f, error = g}
     f = cb.success
     if not f then return end
   end
@@ -178,7 +178,7 @@ local function fail(job, text)
   job[STATE], job.error = "failed", text
   local cb = job[CB]
   local handled = job.keep
-  if type(cb) == "table" and cb.error then
+  if type(cb) == "table" and getmetatable(cb) == nil and cb.error then
     handled = true
     cb.error(text)
   end
@@ -333,7 +333,7 @@ local function deliver_orphans(limit)
       local text = ("%s was submitted before this process forked: it runs in the parent process, "
         .. "and its result goes there"):format(label(job))
       local cb = job[CB]
-      if job.keep or on_error or (type(cb) == "table" and cb.error) then
+      if job.keep or on_error or (type(cb) == "table" and getmetatable(cb) == nil and cb.error) then
         fail(job, text)
       else
         job[STATE], job.error = "failed", text
