@@ -108,6 +108,37 @@ describe("LÖVE's async API", function()
     assert.same({ n = 5, nil, 2, nil, 4, nil }, got)
   end)
 
+  it("a callback gets exactly the job's results for every count (0 to 3, nils kept, and more; plain or not)", function()
+    async.load(1)
+    local f = async.define("echo", function(...) return ... end)
+    local cases = {
+      { n = 0 }, { n = 1, nil }, { n = 1, 7 }, { n = 2, nil, "b" }, { n = 2, 1, nil }, { n = 3, nil, nil, nil },
+      { n = 3, 1, { k = "v" }, false }, { n = 4, 1, 2, 3, 4 }, { n = 1, { { deep = true } } },
+    }
+    local got_fn, got_tbl = {}, {}
+    for i, c in ipairs(cases) do
+      f(function(...) got_fn[i] = H.pack(...) end, unpack(c, 1, c.n))
+      f({ success = function(...) got_tbl[i] = H.pack(...) end }, unpack(c, 1, c.n))
+    end
+    assert.is_true(async.wait_all(10))
+    for i, c in ipairs(cases) do
+      assert.same(c, got_fn[i], "function callback, case " .. i)
+      assert.same(c, got_tbl[i], "table callback, case " .. i)
+    end
+  end)
+
+  it("a callable object as the callback is called like a function, with the results", function()
+    async.load(1)
+    local f = async.define("pair", function(x) return x, x + 1 end)
+    local got = {}
+    local obj = setmetatable({}, { __call = function(self, ...) got[#got + 1] = H.pack(...) end })
+    f(obj, 1)
+    f(obj, 10)
+    assert.is_true(async.wait_all(10))
+    table.sort(got, function(a, b) return a[1] < b[1] end)
+    assert.same({ { n = 2, 1, 2 }, { n = 2, 10, 11 } }, got)
+  end)
+
   it("a table callback: success gets the results, error gets the message", function()
     async.load(1)
     local f = async.define("maybe", function(fail) if fail then error("no luck") end return "fine" end)

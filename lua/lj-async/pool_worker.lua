@@ -128,8 +128,10 @@ return function(address)
   -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
   local bad = load_inits(nil)
   if bad then error(bad, 0) end
-  local result, status = nil, 0
-  while step(w, result, status, job) ~= 0 do
+  -- The result goes back at the end of its own iteration: a message pointer carried over to
+  -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).
+  local more = step(w, nil, 0, job)
+  while more ~= 0 do
     if job.inits > ninits then
       bad = load_inits(job.inits)
       if bad then
@@ -161,9 +163,9 @@ return function(address)
         label or origin(current_fn), job.waited))
     end
     if ok then
-      result, status = res, 0
+      more = step(w, res, 0, job)
     else
-      result, status = failure(("%s failed: %s"):format(label, tostring(res))), 1
+      more = step(w, failure(("%s failed: %s"):format(label, tostring(res))), 1, job)
     end
   end
 end

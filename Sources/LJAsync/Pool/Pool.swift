@@ -54,6 +54,7 @@ struct PoolCore {
     var settings = PoolSettings(autoscale: 1, minWorkers: 0, maxWorkers: Int32(Pool.cpuCount),
                                 idleTimeout: 5, warnAfter: 11.5, maxQueued: 0)
     var warnAfterNs: UInt64 = 11_500_000_000
+    var lastWarnCheckNs: UInt64 = 0  // the coarse clock when a submit last looked at the queue's head
 }
 
 enum Pool {
@@ -93,9 +94,14 @@ enum Pool {
                                      seq: p.pointee.seq, enqueuedNs: now))
         inbox.pointee.submitted.pointee += 1
         if p.pointee.spinners > 0 { p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed) }
-        var spawn: [WorkerRef] = []
-        let retry = p.pointee.startError != nil  // a failed start: this submission tries once more
-        p.pointee.startError = nil
+        // Everything below is rare but the wake-up: the common path under the lock makes no
+        // call and touches no reference count (the lock is what workers wait for).
+        var spawn: [WorkerRef]? = nil
+        var retry = false
+        if p.pointee.startError != nil {  // a failed start: this submission tries once more
+            retry = true
+            p.pointee.startError = nil
+        }
         if p.pointee.settings.autoscale == 0 && p.pointee.owed > 0 {
             spawn = makeWorkers(p.pointee.owed)
             p.pointee.owed = 0
@@ -113,15 +119,19 @@ enum Pool {
         var late: String?
         let warnNs = p.pointee.warnAfterNs
         // `now` was read before the lock: a job queued meanwhile by another thread may be newer.
-        if warnNs > 0, let head = p.pointee.queue.first, !head.warned, now > head.enqueuedNs,
-           now - head.enqueuedNs > warnNs {
-            p.pointee.queue[0].warned = true
-            let count = p.pointee.queue.count, workers = p.pointee.live, running = p.pointee.running
-            let waited = seconds(now &- head.enqueuedNs)
-            late = "\(count) jobs wait in the pool's queue; the oldest has waited \(waited) s (\(workers) workers, \(running) running)"
+        // The head is looked at once per tick of the coarse clock: it is the cache line the
+        // workers take jobs from.
+        if warnNs > 0 && now != p.pointee.lastWarnCheckNs {
+            p.pointee.lastWarnCheckNs = now
+            if let head = p.pointee.queue.first, !head.warned, now > head.enqueuedNs, now - head.enqueuedNs > warnNs {
+                p.pointee.queue[0].warned = true
+                let count = p.pointee.queue.count, workers = p.pointee.live, running = p.pointee.running
+                let waited = seconds(now &- head.enqueuedNs)
+                late = "\(count) jobs wait in the pool's queue; the oldest has waited \(waited) s (\(workers) workers, \(running) running)"
+            }
         }
         p.pointee.sync.unlock()
-        if !spawn.isEmpty { startThreads(spawn) }
+        if let spawn { startThreads(spawn) }
         if let late { reportToStderr(late) }
         return .queued
     }

@@ -41,6 +41,9 @@ extension Pool {
             return 1
         }
         flushOutbox(w)
+        // Read before the lock (the precise clock is a vDSO call; workers and submitters wait
+        // for this lock), again only after sleeping or spinning.
+        var now = Clock.nanoseconds()
         p.pointee.sync.lock()
         p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed
         p.pointee.done += w.pointee.finishedOK
@@ -56,7 +59,6 @@ extension Pool {
         while true {
             if let job = take(w) {
                 // Batch size from how long the last batch took per job.
-                let now = Clock.nanoseconds()
                 if w.pointee.lastTakeCount > 0 {
                     let perJob = (now &- w.pointee.lastTakeNs) / UInt64(w.pointee.lastTakeCount)
                     w.pointee.shortJobs = perJob < shortJobNs
@@ -98,6 +100,7 @@ extension Pool {
                     if hint.pointee.load(ordering: .relaxed) > 0 { break }
                     sched_yield()
                 }
+                now = Clock.nanoseconds()
                 p.pointee.sync.lock()
                 p.pointee.spinners -= 1
                 continue
@@ -108,6 +111,7 @@ extension Pool {
                 p.pointee.sync.unlock()
                 return 0
             }
+            now = Clock.nanoseconds()
         }
     }
 

@@ -12,13 +12,15 @@ local encoder = require "lj-async.encoder"
 local decode_message = encoder.decode_message
 local message_free, message_data = C.ljasync_message_free, C.ljasync_message_data
 local submit_c, drain_c, wait_c = C.ljasync_pool_submit, C.ljasync_pool_drain, C.ljasync_pool_wait
-local ffi_string = ffi.string
+local ffi_string, ffi_cast = ffi.string, ffi.cast
 local type, tostring, error, pcall, select, setmetatable, getmetatable =
       type, tostring, error, pcall, select, setmetatable, getmetatable
 local co_running, co_yield, co_resume, co_status = coroutine.running, coroutine.yield, coroutine.resume, coroutine.status
 local huge, min = math.huge, math.min
 
 local now = C.ljasync_pool_now  -- monotonic seconds (no libc declaration that could clash with the user's)
+local TAG_PLAIN = C.LJASYNC_TAG_PLAIN
+local u8p = ffi.typeof("const uint8_t *")
 
 local J = { now = now }
 local check = require "lj-async.pool.check"
@@ -82,19 +84,24 @@ function J.on_error() return on_error end
 
 -- -- Job handles --
 
---- A job handle: returned by call, define's functions and handle_async.
+--- A job handle: returned by call, define's functions and handle_async. Its array part holds
+--- what every job needs (one allocation, no hash part): [ID], [CB] (the callback), [DEF] (the
+--- definition record, or false) and [STATE] (false while pending); the rest is in its hash part
+--- only for the jobs that need it: keep (awaited: results kept), results (pack(true, ...)),
+--- error, waiters (coroutines awaiting it), orphan (in flight across a fork).
+local ID, CB, DEF, STATE = 1, 2, 3, 4
 local Job = {}
 Job.__index = Job
 J.Job = Job
 
 -- The job leaves `pending`; a definition retired meanwhile is freed with its last job.
 local function settle(job)
-  local id = job.id
+  local id = job[ID]
   pending[id] = nil
   nfree = nfree + 1
   free_ids[nfree] = id
   outstanding = outstanding - 1
-  local d = job.def
+  local d = job[DEF]
   if d then
     d.outstanding = d.outstanding - 1
     if d.dead and d.outstanding == 0 then undefine_now(d) end
@@ -134,11 +141,11 @@ end
 -- (2.1 2022, GC64) miscompiles vararg reads in side traces that start inside a vararg
 -- function on this path (wrong branch taken at table resizes; LuaJIT issue #864 is related).
 local function succeed(job, r)
-  job.state = "done"
-  local cb = job.cb
+  job[STATE] = "done"
+  local cb = job[CB]
   if job.keep or cb == nil then job.results = r end
   if cb ~= nil then
-    if type(cb) == "function" then
+    if type(cb) == "function" or getmetatable(cb) ~= nil then  -- a function or a callable object
       call_with(cb, r)
     else
       local f = cb.success
@@ -148,11 +155,30 @@ local function succeed(job, r)
   if job.waiters then wake(job) end
 end
 
+-- The values of a result in the plain format with at most three of them (nearly every
+-- result), read from its frame (encoder/native.lua's plain_begin): -1 for any other.
+local function small_count(msg)
+  local p = ffi_cast(u8p, message_data(msg, lenbox))
+  if lenbox[0] >= 6 and p[0] == TAG_PLAIN and p[1] <= 3 then return p[1] end
+  return -1
+end
+
+-- succeed() for a job nobody awaits, with its callback `cb` (not nil) and its n <= 3 results.
+local function succeed_small(job, cb, n, a, b, c)
+  job[STATE] = "done"
+  local f = cb
+  if type(cb) ~= "function" and getmetatable(cb) == nil then  -- {success = f, error = g}
+    f = cb.success
+    if not f then return end
+  end
+  if n == 1 then f(a) elseif n == 0 then f() elseif n == 2 then f(a, b) else f(a, b, c) end
+end
+
 local function fail(job, text)
-  job.state, job.error = "failed", text
-  local cb = job.cb
+  job[STATE], job.error = "failed", text
+  local cb = job[CB]
   local handled = job.keep
-  if type(cb) == "table" and cb.error then
+  if type(cb) == "table" and getmetatable(cb) == nil and cb.error then
     handled = true
     cb.error(text)
   end
@@ -172,7 +198,7 @@ local generation = fork_generation()
 local orphans = nil          -- jobs of the parent, to fail in this child: orphans[orphan_at..]
 local orphan_at = 1
 
-local function by_id(a, b) return a.id < b.id end
+local function by_id(a, b) return a[ID] < b[ID] end
 
 local function after_fork()
   generation = fork_generation()
@@ -196,7 +222,7 @@ end
 J.check_fork = check_fork
 
 local function label(job)
-  local d = job.def
+  local d = job[DEF]
   return d and not d.anon and ("job '%s'"):format(d.name) or "an anonymous job"
 end
 
@@ -205,9 +231,9 @@ end
 function Job:cancel()
   if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:cancel())", 2) end
   check_fork()
-  if self.orphan or self.state or C.ljasync_pool_cancel(inbox, self.id) == 0 then return false end
+  if self.orphan or self[STATE] or C.ljasync_pool_cancel(inbox, self[ID]) == 0 then return false end
   settle(self)
-  self.state = "cancelled"
+  self[STATE] = "cancelled"
   if self.waiters then wake(self) end
   return true
 end
@@ -215,11 +241,11 @@ end
 --- "pending" (queued or running), "done", "failed" or "cancelled".
 function Job:status()
   if getmetatable(self) ~= Job then error("bad job: expected a job handle (use job:status())", 2) end
-  return self.state or "pending"
+  return self[STATE] or "pending"
 end
 
 function Job:__tostring()
-  return ("lj-async.pool job %d (%s)"):format(self.id, self.state or "pending")
+  return ("lj-async.pool job %d (%s)"):format(self[ID], self[STATE] or "pending")
 end
 
 -- -- Submission --
@@ -246,7 +272,7 @@ function J.submit(d, cb, msg, level)
     if rc == 1 then return nil, "full" end
     error("the pool refused the job", level + 1)
   end
-  local job = setmetatable({ id = id, cb = cb, def = d }, Job)
+  local job = setmetatable({ id, cb, d or false, false }, Job)
   pending[id] = job
   outstanding = outstanding + 1
   if d then d.outstanding = d.outstanding + 1 end
@@ -263,6 +289,20 @@ local function deliver(id, status, msg)
   end
   settle(job)
   if status == 0 then
+    local cb = job[CB]
+    local n = -1
+    if cb ~= nil and not job.keep then n = small_count(msg) end
+    if n >= 0 then  -- the usual result: no table of results, no vararg frame
+      local ok, a, b, c = pcall(decode_message, msg)
+      message_free(msg)
+      if not ok then
+        fail(job, ("%s succeeded, but its results cannot be decoded in the owning state: %s")
+          :format(label(job), tostring(a)))
+      else
+        succeed_small(job, cb, n, a, b, c)
+      end
+      return
+    end
     local r = pack(pcall(decode_message, msg))
     message_free(msg)
     if not r[1] then
@@ -275,7 +315,7 @@ local function deliver(id, status, msg)
     message_free(msg)
     return fail(job, text)
   end
-  job.state = "cancelled"
+  job[STATE] = "cancelled"
   if job.waiters then wake(job) end
 end
 
@@ -287,16 +327,16 @@ local function deliver_orphans(limit)
     local job = orphans[orphan_at]
     orphan_at = orphan_at + 1
     if orphan_at > #orphans then orphans, orphan_at = nil, 1 end
-    if not job.state then
+    if not job[STATE] then
       settle(job)
       count = count + 1
       local text = ("%s was submitted before this process forked: it runs in the parent process, "
         .. "and its result goes there"):format(label(job))
-      local cb = job.cb
-      if job.keep or on_error or (type(cb) == "table" and cb.error) then
+      local cb = job[CB]
+      if job.keep or on_error or (type(cb) == "table" and getmetatable(cb) == nil and cb.error) then
         fail(job, text)
       else
-        job.state, job.error = "failed", text
+        job[STATE], job.error = "failed", text
         unhandled = unhandled + 1
         if job.waiters then wake(job) end
       end
@@ -358,12 +398,13 @@ function J.wait_all(timeout)
 end
 
 local function outcome(job)
-  if job.state == "done" then
+  local state = job[STATE]
+  if state == "done" then
     local r = job.results
     if r then return unpack(r, 1, r.n) end  -- r[1] is true
     return true
   end
-  if job.state == "failed" then return false, job.error end
+  if state == "failed" then return false, job.error end
   return false, "cancelled"
 end
 
@@ -374,17 +415,17 @@ end
 function J.await(job, timeout)
   if getmetatable(job) ~= Job then error("bad job: expected a job handle", 2) end
   check_timeout(timeout, 2)
-  if not job.state then
+  if not job[STATE] then
     job.keep = true
     local co, main = co_running()
     if co and not main then
       local w = job.waiters
       if not w then w = {}; job.waiters = w end
       w[#w + 1] = co
-      repeat co_yield(J.yielded) until job.state
+      repeat co_yield(J.yielded) until job[STATE]
     else
       local deadline = timeout and now() + timeout
-      while not job.state do
+      while not job[STATE] do
         local left = deadline and deadline - now() or nil
         if left and left <= 0 then return nil, "timeout" end
         wait(left)
