@@ -48,7 +48,9 @@ T.ljt_atomic_store(p, 1)
 wait_for(p + 1, 1)
 ]]
 
-local function tasks() local n = 0; for _ in io.popen("ls /proc/self/task"):lines() do n = n + 1 end; return n end
+-- The OS threads of this process (not /proc/self: that would be ls's own).
+ffi.cdef "int getpid(void);"
+local function tasks() local n = 0; for _ in io.popen("ls /proc/" .. ffi.C.getpid() .. "/task"):lines() do n = n + 1 end; return n end
 
 describe("lj-async.thread", function()
   local live0
@@ -840,6 +842,34 @@ describe("lj-async.thread", function()
       local f = io.open("/proc/self/statm"); local s = f:read("*l"); f:close()
       return tonumber(s:match("^%d+%s+(%d+)")) * 4
     end
+
+    it("a thread's pthread runs the next thread once it ended, and idle pthreads exit within seconds", function()
+      local ids, seen, shared = ffi.new("int[20]"), {}, false
+      for i = 0, 19 do
+        local t = Thread.new(function(ud) require("ffi").cast("int *", ud)[0] = require("lj-async.thread").id() end, ids + i)
+        assert.is_true(t:join(10))
+        t:destroy()
+        if seen[ids[i]] then shared = true end
+        seen[ids[i]] = true
+        Thread.sleep(0.01)  -- its pthread parks meanwhile
+      end
+      assert.is_true(shared, "every thread had a pthread of its own")
+      -- In a fresh process: 8 at once leave 8 parked pthreads, which end after a second idle
+      -- (leaving the main thread and the state preparer).
+      local out = run_script [=[
+        local Thread = require "lj-async.thread"
+        local ffi = require "ffi"
+        ffi.cdef "int getpid(void);"
+        local function tasks() local n = 0; for _ in io.popen("ls /proc/" .. ffi.C.getpid() .. "/task"):lines() do n = n + 1 end; return n end
+        local hs = {}
+        for i = 1, 8 do hs[i] = Thread.new("require('lj-async.thread').sleep(0.2)") end
+        for i = 1, 8 do assert(hs[i]:join(10)); hs[i]:destroy() end
+        local parked, t0 = tasks(), os.time()
+        while tasks() > 2 and os.time() - t0 < 10 do Thread.sleep(0.01) end
+        io.write(parked >= 8 and "parked " or "not parked ", tasks())
+      ]=]
+      assert.equal("parked 2 exit 0\n", out)
+    end)
 
     it("1000 threads in sequence leak no OS threads, thread objects, states or memory", function()
       local f = function() local t = {}; for i = 1, 100 do t[i] = i end; return 0 end

@@ -73,11 +73,15 @@ final class LuaThread: @unchecked Sendable {
     /// threads in bursts then maps no new stacks (docs/design.md, "Threads").
     static let defaultStackSize = 256 * 1024
 
-    /// Creates and starts a thread. On success the caller owns one reference (the handle's).
-    /// Everything slow (taking a state, loading the code) happens on the new thread.
+    /// Creates and starts a thread: hands it to a parked pthread (IdleThreads) or creates one.
+    /// On success the caller owns one reference (the handle's), the pthread the other.
+    /// Everything slow (taking a state, loading the code) happens on the thread.
     static func start(_ job: ThreadJob, name: String, stackSize: Int = defaultStackSize) -> Result<LuaThread, ThreadError> {
         Fork.install()
         let t = LuaThread(job: job, name: name)
+        // A pthread of the default stack size parked after its last thread runs this one.
+        let reusable = stackSize == defaultStackSize
+        if reusable && IdleThreads.shared.handOff(t) { return .success(t) }
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }
@@ -90,10 +94,17 @@ final class LuaThread: @unchecked Sendable {
         }
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(t).toOpaque()  // the running thread's reference
-        let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
-            Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
-            return nil
-        }, arg) }
+        let rc = withSignalsBlocked {
+            reusable
+                ? pthread_create(&tid, &attr, { arg in
+                    IdleThreads.serve(first: Unmanaged<LuaThread>.fromOpaque(arg!))
+                    return nil
+                }, arg)
+                : pthread_create(&tid, &attr, { arg in
+                    Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
+                    return nil
+                }, arg)
+        }
         if rc != 0 {
             Unmanaged<LuaThread>.fromOpaque(arg).release()
             return .failure(ThreadError(message: "cannot start a thread: \(String(cString: strerror(rc)))"))
@@ -105,7 +116,8 @@ final class LuaThread: @unchecked Sendable {
 
     /// The thread's body: takes a fresh state, binds it to this object, calls the function
     /// under a traceback handler, records the outcome, wakes joiners, closes the state.
-    private func run() {
+    /// On a pthread of its own, or on a parked one (IdleThreads). Once per object.
+    func run() {
         setThreadName(name)
         let (state, errors) = StateStock.shared.takeChecked()
         guard let L = state else {
