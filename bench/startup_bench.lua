@@ -40,6 +40,14 @@ local function seq_new(n)
   for _ = 1, n do local t = Thread.new(empty); t:join(); t:destroy() end
   return (now() - t0) / n * 1e6
 end
+-- Diagnostic (no goal): a function that takes `ud` gets its cdata, so a state made on the spot
+-- opens ffi for it; `empty` declares no parameter and is called without it.
+local takes_ud = function(ud) end
+local function seq_new_ud(n)
+  local t0 = now()
+  for _ = 1, n do local t = Thread.new(takes_ud); t:join(); t:destroy() end
+  return (now() - t0) / n * 1e6
+end
 local function seq_spawn(n)
   local t0 = now()
   for _ = 1, n do
@@ -136,6 +144,8 @@ local function pass(label)
     for k = 1, ROUNDS do xs[k] = f(n); rs[k] = ref(rn) end
     results[i] = { median(xs), median(rs) }
   end
+  local ud_xs, ud_rs = {}, {}
+  for k = 1, ROUNDS do ud_xs[k] = seq_new_ud(200); ud_rs[k] = T.ljt_pthread_spawn_join_ns(200) / 1e3 end
   print(("start-up, %s (median of %d rounds; %d cpus)"):format(label, ROUNDS, Thread.cpus()))
   print(("  %-48s %5s %9s %9s %7s   %s"):format("what", "goal", "us", "ref us", "ratio", "reference"))
   for i, row in ipairs(rows) do
@@ -146,6 +156,8 @@ local function pass(label)
       line = ("  %-48s %4.1fx %9.1f %9.1f %6.2fx%s   %s"):format(row[1], row[2], us, ref, ratio,
         ratio <= row[2] and " " or "!", row[5]) }
   end
+  print(("  (diagnostic, no goal: Thread.new(function(ud) end) + join, sequential: %.1f us, %.2fx pthread's %.1f us)"):format(
+    median(ud_xs), median(ud_xs) / median(ud_rs), median(ud_rs)))
 end
 
 pass("quiet")

@@ -48,7 +48,9 @@ T.ljt_atomic_store(p, 1)
 wait_for(p + 1, 1)
 ]]
 
-local function tasks() local n = 0; for _ in io.popen("ls /proc/self/task"):lines() do n = n + 1 end; return n end
+-- The OS threads of this process (not /proc/self: that would be ls's own).
+ffi.cdef "int getpid(void);"
+local function tasks() local n = 0; for _ in io.popen("ls /proc/" .. ffi.C.getpid() .. "/task"):lines() do n = n + 1 end; return n end
 
 describe("lj-async.thread", function()
   local live0
@@ -558,6 +560,65 @@ describe("lj-async.thread", function()
       end
     end)
 
+    -- The thread's own stack size, as glibc reports it (pthread_getattr_np).
+    local STACK = body [[
+      ffi.cdef "typedef struct { char b[64]; } ljt_attr; unsigned long pthread_self(void); int pthread_getattr_np(unsigned long, ljt_attr *); int pthread_attr_getstacksize(const ljt_attr *, size_t *); int pthread_attr_destroy(ljt_attr *);"
+      local a, n = ffi.new("ljt_attr"), ffi.new("size_t[1]")
+      assert(ffi.C.pthread_getattr_np(ffi.C.pthread_self(), a) == 0)
+      ffi.C.pthread_attr_getstacksize(a, n)
+      ffi.C.pthread_attr_destroy(a)
+      ffi.cast("int *", ud)[0] = tonumber(n[0]) / 1024
+    ]]
+
+    it("runs threads on a 256 KiB stack unless opts.stack_size asks for another", function()
+      -- glibc may hand out a cached stack of up to 4 times the size asked for; never its 8 MiB
+      -- default (nothing in this process asks for 8 MiB stacks but the pool's workers).
+      for _, c in ipairs { { nil, 256 }, { { stack_size = 2 * 1024 * 1024 }, 2048 } } do
+        local out = ffi.new("int[1]")
+        local t = Thread.new(STACK, out, c[1])
+        assert.is_true(t:join(10))
+        assert.equal(nil, t:error())
+        assert.is_true(out[0] >= c[2] and out[0] < 8192, "stack of " .. out[0] .. " KiB")
+        t:destroy()
+      end
+      for _, bad in ipairs { 1000, 65535, 1.5e5 + 0.5, "big", -1 } do
+        local ok, err = pcall(Thread.new, function() end, nil, { stack_size = bad })
+        assert.is_false(ok)
+        assert.matches("^bad option 'stack_size': expected a whole number of bytes >= 65536, got " .. tostring(bad):gsub("%p", "%%%0"), err)
+      end
+    end)
+
+    it("the default stack holds LuaJIT's deepest recursion: the parser at its nesting limit", function()
+      -- 195 nested table constructors and 195 nested parentheses (LuaJIT stops at 200 levels),
+      -- then __index recursing through C until LuaJIT raises its own stack overflow error.
+      local t = Thread.spawn(function()
+        local tables = loadstring("return " .. string.rep("{", 195) .. string.rep("}", 195))
+        local parens = loadstring("return " .. string.rep("(", 195) .. "1" .. string.rep(")", 195))
+        local deep = setmetatable({}, { __index = function(t, k) return t[k + 1] end })
+        local ok, err = pcall(function() return deep[1] end)
+        return type(tables()) == "table", parens(), ok, tostring(err):match("stack overflow")
+      end)
+      assert.same({ n = 5, true, true, 1, false, "stack overflow" }, H.pack(t:join(30)))
+      t:destroy()
+    end)
+
+    it("a function without parameters runs without ud; one with `...` gets it", function()
+      local out = ffi.new("int[2]")
+      local t = Thread.new(function(...)
+        local ud = ...
+        require("ffi").cast("int *", ud)[0] = select("#", ...) == 1 and require("ffi").istype("void *", ud) and 1 or 2
+      end, out)
+      assert.is_true(t:join(10))
+      assert.equal(nil, t:error())
+      assert.equal(1, out[0])
+      t:destroy()
+      t = Thread.new(function() local x = 1 + 1; assert(x == 2) end, out)
+      assert.is_true(t:join(10))
+      assert.equal(nil, t:error())
+      assert.equal("done", t:status())
+      t:destroy()
+    end)
+
     it("sleep, yield, cpus, id", function()
       local w0 = now()
       assert.is_true(Thread.sleep(0.05))
@@ -727,12 +788,15 @@ describe("lj-async.thread", function()
     end
 
     it("a state whose init code removed ffi fails the thread instead of the process", function()
-      assert.equal("failed: cannot pass the userdata: ffi.cast is not available in the thread's state exit 0\n", run_script [=[
+      -- A function without parameters cannot see ud: it is called without it, so no ffi is needed.
+      assert.equal("failed: cannot pass the userdata: ffi.cast is not available in the thread's state; done exit 0\n", run_script [=[
         local Thread = require "lj-async.thread"
         require("lj-async.callback").add_init("package.loaded.ffi = nil; package.preload.ffi = nil", "=no ffi")
-        local t = Thread.new(function() end, 1234)
+        local t = Thread.new(function(ud) end, 1234)
         assert(t:join(10))
-        io.write(t:status(), ": ", t:error())
+        local blind = Thread.new(function() end, 1234)
+        assert(blind:join(10))
+        io.write(t:status(), ": ", t:error(), "; ", blind:status())
       ]=])
     end)
 
@@ -778,6 +842,34 @@ describe("lj-async.thread", function()
       local f = io.open("/proc/self/statm"); local s = f:read("*l"); f:close()
       return tonumber(s:match("^%d+%s+(%d+)")) * 4
     end
+
+    it("a thread's pthread runs the next thread once it ended, and idle pthreads exit within seconds", function()
+      local ids, seen, shared = ffi.new("int[20]"), {}, false
+      for i = 0, 19 do
+        local t = Thread.new(function(ud) require("ffi").cast("int *", ud)[0] = require("lj-async.thread").id() end, ids + i)
+        assert.is_true(t:join(10))
+        t:destroy()
+        if seen[ids[i]] then shared = true end
+        seen[ids[i]] = true
+        Thread.sleep(0.01)  -- its pthread parks meanwhile
+      end
+      assert.is_true(shared, "every thread had a pthread of its own")
+      -- In a fresh process: 8 at once leave 8 parked pthreads, which end after a second idle
+      -- (leaving the main thread and the state preparer).
+      local out = run_script [=[
+        local Thread = require "lj-async.thread"
+        local ffi = require "ffi"
+        ffi.cdef "int getpid(void);"
+        local function tasks() local n = 0; for _ in io.popen("ls /proc/" .. ffi.C.getpid() .. "/task"):lines() do n = n + 1 end; return n end
+        local hs = {}
+        for i = 1, 8 do hs[i] = Thread.new("require('lj-async.thread').sleep(0.2)") end
+        for i = 1, 8 do assert(hs[i]:join(10)); hs[i]:destroy() end
+        local parked, t0 = tasks(), os.time()
+        while tasks() > 2 and os.time() - t0 < 10 do Thread.sleep(0.01) end
+        io.write(parked >= 8 and "parked " or "not parked ", tasks())
+      ]=]
+      assert.equal("parked 2 exit 0\n", out)
+    end)
 
     it("1000 threads in sequence leak no OS threads, thread objects, states or memory", function()
       local f = function() local t = {}; for i = 1, 100 do t[i] = i end; return 0 end

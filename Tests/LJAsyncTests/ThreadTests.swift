@@ -23,7 +23,7 @@ import Testing
     /// Starts `source` through the C ABI, as Lua does: the only reference is the handle's.
     func startHandle(_ source: String, ud: UnsafeMutableRawPointer? = nil) -> OpaquePointer? {
         var err = [CChar](repeating: 0, count: 256)
-        return ljasync_thread_new(source, source.utf8.count, "=test", nil, 0, ud, nil, "swift-test", &err, 256)
+        return ljasync_thread_new(source, source.utf8.count, "=test", nil, 0, ud, 1, nil, "swift-test", 0, &err, 256)
     }
 
     /// The live count once threads of earlier tests finished (a thread lets go of its object

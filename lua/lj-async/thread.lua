@@ -98,16 +98,27 @@ local function ud_pointer(ud, level)
   error("bad userdata: expected a pointer cdata, lightuserdata, an address or nil, got " .. t, level + 1)
 end
 
-local OPTIONS = { "name" }
+local OPTIONS = { "name", "stack_size" }
+local DEFAULT_NAME = "lj-async thread"
+local MIN_STACK = 64 * 1024
 
-local function check_name(opts, level)
-  if opts == nil then return "lj-async thread" end
+-- The thread's name and stack size in bytes (0: the core's default, 256 KiB).
+local function check_options(opts, level)
+  if opts == nil then return DEFAULT_NAME, 0 end
   if type(opts) ~= "table" then error("bad options: expected a table", level + 1) end
   core.check_options(opts, OPTIONS, level + 1)
-  local name = opts.name
-  if name == nil then return "lj-async thread" end
-  if type(name) ~= "string" then error("bad option 'name': expected a string, got " .. type(name), level + 1) end
-  return name
+  local name, stack = opts.name, opts.stack_size
+  if name == nil then
+    name = DEFAULT_NAME
+  elseif type(name) ~= "string" then
+    error("bad option 'name': expected a string, got " .. type(name), level + 1)
+  end
+  if stack == nil then
+    stack = 0
+  elseif type(stack) ~= "number" or stack ~= math.floor(stack) or stack < MIN_STACK or stack > 2^40 then
+    error(("bad option 'stack_size': expected a whole number of bytes >= %d, got %s"):format(MIN_STACK, tostring(stack)), level + 1)
+  end
+  return name, stack
 end
 
 -- -- Handles (creator's state) --
@@ -197,9 +208,10 @@ function Handle:__tostring()
 end
 
 -- `args` (a message) is the core's from here, even when the thread does not start.
-local function start(code, ud, name, runner, args, level, spawned)
+-- `pass_ud`: Thread.new's function gets `ud` (false only when it cannot see it: see takes_ud).
+local function start(code, ud, name, runner, args, level, spawned, pass_ud, stack)
   local h = C.ljasync_thread_new(code, #code, "=" .. name, runner, runner and #runner or 0,
-    ud, args, name, errbuf, errbuf_size)
+    ud, pass_ud and 1 or 0, args, name, stack, errbuf, errbuf_size)
   if h == nil then
     error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), level + 1)
   end
@@ -229,16 +241,31 @@ local call_new = string_dump(assert(loadstring(
 local call_spawn = string_dump(assert(loadstring(
   "return (function(f, ...) return f(...) end)(...)", "=lj-async thread")))
 
+-- Functions that declare no parameter and no `...`: called with ud, they could not see it, so the
+-- thread calls them without it and its state need not open ffi to make the cdata (about 15 us
+-- of a state made on the spot). Source and bytecode strings always get it (a chunk's `...`).
+local ignores_ud = setmetatable({}, { __mode = "k" })
+local function takes_ud(func)
+  if type(func) ~= "function" then return true end
+  local ignores = ignores_ud[func]
+  if ignores == nil then
+    local info = debug.getinfo(func, "u")
+    ignores = info.nparams == 0 and not info.isvararg
+    ignores_ud[func] = ignores
+  end
+  return not ignores
+end
+
 local function new(fname, func, ud, opts)
-  local name = check_name(opts, 3)
+  local name, stack = check_options(opts, 3)
   local code = portable_code(func, 3, name, fname, 1)
   ud = ud_pointer(ud, 3)
   if code then
-    local h = start(code, ud, name, nil, nil, 3, false)
+    local h = start(code, ud, name, nil, nil, 3, false, takes_ud(func), stack)
     return h
   end
   local msg = core.encode_function(func, "thread function", 3, tonumber(ffi_cast("uintptr_t", ud)))
-  local h = start(call_new, nil, name, runner_code, msg, 3, false)
+  local h = start(call_new, nil, name, runner_code, msg, 3, false, true, stack)
   return h
 end
 
@@ -269,14 +296,14 @@ local function spawn(fname, argn, name, func, ...)
     args, err = require("lj-async.encoder").try_encode_message(...)
     if not args then error("bad argument to spawn: " .. tostring(err), 3) end
   end
-  local h = start(code, nil, name, runner_code, args, 3, true)
+  local h = start(code, nil, name, runner_code, args, 3, true, true, 0)
   return h  -- not a tail call: error levels count this frame
 end
 
 --- Thread.spawn(func, ...): starts a thread calling func(...) with copies of the arguments;
 --- its join() returns true followed by func's results (copied back, nils kept).
 function Thread.spawn(func, ...)
-  local h = spawn("spawn", 1, "lj-async thread", func, ...)
+  local h = spawn("spawn", 1, DEFAULT_NAME, func, ...)
   return h
 end
 

@@ -75,8 +75,8 @@ typedef struct ljasync_thread ljasync_thread;
 /* -- Threads -- */
 ljasync_thread *_Nullable ljasync_thread_new(const char *_Nullable code, size_t code_len,
     const char *_Nullable chunkname, const char *_Nullable runner, size_t runner_len,
-    void *_Nullable ud, ljasync_message *_Nullable args, const char *_Nullable name,
-    char *_Nullable err, size_t errlen);
+    void *_Nullable ud, int32_t pass_ud, ljasync_message *_Nullable args,
+    const char *_Nullable name, size_t stack_size, char *_Nullable err, size_t errlen);
 int32_t ljasync_thread_join(ljasync_thread *t, double timeout);
 int32_t ljasync_thread_status(ljasync_thread *t);
 intptr_t ljasync_thread_error(ljasync_thread *t, char *_Nullable buf, size_t len);

@@ -13,17 +13,19 @@ private func bytes(_ p: UnsafePointer<CChar>?, _ n: Int) -> [UInt8] {
 }
 
 /// Creates and starts a thread running `code` (source or bytecode) in a fresh state.
-/// Without `runner` it calls f(ud) with `ud` as a void* cdata; with one (Thread.spawn) it
+/// Without `runner` it calls f(ud) with `ud` as a void* cdata (f() when `passUD` is 0: for a
+/// function whose parameters cannot see it, so its state need not open ffi); with one (Thread.spawn) it
 /// calls runner(f, args address or 0) and keeps the message address the
-/// runner returns as the results. The thread takes ownership of `args` whether or not
+/// runner returns as the results. `stackSize`: the pthread's stack in bytes, 0 for
+/// `LuaThread.defaultStackSize`. The thread takes ownership of `args` whether or not
 /// creation succeeds.
 /// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
 @implementation @c
 public func ljasync_thread_new(
     _ code: UnsafePointer<CChar>?, _ codeLen: Int, _ chunkName: UnsafePointer<CChar>?,
     _ runner: UnsafePointer<CChar>?, _ runnerLen: Int,
-    _ ud: UnsafeMutableRawPointer?, _ args: OpaquePointer?, _ name: UnsafePointer<CChar>?,
-    _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
+    _ ud: UnsafeMutableRawPointer?, _ passUD: Int32, _ args: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+    _ stackSize: Int, _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
 ) -> OpaquePointer? {
     let argsMessage = args.map { UnsafeMutablePointer<Message>($0) }
     guard let code, codeLen > 0 else {
@@ -33,11 +35,13 @@ public func ljasync_thread_new(
     }
     var job = ThreadJob(code: bytes(code, codeLen), chunkName: chunkName.map { String(cString: $0) } ?? "=thread")
     job.ud = UInt(bitPattern: ud)
+    job.passUD = passUD != 0
     if let runner {
         job.runner = bytes(runner, runnerLen)
     }
     job.args = argsMessage
-    switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread") {
+    let stack = stackSize > 0 ? stackSize : LuaThread.defaultStackSize
+    switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread", stackSize: stack) {
     case .success(let t): return OpaquePointer(Unmanaged.passRetained(t).toOpaque())
     case .failure(let e):
         writeError(e.message, err, errLen)

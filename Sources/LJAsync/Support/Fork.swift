@@ -57,10 +57,12 @@ enum Fork {
         for l in cacheLocks { l.lock() }
         for l in callbackLocks { l.lock() }
         Pool.forkPrepare()
+        IdleThreads.shared.forkPrepare()  // a leaf lock
         ljasync_gnu_unwinder_sync()  // last: see shims.c (libgcc's frame lock)
     }
 
     private static func parent() {
+        IdleThreads.shared.forkParent()
         Pool.forkParent()
         for l in callbackLocks.reversed() { l.unlock() }
         for l in cacheLocks.reversed() { l.unlock() }
@@ -71,6 +73,7 @@ enum Fork {
         forkingThreadWord.store(UInt(pthread_self()), ordering: .relaxed)
         generationCounter.add(1, ordering: .releasing)
         StateStock.shared.forkChild()
+        IdleThreads.shared.forkChild()
         for l in cacheLocks { l.reinitAfterFork() }
         for l in callbackLocks { l.reinitAfterFork() }
         Pool.forkChild()

@@ -66,23 +66,45 @@ final class LuaThread: @unchecked Sendable {
 
     // -- Creation (creator's thread) --
 
-    /// Creates and starts a thread. On success the caller owns one reference (the handle's).
-    /// Everything slow (taking a state, loading the code) happens on the new thread.
-    static func start(_ job: ThreadJob, name: String) -> Result<LuaThread, ThreadError> {
+    /// The stack of a thread unless its creator asks for another size. LuaJIT's own deepest
+    /// C recursion (the parser at its nesting limit, 200 levels) needs under 128 KiB; the JIT,
+    /// ffi callbacks and C library calls far less. Smaller than glibc's 8 MiB default so its
+    /// cache of exited threads' stacks (40 MiB) holds 160 of them instead of 5: creating
+    /// threads in bursts then maps no new stacks (docs/design.md, "Threads").
+    static let defaultStackSize = 256 * 1024
+
+    /// Creates and starts a thread: hands it to a parked pthread (IdleThreads) or creates one.
+    /// On success the caller owns one reference (the handle's), the pthread the other.
+    /// Everything slow (taking a state, loading the code) happens on the thread.
+    static func start(_ job: ThreadJob, name: String, stackSize: Int = defaultStackSize) -> Result<LuaThread, ThreadError> {
         Fork.install()
         let t = LuaThread(job: job, name: name)
+        // A pthread of the default stack size parked after its last thread runs this one.
+        let reusable = stackSize == defaultStackSize
+        if reusable && IdleThreads.shared.handOff(t) { return .success(t) }
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }
         // Nobody calls pthread_join: `join` waits on `sync`, so the thread can signal the end
         // and then close its state while the joiner already goes on.
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        let src = pthread_attr_setstacksize(&attr, stackSize)
+        if src != 0 {
+            return .failure(ThreadError(message: "bad stack size \(stackSize): \(String(cString: strerror(src)))"))
+        }
         var tid = pthread_t()
         let arg = Unmanaged.passRetained(t).toOpaque()  // the running thread's reference
-        let rc = withSignalsBlocked { pthread_create(&tid, &attr, { arg in
-            Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
-            return nil
-        }, arg) }
+        let rc = withSignalsBlocked {
+            reusable
+                ? pthread_create(&tid, &attr, { arg in
+                    IdleThreads.serve(first: Unmanaged<LuaThread>.fromOpaque(arg!))
+                    return nil
+                }, arg)
+                : pthread_create(&tid, &attr, { arg in
+                    Unmanaged<LuaThread>.fromOpaque(arg!).takeRetainedValue().run()
+                    return nil
+                }, arg)
+        }
         if rc != 0 {
             Unmanaged<LuaThread>.fromOpaque(arg).release()
             return .failure(ThreadError(message: "cannot start a thread: \(String(cString: strerror(rc)))"))
@@ -94,7 +116,8 @@ final class LuaThread: @unchecked Sendable {
 
     /// The thread's body: takes a fresh state, binds it to this object, calls the function
     /// under a traceback handler, records the outcome, wakes joiners, closes the state.
-    private func run() {
+    /// On a pthread of its own, or on a parked one (IdleThreads). Once per object.
+    func run() {
         setThreadName(name)
         let (state, errors) = StateStock.shared.takeChecked()
         guard let L = state else {
@@ -123,12 +146,13 @@ final class LuaThread: @unchecked Sendable {
                     lua_insert(L, 2)
                     lua_pushnumber(L, Double(job.args.map { UInt(bitPattern: $0) } ?? 0))
                 }
-            } else {
+            } else if job.passUD {
                 failure = pushPointer(L, job.ud)
             }
         }
         if failure == nil {
-            if lua_pcall(L, job.runner == nil ? 1 : 2, 1, 1) != 0 {
+            let nargs: Int32 = job.runner != nil ? 2 : job.passUD ? 1 : 0
+            if lua_pcall(L, nargs, 1, 1) != 0 {
                 cancelled = isCancelMarker(L, -1)
                 if !cancelled { failure = Lua.string(L, -1) }
             } else if job.runner != nil {
@@ -301,6 +325,7 @@ struct ThreadJob {
     var code: [UInt8]                        // the function: source or bytecode
     var chunkName: String
     var ud: UInt = 0                         // Thread.new: the void* argument
+    var passUD = true                        // Thread.new: false when f cannot see ud (f())
     var runner: [UInt8]?                     // Thread.spawn: the runner chunk (see thread.lua)
     var args: UnsafeMutablePointer<Message>? // Thread.spawn: encoded arguments, owned
 }
