@@ -71,23 +71,6 @@ if handler then on_error = handler elseif on_error then on_error = assert(loadst
 local function traceback(e)
   return debug.traceback(type(e) == "string" and e or tostring(e), 2)
 end
--- A one-page first machine-code area: a callback's first trace usually fits in it, where
--- LuaJIT's default area (64 KiB on 64-bit) touches two pages, its header's and the trace's.
--- The default comes back when the first trace ends (compiled, or aborted: one too long for the
--- page is retried later in a default area), before any later trace needs room. (A LuaJIT
--- built without the JIT or its VM events has no jit.opt or jit.attach: nothing to do there.)
-local jit = require "jit"
-if jit.opt and jit.attach then
-  local default_mcode = (ffi.abi("64bit") or ffi.abi("win")) and "sizemcode=64" or "sizemcode=32"
-  local function restore_mcode(what)
-    if what == "stop" or what == "abort" then
-      jit.attach(restore_mcode)
-      jit.opt.start(default_mcode)
-    end
-  end
-  jit.opt.start("sizemcode=4")
-  jit.attach(restore_mcode, "trace")
-end
 return traceback, wrap, on_error
 ]==]
 local builder_code = string.dump(assert(loadstring(builder_source, "=lj-async builder")))
