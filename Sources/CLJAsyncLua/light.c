@@ -142,7 +142,6 @@ static int preload_submodule(lua_State *L) {
  * small trace, its header's and the trace's; with sizemcode=4 both are one page. The handler
  * below restores the default when the state's first trace ends, compiled or aborted (a trace
  * too long for the page is retried in an area of the default size), and detaches itself. */
-static const char MCODE_HANDLER[] = "lj-async.mcode";
 #if defined(_WIN32) || UINTPTR_MAX > 0xffffffffu
 static const char MCODE_DEFAULT[] = "sizemcode=64";  /* lj_jit.h: LJ_TARGET_WINDOWS || LJ_64 */
 #else
@@ -173,16 +172,15 @@ static int jit_functions(lua_State *L) {
 }
 
 /* jit.attach's trace handler (what, ...): at the first "stop" or "abort", detaches itself
- * and restores the default area size. */
+ * (its one upvalue is itself: detaching needs the attached function object, and a registry
+ * key would grow the registry) and restores the default area size. */
 static int mcode_restore(lua_State *L) {
   const char *what = lua_tostring(L, 1);
   if (!what || (strcmp(what, "stop") != 0 && strcmp(what, "abort") != 0)) return 0;
   lua_settop(L, 0);
   if (!jit_functions(L)) return 0;                   /* 1 start, 2 attach */
-  lua_getfield(L, LUA_REGISTRYINDEX, MCODE_HANDLER);
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_call(L, 1, 0);                                 /* jit.attach(this handler): detached */
-  lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, MCODE_HANDLER);
   lua_pushstring(L, MCODE_DEFAULT);
   lua_call(L, 1, 0);                                 /* jit.opt.start(default) */
   return 0;
@@ -194,9 +192,10 @@ int ljasync_light_small_mcode(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_pushliteral(L, "sizemcode=4");
   lua_call(L, 1, 0);
-  lua_pushcfunction(L, mcode_restore);
+  lua_pushnil(L);
+  lua_pushcclosure(L, mcode_restore, 1);
   lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, MCODE_HANDLER);  /* the same function object detaches */
+  lua_setupvalue(L, -2, 1);                          /* its upvalue: itself */
   lua_pushliteral(L, "trace");
   lua_call(L, 2, 0);
   lua_settop(L, 0);
