@@ -92,6 +92,37 @@ local function rss_kib()
   local f = io.open("/proc/self/statm"); local _, rss = f:read("*n", "*n"); f:close(); return rss * 4
 end
 
+-- `luajit bench/state_probe.lua chunks`: what LuaJIT's allocator adds to the heap of one state:
+-- the same configurations made with lua_newstate and a counting allocator (over malloc), live
+-- allocations after a full collection, their bytes, and the chunks dlmalloc (lj_alloc.c) gives
+-- them: 8 bytes of header, rounded up to 16, at least 32. The rest of a state's RSS beyond its
+-- chunks is the arena's own: its malloc_state (~0.9 KiB), the page holding the segment's end
+-- fencepost (lj_alloc.c init_top writes it at the end of the 128 KiB segment: one page each),
+-- the unused part of the top page, and chunks freed by the state's making (its peak).
+if arg[1] == "chunks" then
+  local live, bytes, chunks, peak = 0, 0, 0, 0
+  local function csize(n) local c = bit.band(n + 8 + 15, bit.bnot(15)); return c < 32 and 32 or c end
+  local counting = ffi.cast("lua_Alloc", function(_, p, o, n)
+    if p ~= nil then live, bytes, chunks = live - 1, bytes - tonumber(o), chunks - csize(tonumber(o)) end
+    if n == 0 then C.free(p); return nil end
+    live, bytes, chunks = live + 1, bytes + tonumber(n), chunks + csize(tonumber(n))
+    if chunks > peak then peak = chunks end
+    return C.realloc(p, n)
+  end)
+  local function base_jit_ffi(L) open(L, C.luaopen_base); open(L, C.luaopen_jit); open(L, C.luaopen_ffi) end
+  print(("%-34s %6s %9s %10s %10s"):format("state (lua_newstate, counted)", "allocs", "heap KiB", "chunks KiB", "peak KiB"))
+  for _, c in ipairs{ { "bare", function() end }, { "+ base + jit + ffi", base_jit_ffi },
+                      { "all + ffi", function(L) C.luaL_openlibs(L); run(L, "require 'ffi'") end } } do
+    live, bytes, chunks, peak = 0, 0, 0, 0
+    local L = C.lua_newstate(counting, nil)
+    c[2](L)
+    C.lua_gc(L, LUA_GCCOLLECT, 0)
+    print(("%-34s %6d %9.1f %10.1f %10.1f"):format(c[1], live, bytes / 1024, chunks / 1024, peak / 1024))
+    C.lua_close(L)
+  end
+  return
+end
+
 if arg[1] == "one" then
   local make = assert(configs[arg[2]], arg[2])
   for _ = 1, 20 do local L = make(); C.lua_gc(L, LUA_GCCOLLECT, 0); C.lua_close(L) end  -- warm

@@ -731,6 +731,29 @@ describe("inside a callback's state", function()
     cb:free()
   end)
 
+  it("compiles a long callback whose trace needs more machine code than the first one-page area", function()
+    -- The state's first machine-code area is one page; a first trace too long for it must
+    -- still compile (in an area of LuaJIT's default size), not abort for good.
+    local lines = { [[return function(x)
+      if x < 0 then
+        local big = 0
+        for t = 1, 100 do local m = require("jit.util").tracemc(t); if m and #m > big then big = #m end end
+        return big
+      end
+      local a, b, c = x, x * 2, x * 3]] }
+    for i = 1, 100 do
+      lines[#lines + 1] = ("a = (a * %d + b) %% 1000003; b = (b + c * %d) %% 999983; c = (a + b + %d) + (a - b) / (c + 1)")
+        :format(i, i + 1, i)
+    end
+    lines[#lines + 1] = "return (a + b + c) % 1000 end"
+    local cb = CallbackFactory("int(*)(int)")(string.dump(loadstring(table.concat(lines, "\n"))()))
+    for _ = 1, 20 do T.ljt_loop_ns(cb:funcptr(), 1000) end
+    local biggest = cb:funcptr()(-1)
+    assert(biggest > 4096, ("the longest trace has %d bytes of machine code (not compiled?)"):format(biggest))
+    assert.equal(0, (cb:errors()))
+    cb:free()
+  end)
+
   it("runs code registered with add_init in every new state", function()
     CallbackFactory.add_init("ljt_init_value = 1234", "=spec init")
     local cb = CallbackFactory("int(*)(void)")("return ljt_init_value or -1")

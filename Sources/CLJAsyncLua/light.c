@@ -13,6 +13,7 @@
  *
  * The openers are C, not Swift: a library that fails to open (out of memory in a state with a
  * memory limit) raises a Lua error, and that longjmp must cross no Swift frame. */
+#include <stdint.h>
 #include <string.h>
 #pragma GCC visibility push(hidden)
 #include "api.h"
@@ -134,6 +135,71 @@ static int preload_submodule(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   return 1;
+}
+
+/* A one-page first machine-code area (docs/design.md, "Callbacks"). LuaJIT maps its machine
+ * code in areas of `sizemcode` KiB (64 on 64-bit) and touches two pages of the first for a
+ * small trace, its header's and the trace's; with sizemcode=4 both are one page. The handler
+ * below restores the default when the state's first trace ends, compiled or aborted (a trace
+ * too long for the page is retried in an area of the default size), and detaches itself. */
+#if defined(_WIN32) || UINTPTR_MAX > 0xffffffffu
+static const char MCODE_DEFAULT[] = "sizemcode=64";  /* lj_jit.h: LJ_TARGET_WINDOWS || LJ_64 */
+#else
+static const char MCODE_DEFAULT[] = "sizemcode=32";
+#endif
+
+/* Pushes jit.opt.start and jit.attach (2 slots) and returns 1, or returns 0 with nothing
+ * pushed (a LuaJIT without the JIT or its VM events has neither). */
+static int jit_functions(lua_State *L) {
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");    /* top+1 */
+  lua_getfield(L, top + 1, "jit");                   /* top+2 */
+  if (lua_istable(L, top + 2)) {
+    lua_getfield(L, top + 2, "opt");                 /* top+3 */
+    if (lua_istable(L, top + 3)) {
+      lua_getfield(L, top + 3, "start");             /* top+4 */
+      lua_getfield(L, top + 2, "attach");            /* top+5 */
+      if (lua_isfunction(L, top + 4) && lua_isfunction(L, top + 5)) {
+        lua_replace(L, top + 2);                     /* attach */
+        lua_replace(L, top + 1);                     /* start */
+        lua_settop(L, top + 2);
+        return 1;
+      }
+    }
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* jit.attach's trace handler (what, ...): at the first "stop" or "abort", detaches itself
+ * (its one upvalue is itself: detaching needs the attached function object, and a registry
+ * key would grow the registry) and restores the default area size. */
+static int mcode_restore(lua_State *L) {
+  const char *what = lua_tostring(L, 1);
+  if (!what || (strcmp(what, "stop") != 0 && strcmp(what, "abort") != 0)) return 0;
+  lua_settop(L, 0);
+  if (!jit_functions(L)) return 0;                   /* 1 start, 2 attach */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 1, 0);                                 /* jit.attach(this handler): detached */
+  lua_pushstring(L, MCODE_DEFAULT);
+  lua_call(L, 1, 0);                                 /* jit.opt.start(default) */
+  return 0;
+}
+
+int ljasync_light_small_mcode(lua_State *L) {
+  lua_settop(L, 0);
+  if (!jit_functions(L)) return 0;   /* 1 start, 2 attach */
+  lua_pushvalue(L, 1);
+  lua_pushliteral(L, "sizemcode=4");
+  lua_call(L, 1, 0);
+  lua_pushnil(L);
+  lua_pushcclosure(L, mcode_restore, 1);
+  lua_pushvalue(L, -1);
+  lua_setupvalue(L, -2, 1);                          /* its upvalue: itself */
+  lua_pushliteral(L, "trace");
+  lua_call(L, 2, 0);
+  lua_settop(L, 0);
+  return 0;
 }
 
 int ljasync_light_open(lua_State *L) {

@@ -16,4 +16,9 @@ int ljasync_lua_bind(char *msg, size_t len);
 struct lua_State;
 int ljasync_light_open(struct lua_State *L);
 
+/* Gives the state a one-page first machine-code area, LuaJIT's default size coming back when
+ * its first trace ends (light.c; callback states, docs/design.md "Callbacks"). A
+ * lua_CFunction: lua_pcall it with no arguments. */
+int ljasync_light_small_mcode(struct lua_State *L);
+
 #endif

@@ -21,6 +21,34 @@ struct CallbackSpec {
 
 struct CallbackError: Error { let message: String }
 
+/// The builder bytecode callbacks share. callback.lua passes the same bytes to every creation:
+/// the first copy is kept for the process (immutable, never freed) and a later creation with
+/// equal bytes reuses its storage instead of holding its own 1.6 KiB (docs/design.md, "States").
+/// Lock-free (one compare-and-swap publishes it), so fork() needs nothing here. Any thread.
+enum SharedBuilder {
+    private final class Box: Sendable {
+        let bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+    }
+    /// The shared box's address (an `Unmanaged<Box>` retained for good), 0 until published.
+    private static let first = Atomic<UInt>(0)
+
+    /// The `n` bytes at `p` (n > 0) as an array, the shared one when they equal it.
+    static func bytes(_ p: UnsafeRawPointer, _ n: Int) -> [UInt8] {
+        if let shared = UnsafeRawPointer(bitPattern: first.load(ordering: .acquiring)) {
+            let b = Unmanaged<Box>.fromOpaque(shared).takeUnretainedValue().bytes
+            if b.count == n && b.withUnsafeBytes({ memcmp($0.baseAddress!, p, n) }) == 0 { return b }
+            return Array(UnsafeRawBufferPointer(start: p, count: n))
+        }
+        let mine = Array(UnsafeRawBufferPointer(start: p, count: n))
+        let box = Unmanaged.passRetained(Box(mine)).toOpaque()
+        if !first.compareExchange(expected: 0, desired: UInt(bitPattern: box), ordering: .acquiringAndReleasing).exchanged {
+            Unmanaged<Box>.fromOpaque(box).release()
+        }
+        return mine
+    }
+}
+
 /// Where one argument comes from and where it goes, fixed at creation.
 struct ArgumentPlace {
     /// Byte offset in the stub's spill area (`ljasync_regs`, then the caller's stack arguments

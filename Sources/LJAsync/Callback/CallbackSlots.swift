@@ -1,4 +1,5 @@
 // The slow path of taking a slot: contention, growth of parallel states, re-entry spares.
+import CLJAsyncLua
 import CLuaJIT
 import Glibc
 
@@ -153,6 +154,11 @@ extension CallbackCore {
                 }
             }
             if lua_pcall(L, Int32(1 + spec.builderArgs.count), 3, 0) != 0 { failure = Lua.string(L, -1) }
+        }
+        // A one-page first machine-code area: 4 KiB less per called callback (light.c).
+        if failure == nil {
+            lua_pushcclosure(L, ljasync_light_small_mcode, 0)
+            if lua_pcall(L, 0, 0, 0) != 0 { failure = Lua.string(L, -1) }
         }
         if let failure {
             StateStock.shared.retire(L, limit: limit)

@@ -39,7 +39,7 @@ public func ljasync_callback_new(
         d = (defaultReturn.loadUnaligned(as: UInt64.self), defaultReturn.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
     }
     let spec = CallbackSpec(
-        label: String(cString: label), builder: bytes(builder, builderLen), builderArgs: (0..<Int(nparts)).map { i in parts[i].map { bytes($0, lens[i]) } },
+        label: String(cString: label), builder: builderLen > 0 ? SharedBuilder.bytes(builder, builderLen) : [], builderArgs: (0..<Int(nparts)).map { i in parts[i].map { bytes($0, lens[i]) } },
         argKinds: argKinds, argOffsets: argOffsets, retKind: ValueKind(rawValue: kinds[0])!, retOffset: offsets[0],
         frameSize: Int(frameSize), defaultReturn: d, maxStates: max(1, Int(maxStates)),
         memoryLimit: memoryLimit > 0 ? Int(memoryLimit) : 0)
