@@ -39,8 +39,27 @@ static void *producer(void *arg) {
   return NULL;
 }
 
+/* Pops one int: one lock per value, a condition wait while the ring is empty. */
+static int fifo_pop(struct fifo *f) {
+  pthread_mutex_lock(&f->mu);
+  while (f->count == 0) {
+    f->pop_waiters++;
+    pthread_cond_wait(&f->not_empty, &f->mu);
+    f->pop_waiters--;
+  }
+  int v = f->ring[f->head];
+  f->head = (f->head + 1) % FIFO_CAP;
+  f->count--;
+  int wake = f->push_waiters > 0;
+  pthread_mutex_unlock(&f->mu);
+  if (wake) pthread_cond_signal(&f->not_full);
+  return v;
+}
+
 /* Moves n ints (1..n) from a new producer thread to this one, one lock per value on both
-   sides; returns values per second, or -1 on failure (or a wrong checksum). */
+   sides; returns values per second, or -1 on failure (or a wrong checksum). The clock starts
+   once the first value has arrived, as sync_bench's channel rows do: the thread's start-up is
+   not a message's cost (and a Lua thread's start-up, a new state, is far longer). */
 double ljt_fifo_rate(int n) {
   struct fifo *f = calloc(1, sizeof *f);
   if (!f) return -1;
@@ -48,26 +67,13 @@ double ljt_fifo_rate(int n) {
   pthread_cond_init(&f->not_empty, NULL);
   pthread_cond_init(&f->not_full, NULL);
   f->n = n;
-  double t0 = now_s();
   pthread_t tid;
   if (pthread_create(&tid, NULL, producer, f)) { free(f); return -1; }
-  long long sum = 0;
-  for (int i = 0; i < n; i++) {
-    pthread_mutex_lock(&f->mu);
-    while (f->count == 0) {
-      f->pop_waiters++;
-      pthread_cond_wait(&f->not_empty, &f->mu);
-      f->pop_waiters--;
-    }
-    sum += f->ring[f->head];
-    f->head = (f->head + 1) % FIFO_CAP;
-    f->count--;
-    int wake = f->push_waiters > 0;
-    pthread_mutex_unlock(&f->mu);
-    if (wake) pthread_cond_signal(&f->not_full);
-  }
+  long long sum = fifo_pop(f);
+  double t0 = now_s();
+  for (int i = 1; i < n; i++) sum += fifo_pop(f);
+  double rate = (n - 1) / (now_s() - t0);
   pthread_join(tid, NULL);
-  double rate = n / (now_s() - t0);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->not_empty);
   pthread_cond_destroy(&f->not_full);
