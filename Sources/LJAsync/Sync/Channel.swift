@@ -31,6 +31,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     }
 
     static let initialRing = 64
+    static let lineSize = 64
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
@@ -42,7 +43,10 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
         let limit = capacity > 0 ? capacity : Int.max
-        state = .allocate(capacity: 1)
+        // A cache line of its own (64-byte State, 64-aligned): malloc's 16-byte alignment would
+        // split it over two lines, each also holding a neighbour's bytes.
+        state = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: Channel.lineSize)
+            .bindMemory(to: State.self, capacity: 1)
         state.initialize(to: State(cells: Ring(capacity: min(limit, Channel.initialRing)), limit: limit,
                                    closed: false, popWaiters: 0, pushWaiters: 0))
         super.init()
@@ -51,7 +55,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     deinit {
         while let c = state.pointee.cells.popFirst() { c.release() }
         state.pointee.cells.free()
-        state.deallocate()
+        UnsafeMutableRawPointer(state).deallocate()
         notFull.destroy()
         lock.destroy()
     }
@@ -142,7 +146,9 @@ final class Channel: SyncObject, @unchecked Sendable {
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
         let s = state
         lock.lock()
-        if s.pointee.cells.count == 0 {
+        let count = s.pointee.cells.count
+        if max == 1 && count > 0 { return popOne(into: out, count) }
+        if count == 0 {
             var deadline: timespec?
             var timedOut = false
             repeat {
@@ -179,6 +185,22 @@ final class Channel: SyncObject, @unchecked Sendable {
         }
         if wakeConsumer { lock.signal() }
         return (.ok, n)
+    }
+
+    /// `pop` of one cell from a ring that holds `before` > 0, with `lock` held (released here):
+    /// the per-value path of Lua's pop, kept free of the batch loop.
+    @inline(__always)
+    private func popOne(into out: UnsafeMutablePointer<ChannelCell>, _ before: Int) -> (Status, Int) {
+        let s = state
+        out[0] = s.pointee.cells[0]
+        s.pointee.cells.removeFirst(1)
+        let wakeProducer = before >= s.pointee.limit && s.pointee.pushWaiters > 0
+        let wakeConsumer = before > 1 && s.pointee.popWaiters > 0
+        if before == 1 && s.pointee.cells.capacity > Channel.shrinkAbove { s.pointee.cells.shrink(to: Channel.initialRing) }
+        lock.unlock()
+        if wakeProducer { notFull.signal() }
+        if wakeConsumer { lock.signal() }
+        return (.ok, 1)
     }
 
     // -- Both --
