@@ -1,7 +1,9 @@
 /* The reference for channel benchmarks: a mutex + condvar ring FIFO in plain C, one producer
    thread pushing ints to a consumer on the calling thread. */
+#define _GNU_SOURCE  /* RUSAGE_THREAD */
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -13,7 +15,15 @@ struct fifo {
   int ring[FIFO_CAP];
   int head, count, pop_waiters, push_waiters;
   int n;
+  double producer_cpu;   /* CPU seconds of the producer's loop */
 };
+
+/* CPU seconds this thread has used. */
+static double thread_cpu_s(void) {
+  struct rusage r;
+  getrusage(RUSAGE_THREAD, &r);
+  return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) * 1e-6;
+}
 
 static double now_s(void) {
   struct timespec t;
@@ -23,6 +33,7 @@ static double now_s(void) {
 
 static void *producer(void *arg) {
   struct fifo *f = arg;
+  double c0 = thread_cpu_s();
   for (int i = 1; i <= f->n; i++) {
     pthread_mutex_lock(&f->mu);
     while (f->count == FIFO_CAP) {
@@ -36,6 +47,7 @@ static void *producer(void *arg) {
     pthread_mutex_unlock(&f->mu);
     if (wake) pthread_cond_signal(&f->not_empty);
   }
+  f->producer_cpu = thread_cpu_s() - c0;
   return NULL;
 }
 
@@ -59,8 +71,9 @@ static int fifo_pop(struct fifo *f) {
 /* Moves n ints (1..n) from a new producer thread to this one, one lock per value on both
    sides; returns values per second, or -1 on failure (or a wrong checksum). The clock starts
    once the first value has arrived, as sync_bench's channel rows do: the thread's start-up is
-   not a message's cost (and a Lua thread's start-up, a new state, is far longer). */
-double ljt_fifo_rate(int n) {
+   not a message's cost (and a Lua thread's start-up, a new state, is far longer). If `cpu_ns`
+   is not NULL it gets the CPU per value: [0] the producer's, [1] the consumer's, in ns. */
+double ljt_fifo_rate(int n, double *cpu_ns) {
   struct fifo *f = calloc(1, sizeof *f);
   if (!f) return -1;
   pthread_mutex_init(&f->mu, NULL);
@@ -70,10 +83,15 @@ double ljt_fifo_rate(int n) {
   pthread_t tid;
   if (pthread_create(&tid, NULL, producer, f)) { free(f); return -1; }
   long long sum = fifo_pop(f);
-  double t0 = now_s();
+  double t0 = now_s(), c0 = thread_cpu_s();
   for (int i = 1; i < n; i++) sum += fifo_pop(f);
   double rate = (n - 1) / (now_s() - t0);
+  double consumer_cpu = thread_cpu_s() - c0;
   pthread_join(tid, NULL);
+  if (cpu_ns) {
+    cpu_ns[0] = f->producer_cpu / n * 1e9;
+    cpu_ns[1] = consumer_cpu / (n - 1) * 1e9;
+  }
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->not_empty);
   pthread_cond_destroy(&f->not_full);
