@@ -5,7 +5,7 @@ local ffi = require "ffi"
 local sync = require "lj-async.sync"
 local T = require "spec.sync_threads"  -- threads before lj-async.thread exists
 
-ffi.cdef "double ljt_fifo_rate(int n, double *cpu_ns);"
+ffi.cdef "double ljt_fifo_rate(int n, double *cpu_ns, int producer_on);"
 local buffer = require "string.buffer"
 local report = require "bench.report"
 local testc = ffi.load(os.getenv("LJASYNC_TESTC") or "build/libljasync_testc.so")
@@ -40,9 +40,10 @@ end
 -- thread's start-up (a new state loading lj-async.sync: 1-9 ms on a busy machine, up to 6% of
 -- a row) is not a message's cost.
 -- A producer that returns its loop's CPU seconds too has both sides' CPU recorded under `key`.
-local function channel_rate(produce, consume, n, key)
+-- `on`, if given, is the CPU the producer pins itself to.
+local function channel_rate(produce, consume, n, key, on)
   local ch = sync.channel(CAP)
-  local th = T.spawn(produce, ch, n)
+  local th = T.spawn(produce, ch, n, on)
   local first = ch:pop()
   local t0, c0 = T.now(), thread_cpu()
   local check = consume(ch, n - 1, first)
@@ -57,9 +58,13 @@ end
 -- -- Producers (run in the thread's own state: no upvalues) --
 
 -- These two also return the thread's CPU seconds for the pushes (RUSAGE_THREAD).
-local function produce_numbers(ch, n)
+local function produce_numbers(ch, n, on)
   local ffi = require "ffi"
   pcall(ffi.cdef, "struct bench_rusage { long t[4]; long pad[14]; }; int getrusage(int who, struct bench_rusage *r);")
+  if on then
+    pcall(ffi.cdef, "int sched_setaffinity(int pid, size_t size, const unsigned long *mask);")
+    assert(ffi.C.sched_setaffinity(0, 8, ffi.new("unsigned long[1]", 2 ^ on)) == 0)
+  end
   local r = ffi.new("struct bench_rusage")
   local function cpu()
     ffi.C.getrusage(1, r)
@@ -163,7 +168,7 @@ end
 local fifo_cpu = ffi.new("double[2]")
 local rows = {
   { "C mutex FIFO (ints, reference)", function()
-      local rate = testc.ljt_fifo_rate(N_NUM, fifo_cpu)
+      local rate = testc.ljt_fifo_rate(N_NUM, fifo_cpu, -1)
       cpu_sample("fifo", fifo_cpu[0], fifo_cpu[1])
       return rate
     end },
@@ -230,6 +235,42 @@ print(("  CPU per value (median; sleeping is not CPU, spinning is): C FIFO produ
 print(("  small tables: x%.2f of string.buffer encode+decode in one state; CPU per value: producer %.0f ns, consumer %.0f ns")
   :format(median(samples[4]) / median(samples[5]), cpu("tables")))
 if not effil then print("  effil: not installed (skipped); luv's threads cannot pass tables (skipped)") end
+
+-- -- Where the two threads run --
+-- Unpinned, the scheduler picks per round: both threads on one CPU taking turns (then a value
+-- costs the two sides' CPU added, and the rates above are 20-29 M/s), or one thread on each
+-- CPU (then every value moves the lock's and the ring's cache lines between CPUs and wakes
+-- the other CPU often: 2-6 M/s for both, on this VM). Which one a round gets differs between
+-- the C FIFO's round and ours, the main cause of the spread of the per-round ratios above. Here
+-- both run each placement in turn: the main thread (consumer) and the producer on CPU 0, or the
+-- consumer on 0 and the producer on 1 (the C FIFO's producer pins itself the same way).
+ffi.cdef [[
+int sched_setaffinity(int pid, size_t size, const unsigned long *mask);
+int sched_getaffinity(int pid, size_t size, unsigned long *mask);
+]]
+local ncpu = tonumber(io.popen("nproc"):read("*l")) or 1
+if ncpu >= 2 then
+  local saved = ffi.new("unsigned long[16]")
+  assert(ffi.C.sched_getaffinity(0, ffi.sizeof(saved), saved) == 0)
+  local placements = { { "both threads on CPU 0", nil }, { "consumer on CPU 0, producer on CPU 1", 1 } }
+  local N_PIN = N_NUM / 2
+  for _, pl in ipairs(placements) do
+    local c, ours, ratios = {}, {}, {}
+    assert(ffi.C.sched_setaffinity(0, 8, ffi.new("unsigned long[1]", 1)) == 0)  -- this thread, and the threads it starts
+    for r = 1, ROUNDS do
+      local function cfifo() c[r] = testc.ljt_fifo_rate(N_PIN, nil, pl[2] or -1) end
+      local function chan() ours[r] = channel_rate(produce_numbers, consume_numbers, N_PIN, "pinned", pl[2]) end
+      if r % 2 == 1 then cfifo(); chan() else chan(); cfifo() end
+      ratios[r] = ours[r] / c[r]
+    end
+    assert(ffi.C.sched_setaffinity(0, ffi.sizeof(saved), saved) == 0)
+    local rc, ro, rr = median(c), median(ours), median(ratios)
+    report.row{ section = "channel", what = "numbers: push/pop, " .. pl[1], figure = ro / 1e6, unit = "M msg/s",
+      reference = ("C mutex FIFO the same way, %.2f M msg/s"):format(rc / 1e6), ratio = rr,
+      line = ("  numbers, %-36s %6.2f M msg/s  x%.2f of the C FIFO placed the same way (%.2f M msg/s; per-round ratios %.2f..%.2f)")
+        :format(pl[1] .. ":", ro / 1e6, rr, rc / 1e6, ratios[1], ratios[#ratios]) }
+  end
+end
 
 -- Atomic counter: the core call against a plain load through ptr() (what a Lua fast path
 -- would do on x86-64), single thread, ns per operation.

@@ -2,6 +2,7 @@
    thread pushing ints to a consumer on the calling thread. */
 #define _GNU_SOURCE  /* RUSAGE_THREAD */
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct fifo {
   int ring[FIFO_CAP];
   int head, count, pop_waiters, push_waiters;
   int n;
+  int producer_on;       /* the CPU the producer pins itself to, or -1 (it inherits the mask) */
   double producer_cpu;   /* CPU seconds of the producer's loop */
 };
 
@@ -33,6 +35,12 @@ static double now_s(void) {
 
 static void *producer(void *arg) {
   struct fifo *f = arg;
+  if (f->producer_on >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(f->producer_on, &set);
+    sched_setaffinity(0, sizeof set, &set);
+  }
   double c0 = thread_cpu_s();
   for (int i = 1; i <= f->n; i++) {
     pthread_mutex_lock(&f->mu);
@@ -72,14 +80,16 @@ static int fifo_pop(struct fifo *f) {
    sides; returns values per second, or -1 on failure (or a wrong checksum). The clock starts
    once the first value has arrived, as sync_bench's channel rows do: the thread's start-up is
    not a message's cost (and a Lua thread's start-up, a new state, is far longer). If `cpu_ns`
-   is not NULL it gets the CPU per value: [0] the producer's, [1] the consumer's, in ns. */
-double ljt_fifo_rate(int n, double *cpu_ns) {
+   is not NULL it gets the CPU per value: [0] the producer's, [1] the consumer's, in ns. With
+   `producer_on` >= 0 the producer runs on that CPU only (else where the caller's mask lets it). */
+double ljt_fifo_rate(int n, double *cpu_ns, int producer_on) {
   struct fifo *f = calloc(1, sizeof *f);
   if (!f) return -1;
   pthread_mutex_init(&f->mu, NULL);
   pthread_cond_init(&f->not_empty, NULL);
   pthread_cond_init(&f->not_full, NULL);
   f->n = n;
+  f->producer_on = producer_on;
   pthread_t tid;
   if (pthread_create(&tid, NULL, producer, f)) { free(f); return -1; }
   long long sum = fifo_pop(f);
