@@ -12,9 +12,10 @@ import Glibc
 /// someone sleeps: a push into an empty ring wakes one consumer, a pop from a full ring wakes a
 /// producer. A woken thread that leaves work behind passes the baton (wakes the next sleeper
 /// of its own kind), so no value waits while a consumer sleeps, and a consumer busy waking up
-/// costs the producer no further syscalls. Sleepers re-check the ring after any wakeup,
-/// timeouts included. Closing wakes every sleeper; after it, pushes fail and pops drain what
-/// remains.
+/// costs the producer no further syscalls. A waiter first lets the lock and the CPU go a few
+/// times (`yieldLock`, uncounted: nobody signals it) and sleeps only if the ring is still
+/// full or empty. Sleepers re-check the ring after any wakeup, timeouts included. Closing
+/// wakes every sleeper; after it, pushes fail and pops drain what remains.
 ///
 /// Thread-safety: every method may be called from any thread. Lifetime: reference counted
 /// (SharedObject); the last release frees the cells still queued (and so the handles their
@@ -32,6 +33,9 @@ final class Channel: SyncObject, @unchecked Sendable {
 
     static let initialRing = 64
     static let lineSize = 64
+    /// Yields (`yieldLock`) of a pusher facing a full ring or a popper facing an empty one
+    /// before it sleeps.
+    static let yieldsBeforeSleep = 4
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
@@ -125,15 +129,32 @@ final class Channel: SyncObject, @unchecked Sendable {
         let s = state
         var deadline: timespec?
         var timedOut = false
+        var yields = 0
         while s.pointee.cells.count >= s.pointee.limit {
             if s.pointee.closed { return .closed }
             if timeout == 0 || timedOut { return .fullOrEmpty }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
+            if yields < Channel.yieldsBeforeSleep {
+                yields += 1
+                yieldLock()
+                continue
+            }
             s.pointee.pushWaiters += 1
             timedOut = !lock.wait(on: notFull, until: deadline)
             s.pointee.pushWaiters -= 1
         }
         return s.pointee.closed ? .closed : .ok
+    }
+
+    /// With `lock` held: lets it go and gives up the CPU once, then takes it again. A waiter
+    /// does this a few times before it sleeps: the other side, on another CPU, frees a slot or
+    /// pushes a value within a microsecond, while a sleep costs a futex wait here and a futex
+    /// wake there (and waking a sleeping CPU); on one CPU the yield lets the other side run.
+    @inline(__always)
+    private func yieldLock() {
+        lock.unlock()
+        sched_yield()
+        lock.lock()
     }
 
     // -- Consumers --
@@ -151,6 +172,7 @@ final class Channel: SyncObject, @unchecked Sendable {
         if count == 0 {
             var deadline: timespec?
             var timedOut = false
+            var yields = 0
             repeat {
                 if s.pointee.closed || timeout == 0 || timedOut {
                     let st: Status = s.pointee.closed ? .closed : .fullOrEmpty
@@ -158,6 +180,11 @@ final class Channel: SyncObject, @unchecked Sendable {
                     return (st, 0)
                 }
                 if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
+                if yields < Channel.yieldsBeforeSleep {
+                    yields += 1
+                    yieldLock()
+                    continue
+                }
                 s.pointee.popWaiters += 1
                 timedOut = !lock.wait(until: deadline)
                 s.pointee.popWaiters -= 1
