@@ -34,7 +34,7 @@ struct Ring<Element> {
         set { storage[(head + i) & (capacity - 1)] = newValue }
     }
 
-    mutating func push(_ e: Element) {
+    @inline(__always) mutating func push(_ e: Element) {
         if count == capacity { grow() }
         (storage + ((head + count) & (capacity - 1))).initialize(to: e)
         count += 1

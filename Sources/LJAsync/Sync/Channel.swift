@@ -12,9 +12,10 @@ import Glibc
 /// someone sleeps: a push into an empty ring wakes one consumer, a pop from a full ring wakes a
 /// producer. A woken thread that leaves work behind passes the baton (wakes the next sleeper
 /// of its own kind), so no value waits while a consumer sleeps, and a consumer busy waking up
-/// costs the producer no further syscalls. Sleepers re-check the ring after any wakeup,
-/// timeouts included. Closing wakes every sleeper; after it, pushes fail and pops drain what
-/// remains.
+/// costs the producer no further syscalls. A waiter first lets the lock and the CPU go a few
+/// times (`yieldLock`, uncounted: nobody signals it) and sleeps only if the ring is still
+/// full or empty. Sleepers re-check the ring after any wakeup, timeouts included. Closing
+/// wakes every sleeper; after it, pushes fail and pops drain what remains.
 ///
 /// Thread-safety: every method may be called from any thread. Lifetime: reference counted
 /// (SharedObject); the last release frees the cells still queued (and so the handles their
@@ -31,6 +32,10 @@ final class Channel: SyncObject, @unchecked Sendable {
     }
 
     static let initialRing = 64
+    static let lineSize = 64
+    /// Yields (`yieldLock`) of a pusher facing a full ring or a popper facing an empty one
+    /// before it sleeps.
+    static let yieldsBeforeSleep = 4
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
@@ -42,7 +47,10 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
         let limit = capacity > 0 ? capacity : Int.max
-        state = .allocate(capacity: 1)
+        // A cache line of its own (64-byte State, 64-aligned): malloc's 16-byte alignment would
+        // split it over two lines, each also holding a neighbour's bytes.
+        state = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: Channel.lineSize)
+            .bindMemory(to: State.self, capacity: 1)
         state.initialize(to: State(cells: Ring(capacity: min(limit, Channel.initialRing)), limit: limit,
                                    closed: false, popWaiters: 0, pushWaiters: 0))
         super.init()
@@ -51,7 +59,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     deinit {
         while let c = state.pointee.cells.popFirst() { c.release() }
         state.pointee.cells.free()
-        state.deallocate()
+        UnsafeMutableRawPointer(state).deallocate()
         notFull.destroy()
         lock.destroy()
     }
@@ -121,15 +129,32 @@ final class Channel: SyncObject, @unchecked Sendable {
         let s = state
         var deadline: timespec?
         var timedOut = false
+        var yields = 0
         while s.pointee.cells.count >= s.pointee.limit {
             if s.pointee.closed { return .closed }
             if timeout == 0 || timedOut { return .fullOrEmpty }
             if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
+            if yields < Channel.yieldsBeforeSleep {
+                yields += 1
+                yieldLock()
+                continue
+            }
             s.pointee.pushWaiters += 1
             timedOut = !lock.wait(on: notFull, until: deadline)
             s.pointee.pushWaiters -= 1
         }
         return s.pointee.closed ? .closed : .ok
+    }
+
+    /// With `lock` held: lets it go and gives up the CPU once, then takes it again. A waiter
+    /// does this a few times before it sleeps: the other side, on another CPU, frees a slot or
+    /// pushes a value within a microsecond, while a sleep costs a futex wait here and a futex
+    /// wake there (and waking a sleeping CPU); on one CPU the yield lets the other side run.
+    @inline(__always)
+    private func yieldLock() {
+        lock.unlock()
+        sched_yield()
+        lock.lock()
     }
 
     // -- Consumers --
@@ -142,9 +167,12 @@ final class Channel: SyncObject, @unchecked Sendable {
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
         let s = state
         lock.lock()
-        if s.pointee.cells.count == 0 {
+        let count = s.pointee.cells.count
+        if max == 1 && count > 0 { return popOne(into: out, count) }
+        if count == 0 {
             var deadline: timespec?
             var timedOut = false
+            var yields = 0
             repeat {
                 if s.pointee.closed || timeout == 0 || timedOut {
                     let st: Status = s.pointee.closed ? .closed : .fullOrEmpty
@@ -152,6 +180,11 @@ final class Channel: SyncObject, @unchecked Sendable {
                     return (st, 0)
                 }
                 if timeout > 0 && deadline == nil { deadline = Clock.deadline(after: timeout) }
+                if yields < Channel.yieldsBeforeSleep {
+                    yields += 1
+                    yieldLock()
+                    continue
+                }
                 s.pointee.popWaiters += 1
                 timedOut = !lock.wait(until: deadline)
                 s.pointee.popWaiters -= 1
@@ -179,6 +212,22 @@ final class Channel: SyncObject, @unchecked Sendable {
         }
         if wakeConsumer { lock.signal() }
         return (.ok, n)
+    }
+
+    /// `pop` of one cell from a ring that holds `before` > 0, with `lock` held (released here):
+    /// the per-value path of Lua's pop, kept free of the batch loop.
+    @inline(__always)
+    private func popOne(into out: UnsafeMutablePointer<ChannelCell>, _ before: Int) -> (Status, Int) {
+        let s = state
+        out[0] = s.pointee.cells[0]
+        s.pointee.cells.removeFirst(1)
+        let wakeProducer = before >= s.pointee.limit && s.pointee.pushWaiters > 0
+        let wakeConsumer = before > 1 && s.pointee.popWaiters > 0
+        if before == 1 && s.pointee.cells.capacity > Channel.shrinkAbove { s.pointee.cells.shrink(to: Channel.initialRing) }
+        lock.unlock()
+        if wakeProducer { notFull.signal() }
+        if wakeConsumer { lock.signal() }
+        return (.ok, 1)
     }
 
     // -- Both --
