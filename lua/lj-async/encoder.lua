@@ -29,6 +29,12 @@ if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-
 
 local M = {}
 
+-- Called before the slow paths (general writer, reader): a builtin the JIT does not compile,
+-- so a trace reaching it ends cleanly (stitches) instead of recording into them (the off-trace
+-- decoder, debug.* calls), whose aborts would count against M.encode or M.decode when the
+-- trace started there and blacklist it.
+local trace_barrier = coroutine.running
+
 -- -- Registration --
 
 --- Tables whose metatable is `mt` keep it when decoded in a state that registered the same name.
@@ -138,6 +144,30 @@ end
 --- ljasync_message_new, which takes them over (encode_message does both); a string that never
 --- becomes a message leaks those references.
 function M.encode(...)
+  local n = select("#", ...)
+  if n <= 3 and not busy then
+    -- The fast path: up to three small plain values, encoded here without pcall (see
+    -- M.decode's fast path for why). string.buffer cannot fail on them (out of memory aside:
+    -- `busy` then stays set, and later encodings take the general writer, slower but exact).
+    local a1, a2, a3 = ...
+    busy = true
+    local plain = true
+    if n >= 1 then plain = small_value(a1) end
+    if plain and n >= 2 then plain = small_value(a2) end
+    if plain and n >= 3 then plain = small_value(a3) end
+    forget_small()
+    if plain then
+      plain_begin(wbuf, n)
+      if n >= 1 then wbuf:encode(a1) end
+      if n >= 2 then wbuf:encode(a2) end
+      if n >= 3 then wbuf:encode(a3) end
+      plain_seal(wbuf)
+      busy = false
+      return wbuf:tostring()
+    end
+    busy = false
+    trace_barrier()
+  end
   local s, err = to_string(pcall(encode_args, ...))
   if not s then error(err, 2) end
   return s
@@ -269,11 +299,6 @@ local u8p, u32p = ffi_typeof("const uint8_t *"), ffi_typeof("uint32_t *")
 local checksum, SEED, validate, TAG_PLAIN = native.checksum, native.CHECKSUM_SEED, native.validate, native.TAG_PLAIN
 local atbox = ffi_new("intptr_t[1]")
 local NEG_ZERO = -0.0  -- as reader.lua's launder: a decoded number is read at once on a trace
-
--- Called before the reader (every other decoding): a builtin the JIT does not compile, so a
--- trace reaching it ends cleanly (stitches) instead of recording into the off-trace decoder,
--- whose aborts would count against M.decode when the trace started there and blacklist it.
-local trace_barrier = coroutine.running
 
 --- Decodes a string from encode: returns the values (same count, nils kept). Raises on
 --- malformed data, or on what this state lacks (an undeclared ctype, an unregistered metatable).
