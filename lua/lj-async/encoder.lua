@@ -295,7 +295,7 @@ end
 -- on the hot path, and none called through pcall: one called through pcall from interpreted
 -- code gets root traces that cannot return through it ("NYI: return to lower frame"), and
 -- those aborts blacklist it, which then aborts every trace that calls it.
-local u8p, u32p = ffi_typeof("const uint8_t *"), ffi_typeof("uint32_t *")
+local u32p = ffi_typeof("uint32_t *")
 local checksum, SEED, validate, TAG_PLAIN = native.checksum, native.CHECKSUM_SEED, native.validate, native.TAG_PLAIN
 local atbox = ffi_new("intptr_t[1]")
 local NEG_ZERO = -0.0  -- as reader.lua's launder: a decoded number is read at once on a trace
@@ -306,33 +306,38 @@ local NEG_ZERO = -0.0  -- as reader.lua's launder: a decoded number is read at o
 --- string brings no handles, and functions only if this process encoded them (docs/encoder.md).
 function M.decode(s)
   if type(s) ~= "string" then error("bad encoded data: expected a string, got " .. type(s), 2) end
-  local len = #s
-  if not decoding and len >= 6 then
-    local p = ffi_cast(u8p, s)
-    local n = p[1]
-    if p[0] == TAG_PLAIN and n <= 3 and ffi_cast(u32p, p + len - 4)[0] == checksum(p + 1, len - 5, SEED) then
-      local st = validate(p + 2, len - 6, n, atbox)
-      if st == 0 then
-        -- Checked: string.buffer cannot fail on these bytes (out of memory aside: `decoding`
-        -- then stays set, and later decodings take the reader, slower but exact).
-        decoding, anchor = true, s
-        rbuf:set(s)  -- the string, not p + 2: that pointer would be a cdata allocated per call
-        rbuf:skip(2)
-        local a, c, d
-        if n >= 1 then a = rbuf:decode(); if type(a) == "number" then a = a + NEG_ZERO end end
-        if n >= 2 then c = rbuf:decode(); if type(c) == "number" then c = c + NEG_ZERO end end
-        if n >= 3 then d = rbuf:decode(); if type(d) == "number" then d = d + NEG_ZERO end end
-        rbuf:reset()
-        anchor, decoding = nil, false
-        if n == 1 then return a end
-        if n == 2 then return a, c end
-        if n == 3 then return a, c, d end
-        return
-      elseif st < 0 then  -- checked already: only the off-trace decoding is left
-        trace_barrier()
-        local b, R = start(s)
-        return finish(R, pcall(offtrace_decode, b, R, true))
+  if not decoding then
+    decoding, anchor = true, s
+    rbuf:set(s)
+    local p, len = rbuf:ref()  -- (measured: 4% faster for numbers than a cast of s)
+    local st, n = 1, 0         -- st: rcheck's verdict, 1 when not checked here
+    if len >= 6 and p[0] == TAG_PLAIN then
+      n = p[1]
+      if n <= 3 and ffi_cast(u32p, p + len - 4)[0] == checksum(p + 1, len - 5, SEED) then
+        st = validate(p + 2, len - 6, n, atbox)
       end
+    end
+    if st == 0 then
+      -- Checked: string.buffer cannot fail on these bytes (out of memory aside: `decoding`
+      -- then stays set, and later decodings take the reader, slower but exact).
+      rbuf:skip(2)
+      local a, c, d
+      if n >= 1 then a = rbuf:decode(); if type(a) == "number" then a = a + NEG_ZERO end end
+      if n >= 2 then c = rbuf:decode(); if type(c) == "number" then c = c + NEG_ZERO end end
+      if n >= 3 then d = rbuf:decode(); if type(d) == "number" then d = d + NEG_ZERO end end
+      rbuf:reset()
+      anchor, decoding = nil, false
+      if n == 1 then return a end
+      if n == 2 then return a, c end
+      if n == 3 then return a, c, d end
+      return
+    end
+    rbuf:reset()
+    anchor, decoding = nil, false
+    if st < 0 then  -- checked already: only the off-trace decoding is left
+      trace_barrier()
+      local b, R = start(s)
+      return finish(R, pcall(offtrace_decode, b, R, true))
     end
   end
   trace_barrier()
