@@ -679,6 +679,25 @@ describe("lj-async.encoder", function()
       end, 50000, 50000 * 50001 / 2 + 50000 + 25000)
     end)
 
+    it("compiles a loop of small strings after many encodings and off-trace decodings from interpreted code", function()
+      -- A string whose tables have two keys or more is decoded off the trace. Called many times
+      -- from interpreted code, the encoder's functions get hot and root traces start at their
+      -- entries; those that abort (in the off-trace decoder, or returning through a pcall)
+      -- blacklist their function, which then aborts every trace that calls it. Small plain
+      -- values must not depend on such functions.
+      local keyed = { a = 1, b = 2, c = { d = 3, e = 4 } }
+      local function interpreted(n)
+        for _ = 1, n do assert(decode(encode(keyed)).c.e == 4) end
+      end
+      jit.off(interpreted)
+      interpreted(100000)
+      assert_loops(function(n)
+        local s = 0
+        for i = 1, n do s = s + decode(encode({ i, "x" }))[1] end
+        return s
+      end, 50000, 50000 * 50001 / 2)
+    end)
+
     it("compiles a loop through native messages", function()
       assert_loops(function(n)
         local s = 0
