@@ -69,7 +69,7 @@ check() {
     "$(sed -n 's/^==[0-9]*==  *definitely lost: //p' "$out/$name.log" | head -1) ($((SECONDS - t0)) s)"
   if [ "$rc" != 0 ]; then
     failed+=("$name")
-    [ "$rc" = 99 ] && grep -v 'unhandled dwarf' "$out/$name.log" | sed -n '/^==[0-9]*== [A-Z].*\(Invalid\|uninitialised\|definitely lost in\|Mismatched\)/,/^==[0-9]*== $/p' | head -80
+    [ "$rc" = 99 ] && grep -v 'unhandled dwarf' "$out/$name.log" | sed -n '/^==[0-9]*== .*\(Invalid\|uninitialised\|definitely lost in\|Mismatched\|Syscall param\|overlap\)/,/^==[0-9]*== $/p' | head -80
     [ "$rc" = 99 ] || tail -20 "$out/$name.out"
   fi
 }
