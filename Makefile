@@ -5,7 +5,7 @@ BUILD ?= build
 export PATH := $(PATH):/opt/swift/usr/bin
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test test-matrix demo bench bench-quick install clean luanti-mod
+.PHONY: all deps build test test-matrix sanitize valgrind demo bench bench-quick install clean luanti-mod
 
 all: build
 
@@ -21,6 +21,15 @@ test: build
 
 test-matrix: build
 	@bash .ci/matrix.sh $(BUILD)
+
+# Memory and thread checks of the core (docs/design.md, "Sanitizers and valgrind"): `sanitize`
+# runs swift test and the concurrent modules' specs with ASan and TSan (own scratch paths in
+# $(BUILD)/sanitize-*), `valgrind` runs C hosts and specs under memcheck with a LuaJIT built for it.
+sanitize: build
+	@bash tools/sanitize.sh $(BUILD)
+
+valgrind: build
+	@bash tools/valgrind.sh $(BUILD)
 
 # The modules and the core straight from this tree: nothing needs installing.
 RUN_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/?.lua;;" LJASYNC_CORE=$(CURDIR)/$(BUILD)/ljasync_core.so \

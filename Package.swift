@@ -2,6 +2,13 @@
 // The Swift core of lj-async: one shared library that LuaJIT loads with ffi.load.
 import PackageDescription
 
+// `make sanitize` sets LJASYNC_SANITIZE=1: the sanitizer runtimes (TSan's above all) leave
+// symbols for the executable to define, which `-z defs` rejects when the core links; that build
+// alone drops it. Every other build keeps `-z defs`.
+let sanitizing = Context.environment["LJASYNC_SANITIZE"] == "1"
+let noUndefined: [LinkerSetting] =
+    sanitizing ? [] : [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "defs"])]
+
 let package = Package(
     name: "lj-async",
     products: [
@@ -30,10 +37,10 @@ let package = Package(
                 // Never unloaded: threads may still run our code when the last Lua state
                 // that loaded us closes its clib handle.
                 .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"]),
+            ]
                 // Every symbol resolved at link time: a lua_* call with no forwarder is a link
                 // error here, not a symbol lookup error in some host.
-                .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "defs"]),
-            ]
+                + noUndefined
         ),
         .testTarget(
             name: "LJAsyncTests",

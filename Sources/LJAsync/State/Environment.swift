@@ -27,6 +27,9 @@ final class Environment: @unchecked Sendable {
 
     init(registry: InitRegistry) { self.registry = registry }
 
+    /// `shared` lives as long as the process; others (tests) free their lock here.
+    deinit { lock.destroy() }
+
     /// The paths and core, then the init code: each part's generation is read with its data,
     /// so a change between the two reads leaves the snapshot's generation stale, never current.
     func snapshot() -> Snapshot {
