@@ -40,28 +40,8 @@ unpack_debs() {
   touch "$dir/.unpacked"
 }
 
-# LuaJIT 2.1's source from lupa's sdist (lupa vendors upstream's v2.1 branch), once.
-upstream_source() {
-  local src=$cache/upstream-src
-  [ -f "$src/.complete" ] && return
-  if ! python3 -m pip --version >/dev/null 2>&1; then
-    echo "matrix: installing python3-pip (to download LuaJIT's source)"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pip >/dev/null
-  fi
-  mkdir -p "$cache/dl"
-  [ -f "$cache/dl/lupa-2.8.tar.gz" ] ||
-    python3 -m pip download -q --no-deps --no-binary lupa lupa==2.8 -d "$cache/dl"
-  rm -rf "$src" "$cache/dl/lupa-2.8"
-  tar -xzf "$cache/dl/lupa-2.8.tar.gz" -C "$cache/dl" lupa-2.8/third-party/luajit21
-  mv "$cache/dl/lupa-2.8/third-party/luajit21" "$src"
-  rm -rf "$cache/dl/lupa-2.8"
-  # A git submodule in the sdist: no history, so give the build the release number the sdist's
-  # luajit.h carries (else it calls itself 2.1.ROLLING).
-  rm -f "$src/.git"
-  sed -n 's/.*luaJIT_version_2_1_\([0-9][0-9]*\).*/\1/p' "$src/src/luajit.h" >"$src/.relver"
-  touch "$src/.complete"
-}
+# LuaJIT 2.1's source, once (.ci/luajit_source.sh).
+upstream_source() { bash "$root/.ci/luajit_source.sh" "$cache"; }
 
 # Builds upstream LuaJIT into $cache/NAME with extra XCFLAGS (once).
 build_upstream() {

@@ -20,21 +20,9 @@ multiarch=$(gcc -dumpmachine)
 command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)" >&2; exit 1; }
 mkdir -p "$out" "$cache"
 
-# LuaJIT 2.1's source as .ci/matrix.sh fetches it (lupa's sdist on PyPI); reuses matrix's copy.
+# LuaJIT 2.1's source, as .ci/matrix.sh fetches it (one copy in the cache).
+bash "$root/.ci/luajit_source.sh" "$cache"
 src=$cache/upstream-src
-if [ ! -f "$src/.complete" ]; then
-  echo "valgrind: fetching LuaJIT's source (.ci/matrix.sh's upstream leg does the same)"
-  python3 -m pip --version >/dev/null 2>&1 || { echo "valgrind: needs python3-pip" >&2; exit 1; }
-  mkdir -p "$cache/dl"
-  [ -f "$cache/dl/lupa-2.8.tar.gz" ] ||
-    python3 -m pip download -q --no-deps --no-binary lupa lupa==2.8 -d "$cache/dl"
-  rm -rf "$src" "$cache/dl/lupa-2.8"
-  tar -xzf "$cache/dl/lupa-2.8.tar.gz" -C "$cache/dl" lupa-2.8/third-party/luajit21
-  mv "$cache/dl/lupa-2.8/third-party/luajit21" "$src"
-  rm -rf "$cache/dl/lupa-2.8" "$src/.git"
-  sed -n 's/.*luaJIT_version_2_1_\([0-9][0-9]*\).*/\1/p' "$src/src/luajit.h" >"$src/.relver"
-  touch "$src/.complete"
-fi
 lj=$cache/upstream-valgrind
 if [ ! -f "$lj/.built" ]; then
   rm -rf "$lj"; cp -r "$src" "$lj"; rm -f "$lj/.complete"
