@@ -39,7 +39,8 @@ count_reports() {
   local files=("$1".*)
   [ -e "${files[0]}" ] || { echo "0 0"; return; }
   local all access
-  all=$(cat "${files[@]}" | grep -c "^\(WARNING\|ERROR\): .*Sanitizer" || true)
+  # ASan and LSan start their lines with ==PID==, TSan does not.
+  all=$(cat "${files[@]}" | grep -c "^\(==[0-9]*==\)\?\(WARNING\|ERROR\): .*Sanitizer" || true)
   access=$(cat "${files[@]}" | grep -c "^WARNING: ThreadSanitizer: Swift access race" || true)
   echo "$((all - access)) $access"
 }
@@ -47,7 +48,7 @@ show_reports() {
   local files=("$1".*)
   [ -e "${files[0]}" ] || return 0
   cat "${files[@]}" | awk -v strict="${SANITIZE_STRICT:-}" '
-    /^(WARNING|ERROR): .*Sanitizer/ { show = strict != "" || $0 !~ /Swift access race/; n = 0 }
+    /^(==[0-9]+==)?(WARNING|ERROR): .*Sanitizer/ { show = strict != "" || $0 !~ /Swift access race/; n = 0 }
     show && n++ < 40' | head -200
 }
 
