@@ -21,12 +21,7 @@ swiftlib=$(dirname "$(command -v swift)")/../lib/swift
 rtdir=$swiftlib/clang/lib/linux
 # Tests that measure the process itself, which a sanitizer's runtime changes: its background
 # thread is one more task in /proc/self/task, its shadow memory is RSS. (Lua patterns.)
-filter_out=("idle pthreads exit within seconds" "leak no OS threads, thread objects, states or memory"
-# Known leaks, left out until fixed (docs/design.md, "Sanitizers and valgrind"): a message kept
-# only in a Lua table "for the life of the process", by add_init of a function with upvalues
-# (core_host.lua) and by register_portable_metatable (pool/luanti_api.lua), is lost with the
-# references it holds when that Lua state closes.
-  "runs init functions with upvalues, copied by value" "register_portable_metatable: tables keep their metatable")
+filter_out=("idle pthreads exit within seconds" "leak no OS threads, thread objects, states or memory")
 filters=()
 for f in "${filter_out[@]}"; do filters+=(--filter-out="$f"); done
 
