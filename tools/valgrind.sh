@@ -72,10 +72,9 @@ check host_plugin "$build/host_plugin" spec/hosts/host_script.lua \
 # specs that start `luajit` themselves get this one (not under valgrind: children are not traced).
 bin=$out/bin; mkdir -p "$bin"; ln -sf "$lj/src/luajit" "$bin/luajit"
 # Left out: tests that measure the process (valgrind's own memory is RSS; its threads run one at
-# a time), and the two known leaks tools/sanitize.sh names (docs/design.md).
+# a time).
 filters=()
-for f in "leak no OS threads, thread objects, states or memory" "idle pthreads exit within seconds" \
-  "runs init functions with upvalues, copied by value" "register_portable_metatable: tables keep their metatable"; do
+for f in "leak no OS threads, thread objects, states or memory" "idle pthreads exit within seconds"; do
   filters+=(--filter-out="$f")
 done
 extra=(PATH="$bin:$PATH" LUA_CPATH="/usr/lib/$multiarch/lua/5.1/?.so"

@@ -99,4 +99,70 @@ import Testing
         #expect(env.snapshot().inits.isEmpty)
         #expect(Array(snap.inits[0].code.buffer) == [5])  // an older snapshot keeps its bytes
     }
+
+    /// A message holding one reference to a new TestObject, and a weak probe of that object
+    /// (nil once the message, its one owner, is freed).
+    private func messageHoldingObject() -> (UnsafeMutablePointer<Message>, () -> Bool) {
+        let object = TestObject(value: 7)
+        weak var probe = object
+        var bytes: [UInt8] = [Message.hasHandles, 1, 0, 0, 0]
+        withUnsafeBytes(of: UInt64(UInt(bitPattern: object.retainedPointer())).littleEndian) { bytes += $0 }
+        bytes += [42]
+        let m = bytes.withUnsafeBytes { Message.create($0.baseAddress!, $0.count) }
+        return (m, { probe != nil })
+    }
+
+    /// add_init's message (an init function with upvalues): the entry owns it; a snapshot a
+    /// state is being made from keeps it past the withdraw, the last one frees it.
+    @Test func anEveryStateMessageLivesWithTheEntryAndItsSnapshots() {
+        let r = InitRegistry()
+        let env = Environment(registry: r)
+        let a = r.newOwner()
+        let (m, alive) = messageHoldingObject()
+        [UInt8](repeating: 1, count: 3).withUnsafeBytes { r.add(.everyState, name: "=up", bytes: $0, message: m, owner: a) }
+        #expect(alive())
+        var snap: Environment.Snapshot? = env.snapshot()
+        r.withdraw(owner: a)
+        #expect(env.snapshot().inits.isEmpty)
+        #expect(alive())  // a state being made from `snap` may still decode it
+        #expect(snap!.inits[0].code.message == m)
+        snap = nil
+        #expect(!alive())
+    }
+
+    /// Replacing an entry by name frees the old message (no snapshot holds it); the same code
+    /// again frees the message that came with it, the registered one stays.
+    @Test func aReplacedEveryStateMessageIsFreed() {
+        let r = InitRegistry()
+        let a = r.newOwner(), b = r.newOwner()
+        let (m1, alive1) = messageHoldingObject()
+        let (m2, alive2) = messageHoldingObject()
+        [UInt8]([1]).withUnsafeBytes { r.add(.everyState, name: "=x", bytes: $0, message: m1, owner: a) }
+        [UInt8]([1]).withUnsafeBytes { r.add(.everyState, name: "=x", bytes: $0, message: m2, owner: b) }
+        #expect(alive1() && !alive2())
+        let (m3, alive3) = messageHoldingObject()
+        [UInt8]([2]).withUnsafeBytes { r.add(.everyState, name: "=x", bytes: $0, message: m3, owner: b) }
+        #expect(!alive1() && alive3())
+        r.withdraw(owner: b)
+        #expect(!alive3())
+    }
+
+    /// A portable metatable's message: workers get copies (each with its own references), the
+    /// entry's is freed when the registering state closes, a copy taken before stays valid.
+    @Test func aPortableMetatableMessageIsFreedOnWithdraw() {
+        let r = InitRegistry()
+        let a = r.newOwner()
+        let (m, alive) = messageHoldingObject()
+        r.addPortableMetatable(name: "p", message: m, owner: a)
+        let e = r.poolEntry(0)!
+        #expect(e.kind == .portableMetatable)
+        let copy = e.message!
+        #expect(copy != m && Array(e.bytes) == Array(UnsafeRawBufferPointer(start: m.pointee.bytes, count: m.pointee.count)))
+        r.withdraw(owner: a)
+        #expect(r.poolEntry(0)!.kind == nil && r.poolEntry(0)!.message == nil)
+        #expect(alive())  // the worker's copy holds the object
+        Message.free(copy)
+        #expect(!alive())
+        #expect(r.poolCount == 1)  // still listed: workers count entries by position
+    }
 }

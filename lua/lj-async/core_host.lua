@@ -301,21 +301,19 @@ function H.attach(M, made_by_core)
     bytecode_ok[code], bytecode_count = true, bytecode_count + 1
   end
 
-  -- Messages holding init functions with upvalues. Never freed: a state being made may run the
-  -- registration's code at any time, and nothing says when the last one has (one per call).
-  local init_messages = {}
-
   --- Registers code run by every state created from now on (callbacks, threads, workers):
   --- `code` is Lua source or bytecode, or a function (dumped; one with upvalues is encoded and
   --- decoded in each new state, its upvalues copied by value).
   function M.add_init(code, name)
     if name ~= nil and type(name) ~= "string" then error("bad init code name: expected a string, got " .. type(name), 3) end
+    -- A function with upvalues is encoded into a message its loader decodes by address: the
+    -- registry entry owns it (freed once replaced or withdrawn and no state being made runs it).
+    local msg = nil
     if type(code) == "function" then
       local f = code
       code = M.portable_code(f, "init code", 3)
       if not code then
-        local msg = M.encode_function(f, "init code", 3)
-        init_messages[#init_messages + 1] = msg
+        msg = M.encode_function(f, "init code", 3)
         code = string.dump(assert(loadstring(("return require('lj-async.encoder').decode_message("
           .. "require('ffi').cast('ljasync_message *', %.17g))(...)"):format(
           tonumber(ffi.cast("uintptr_t", msg))), "=lj-async init")))
@@ -323,8 +321,11 @@ function H.attach(M, made_by_core)
     end
     if type(code) ~= "string" then error("init code must be a string or a function", 3) end
     local ok, err = loadstring(code, name)
-    if not ok then error("bad init code: " .. tostring(err), 3) end
-    C.ljasync_env_add_init(name or "=init", code, #code, M.owner)
+    if not ok then
+      if msg ~= nil then C.ljasync_message_free(msg) end
+      error("bad init code: " .. tostring(err), 3)
+    end
+    C.ljasync_env_add_init(name or "=init", code, #code, msg, M.owner)
   end
 end
 

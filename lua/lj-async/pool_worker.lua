@@ -93,12 +93,13 @@ end
 
 local ninits = 0
 local kindbox, lenbox, namebox = ffi.new("int32_t[1]"), ffi.new("size_t[1]"), ffi.new("const char *[1]")
+local mtbox = ffi.new("ljasync_message *[1]")
 
 -- Runs the entries up to `upto` (nil: every one registered so far). Returns the reason the
 -- first failing one gives: a worker whose init code fails does not run jobs.
 local function load_inits(upto)
   while upto == nil or ninits < upto do
-    local p = C.ljasync_pool_init(ninits, kindbox, lenbox, namebox)
+    local p = C.ljasync_pool_init(ninits, kindbox, lenbox, namebox, mtbox)
     if p == nil then return nil end
     ninits = ninits + 1
     local name = ffi_string(namebox[0])
@@ -110,10 +111,13 @@ local function load_inits(upto)
       if ok then ok, err = xpcall(chunk, handler) end
       if not ok then return ("async file %s failed: %s"):format(name:gsub("^@", ""), tostring(err)) end
     else
+      -- A copy of the registered message, ours to free (the entry may be withdrawn meanwhile).
+      local m = mtbox[0]
       local ok, err = pcall(function()
         local encoder = require "lj-async.encoder"
-        encoder.register_portable_metatable(encoder.decode_ptr(p, lenbox[0]))
+        encoder.register_portable_metatable(encoder.decode_message(m))
       end)
+      message_free(m)
       if not ok then return ("portable metatable '%s' cannot be registered: %s"):format(name, tostring(err)) end
     end
   end

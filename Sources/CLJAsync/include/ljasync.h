@@ -60,7 +60,8 @@ struct ljasync_test_hooks {
 
 /* -- Environment of new states, module cache, the API's binding -- */
 void ljasync_env_set_core(const char *path);
-void ljasync_env_add_init(const char *name, const char *code, size_t len, int64_t owner);
+/* keep: NULL, or a message the code decodes by address (taken; freed with the entry) */
+void ljasync_env_add_init(const char *name, const char *code, size_t len, ljasync_message *_Nullable keep, int64_t owner);
 int64_t ljasync_env_owner_new(void);   /* a token per registering state (core.lua) */
 void ljasync_env_owner_drop(int64_t owner);
 int32_t ljasync_module_put(const char *name, const char *chunk, const void *code, size_t len);
@@ -245,6 +246,7 @@ void ljasync_pool_stats(int64_t *out);
 int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
 void ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len, int64_t owner);
+void ljasync_pool_add_metatable(const char *name, ljasync_message *mt, int64_t owner);  /* mt taken */
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);
 int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *_Nullable old, ljasync_message *_Nullable new_);
@@ -266,7 +268,9 @@ typedef struct ljasync_pool_job {
 ljasync_message *ljasync_failure_new(const char *_Nullable text, size_t len);
 int32_t ljasync_pool_step(ljasync_pool_worker *w, ljasync_message *_Nullable result, int32_t status, ljasync_pool_job *out);
 ljasync_message *_Nullable ljasync_pool_definition(int32_t id, char *_Nullable name, size_t namelen);
-const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name);
+/* kind 1 (portable metatable): *mt a copy the caller frees; else *mt NULL */
+const void *_Nullable ljasync_pool_init(int32_t i, int32_t *kind, size_t *len, const char *_Nullable *_Nonnull name,
+                                        ljasync_message *_Nullable *_Nonnull mt);
 void ljasync_pool_report(const char *text);
 
 /* LJASYNC_CDEF_END */

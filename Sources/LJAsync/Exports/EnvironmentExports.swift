@@ -16,11 +16,14 @@ public func ljasync_env_set_core(_ path: UnsafePointer<CChar>) {
 }
 
 /// Registers code (Lua source or bytecode) run by every state created from now on, on behalf
-/// of the Lua state holding the token `owner` (ljasync_env_owner_new).
+/// of the Lua state holding the token `owner` (ljasync_env_owner_new). `keep`, when not NULL,
+/// is a message the code decodes by address (an init function with upvalues): taken, and freed
+/// once the entry is replaced or withdrawn and no state being made can still run it.
 @implementation @c
-public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int, _ owner: Int64) {
-    InitRegistry.shared.add(.everyState, name: String(cString: name),
-                            bytes: UnsafeRawBufferPointer(start: code, count: len), owner: owner)
+public func ljasync_env_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafePointer<CChar>, _ len: Int,
+                                 _ keep: OpaquePointer?, _ owner: Int64) {
+    InitRegistry.shared.add(.everyState, name: String(cString: name), bytes: UnsafeRawBufferPointer(start: code, count: len),
+                            message: keep.map { UnsafeMutablePointer<Message>($0) }, owner: owner)
 }
 
 /// A token for a Lua state that registers init code, for every state or pool workers (one per

@@ -145,25 +145,38 @@ public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CC
 }
 
 /// Registers code for every worker, present and future, on behalf of the Lua state holding
-/// the token `owner` (ljasync_env_owner_new; ljasync_env_owner_drop withdraws it): kind 0 Lua
-/// source or bytecode, kind 1 an encoded (name, metatable); callers (the pool's Lua modules)
-/// pass no other, and any other would be taken as 0.
+/// the token `owner` (ljasync_env_owner_new; ljasync_env_owner_drop withdraws it): Lua source
+/// or bytecode (kind 0; portable metatables come through ljasync_pool_add_metatable, and any
+/// kind is taken as 0).
 @implementation @c
 public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int, _ owner: Int64) {
-    InitRegistry.shared.add(.poolWorkers, kind: InitRegistry.Kind(rawValue: kind) ?? .code, name: String(cString: name),
+    InitRegistry.shared.add(.poolWorkers, kind: .code, name: String(cString: name),
                             bytes: UnsafeRawBufferPointer(start: code, count: len), owner: owner)
 }
 
-/// Entry i (0-based) of the workers' init list: its code (valid for the life of the process);
-/// kind -1 when withdrawn. NULL past the last entry.
+/// Registers a portable metatable for every worker, present and future: `mt` (taken) encodes
+/// (name, metatable) and owns the references to any shared handle in it; freed when the
+/// registering state closes (ljasync_env_owner_drop), workers decode copies.
+@implementation @c
+public func ljasync_pool_add_metatable(_ name: UnsafePointer<CChar>, _ mt: OpaquePointer, _ owner: Int64) {
+    InitRegistry.shared.addPortableMetatable(name: String(cString: name), message: msg(mt)!, owner: owner)
+}
+
+/// Entry i (0-based) of the workers' init list: kind 0, its code (valid for the life of the
+/// process); kind 1, a portable metatable: `*mt` is a copy of its message (the caller frees it)
+/// and the result its bytes; kind -1 when withdrawn. `*mt` is NULL but for kind 1. NULL past
+/// the last entry.
 @implementation @c
 public func ljasync_pool_init(_ i: Int32, _ kind: UnsafeMutablePointer<Int32>, _ len: UnsafeMutablePointer<Int>,
-                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> UnsafeRawPointer? {
+                              _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>,
+                              _ mt: UnsafeMutablePointer<OpaquePointer?>) -> UnsafeRawPointer? {
     guard let e = InitRegistry.shared.poolEntry(i) else { return nil }
     kind.pointee = e.kind?.rawValue ?? -1
     len.pointee = e.bytes.count
     name.pointee = e.name
-    return e.bytes.baseAddress
+    mt.pointee = e.message.map { OpaquePointer($0) }
+    // Not NULL for an empty withdrawn entry: NULL means past the last one.
+    return e.bytes.baseAddress ?? UnsafeRawPointer(e.name)
 }
 
 // -- IPC (any thread) --

@@ -15,6 +15,8 @@ final class Environment: @unchecked Sendable {
         var cpath: String
         /// Where the creating state loaded the core from (empty until `core.lua` says).
         var core: String
+        /// Held while a state is made from it: keeps each entry's bytes and message (the one
+        /// an init function with upvalues decodes) alive though it is withdrawn meanwhile.
         var inits: [(name: String, code: InitBytes)]
         var generation: Int
     }

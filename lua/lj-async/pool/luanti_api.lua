@@ -9,16 +9,13 @@ local jobs = require "lj-async.pool.jobs"
 local check = require "lj-async.pool.check"
 
 local try_encode_message, decode_message = encoder.try_encode_message, encoder.decode_message
-local message_free, message_data = C.ljasync_message_free, C.ljasync_message_data
+local message_free = C.ljasync_message_free
 local submit, stored, undefine_now = jobs.submit, jobs.stored, jobs.undefine_now
 local check_callback, check_timeout = check.callback, check.timeout
-local ffi = require "ffi"
 local type, tostring, error, pcall, loadstring, setmetatable = type, tostring, error, pcall, loadstring, setmetatable
 local getinfo = debug.getinfo
 
 local M = {}
-
-local lenbox = ffi.new("size_t[1]")
 
 -- -- handle_async --
 
@@ -90,8 +87,6 @@ function M.register_async_dofile(path)
   C.ljasync_pool_add_init(0, chunkname, src, #src, owner)
 end
 
-local kept_messages = {}
-
 --- Tables with metatable `mt` keep it when they cross to a state that registered `name`.
 --- Registers here and, when `mt` can be encoded, in every worker present and future
 --- (returns true); otherwise returns false and the reason (register it in an async file).
@@ -100,11 +95,9 @@ function M.register_portable_metatable(name, mt)
   if not ok then error(tostring(err):gsub("^[^\n]-:%d+: ", ""), 2) end
   local msg, why = try_encode_message(name, mt)
   if not msg then return false, why end
-  local n = message_data(msg, lenbox)
-  C.ljasync_pool_add_init(1, name, n, lenbox[0], owner)
-  -- Kept for the life of the process, like the init entry that lists its bytes: the message
-  -- owns the references of any shared handle in the metatable.
-  kept_messages[#kept_messages + 1] = msg
+  -- The registry entry owns the message (and the references of any shared handle in the
+  -- metatable) until this state closes; workers decode copies.
+  C.ljasync_pool_add_metatable(name, msg, owner)
   return true
 end
 
