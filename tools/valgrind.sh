@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:?usage: valgrind.sh BUILD [SPEC...]}" && pwd)
 shift
 specs=("$@")
-[ ${#specs[@]} -gt 0 ] || specs=(callback_spec thread_spec sync_spec pool_spec light_state_spec)
+[ ${#specs[@]} -gt 0 ] || specs=(callback_spec thread_spec sync_spec pool_spec light_state_spec init_ownership_spec)
 out=$build/valgrind
 cache=$build/luajit
 multiarch=$(gcc -dumpmachine)

@@ -303,7 +303,7 @@ function M.add_file(env_name, path, level)
   if not ok then error("bad async file: " .. tostring(perr), level + 1) end
   local stub = format("require('lj-async.sandbox').run_file(%q, %q, %q)", env_name, src, "@" .. path)
   local C = require "lj-async.pool_abi"
-  C.ljasync_pool_add_init(0, "@" .. path, stub, #stub, require("lj-async.core").owner)
+  C.ljasync_pool_add_init("@" .. path, stub, #stub, require("lj-async.core").owner)
 end
 
 --- Registers `mt` under `name` here, and in the environment `env_name` of every worker
@@ -315,7 +315,7 @@ function M.add_metatable(env_name, name, mt, level)
   if not payload then return false, why end
   local stub = format("require('lj-async.sandbox').run_metatable(%q, %q)", env_name, payload)
   local C = require "lj-async.pool_abi"
-  C.ljasync_pool_add_init(0, "=portable metatable '" .. name .. "'", stub, #stub, require("lj-async.core").owner)
+  C.ljasync_pool_add_init("=portable metatable '" .. name .. "'", stub, #stub, require("lj-async.core").owner)
   return true
 end
 

@@ -245,7 +245,7 @@ int32_t ljasync_pool_set_settings(const ljasync_pool_settings *s, char *_Nullabl
 void ljasync_pool_stats(int64_t *out);
 int32_t ljasync_pool_define(const char *name, ljasync_message *fn);
 void ljasync_pool_undefine(int32_t id);
-void ljasync_pool_add_init(int32_t kind, const char *name, const void *code, size_t len, int64_t owner);
+void ljasync_pool_add_init(const char *name, const void *code, size_t len, int64_t owner);
 void ljasync_pool_add_metatable(const char *name, ljasync_message *mt, int64_t owner);  /* mt taken */
 void ljasync_pool_ipc_set(const char *key, size_t klen, ljasync_message *_Nullable value);
 ljasync_message *_Nullable ljasync_pool_ipc_get(const char *key, size_t klen);

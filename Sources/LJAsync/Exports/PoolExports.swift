@@ -146,10 +146,9 @@ public func ljasync_pool_definition(_ id: Int32, _ name: UnsafeMutablePointer<CC
 
 /// Registers code for every worker, present and future, on behalf of the Lua state holding
 /// the token `owner` (ljasync_env_owner_new; ljasync_env_owner_drop withdraws it): Lua source
-/// or bytecode (kind 0; portable metatables come through ljasync_pool_add_metatable, and any
-/// kind is taken as 0).
+/// or bytecode (portable metatables come through ljasync_pool_add_metatable).
 @implementation @c
-public func ljasync_pool_add_init(_ kind: Int32, _ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int, _ owner: Int64) {
+public func ljasync_pool_add_init(_ name: UnsafePointer<CChar>, _ code: UnsafeRawPointer, _ len: Int, _ owner: Int64) {
     InitRegistry.shared.add(.poolWorkers, kind: .code, name: String(cString: name),
                             bytes: UnsafeRawBufferPointer(start: code, count: len), owner: owner)
 }

@@ -84,7 +84,7 @@ function M.register_async_dofile(path)
   if not src then error("cannot register async file: " .. tostring(chunkname), 2) end
   local ok, perr = loadstring(src, chunkname)
   if not ok then error("bad async file: " .. tostring(perr), 2) end
-  C.ljasync_pool_add_init(0, chunkname, src, #src, owner)
+  C.ljasync_pool_add_init(chunkname, src, #src, owner)
 end
 
 --- Tables with metatable `mt` keep it when they cross to a state that registered `name`.
