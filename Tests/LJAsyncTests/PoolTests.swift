@@ -27,7 +27,7 @@ import Testing
 
     @Test func inboxDeliversInOrderAndFreesAfterTheLastJob() {
         let inbox = Inbox.create()
-        inbox.pointee.submitted.pointee = 3
+        inbox.submitted.pointee = 3
         let out = UnsafeMutablePointer<ljasync_pool_result>.allocate(capacity: 4)
         defer { out.deallocate() }
         Inbox.push(inbox, PoolResult(message: message([1, 9]), id: 1, status: .ok))
@@ -46,7 +46,7 @@ import Testing
         // until the memory is freed (after its last job came back).
         let inbox = Inbox.create()
         #expect(Inbox.registryLock.withLock { Inbox.registry.contains(inbox) })
-        inbox.pointee.submitted.pointee = 1
+        inbox.submitted.pointee = 1
         Inbox.close(inbox)
         #expect(Inbox.registryLock.withLock { Inbox.registry.contains(inbox) })   // one job still out
         Inbox.push(inbox, PoolResult(message: nil, id: 1, status: .cancelled))   // the last: freed
@@ -57,7 +57,7 @@ import Testing
 
     @Test func inboxEventFDIsReadableExactlyWhileResultsWait() {
         let inbox = Inbox.create()
-        inbox.pointee.submitted.pointee = 1
+        inbox.submitted.pointee = 1
         let fd = Inbox.armFD(inbox)
         #expect(fd >= 0)
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

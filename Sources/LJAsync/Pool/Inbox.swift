@@ -27,7 +27,6 @@ struct PoolResult {
 /// them are reported on stderr.
 /// Thread-safety: fields marked "guarded" need `sync`; `submitted` belongs to the owner.
 struct PoolInbox {
-    let sync = PthreadLock(.adaptive)
     var results = Ring<PoolResult>(capacity: 256)   // guarded
     var delivered = 0                                // guarded
     var expected = -1                                // guarded; set by close
@@ -36,8 +35,13 @@ struct PoolInbox {
     var workersGone = false                          // guarded: no worker left (`wait` with `watch` says 2)
     var fd: Int32 = -1                               // guarded
     var fdReadable = false                           // guarded
+}
+
+/// An inbox's fields no thread writes after `create`, before its `PoolInbox` (see `PoolRecord`).
+struct InboxFixed {
+    let sync = PthreadLock(.adaptive)
     /// Jobs submitted, counted by the owner's thread alone, on a cache line of its own (the
-    /// fields above are written by workers for every result).
+    /// guarded fields are written by workers for every result).
     let submitted: UnsafeMutablePointer<Int> = {
         let p = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Int.self, capacity: 1)
         p.initialize(to: 0)
@@ -50,6 +54,13 @@ struct PoolInbox {
         p.initialize(to: Atomic(0))
         return p
     }()
+}
+
+extension UnsafeMutablePointer where Pointee == PoolInbox {
+    /// The inbox's lock, reached without an access to `PoolInbox` (any thread).
+    @inline(__always) var sync: PthreadLock { PoolRecord.fixed(self, InboxFixed.self).pointee.sync }
+    @inline(__always) var submitted: UnsafeMutablePointer<Int> { PoolRecord.fixed(self, InboxFixed.self).pointee.submitted }
+    @inline(__always) var waiting: UnsafeMutablePointer<Atomic<Int>> { PoolRecord.fixed(self, InboxFixed.self).pointee.waiting }
 }
 
 typealias InboxRef = UnsafeMutablePointer<PoolInbox>
@@ -66,8 +77,7 @@ enum Inbox {
     static func create() -> InboxRef {
         Fork.install()
         _ = exitReport
-        let p = InboxRef.allocate(capacity: 1)
-        p.initialize(to: PoolInbox())
+        let p = PoolRecord.allocate(InboxFixed(), PoolInbox(), ())
         registryLock.withLock { registry.append(p) }
         return p
     }
@@ -78,9 +88,9 @@ enum Inbox {
     private static func reportUntaken() {
         let counts: [Int] = registryLock.withLock {
             registry.map { inbox in
-                inbox.pointee.sync.withLock {
+                inbox.sync.withLock {
                     inbox.pointee.closed ? 0
-                        : inbox.pointee.submitted.pointee - inbox.pointee.delivered + inbox.pointee.results.count
+                        : inbox.submitted.pointee - inbox.pointee.delivered + inbox.pointee.results.count
                 }
             }
         }
@@ -94,11 +104,11 @@ enum Inbox {
 
     /// Appends a result. Any thread. The message belongs to the inbox from now on.
     static func push(_ inbox: InboxRef, _ r: PoolResult) {
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         if inbox.pointee.closed {
             inbox.pointee.delivered += 1
             let last = inbox.pointee.delivered == inbox.pointee.expected
-            inbox.pointee.sync.unlock()
+            inbox.sync.unlock()
             discard(r)
             if last { destroy(inbox) }
             return
@@ -106,42 +116,42 @@ enum Inbox {
         inbox.pointee.results.push(r)
         // Only the empty -> non-empty transition matters to the owner's lock-free look; a store
         // per result would move the cache line back and forth for nothing.
-        if inbox.pointee.results.count == 1 { inbox.pointee.waiting.pointee.store(1, ordering: .releasing) }
+        if inbox.pointee.results.count == 1 { inbox.waiting.pointee.store(1, ordering: .releasing) }
         inbox.pointee.delivered += 1
         wakeOwner(inbox)
-        inbox.pointee.sync.unlock()
+        inbox.sync.unlock()
     }
 
     /// Appends the first `count` results of `from` (removing them) under one lock. Any thread.
     static func push(_ inbox: InboxRef, from ring: inout Ring<PoolResult>, count: Int) {
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         if inbox.pointee.closed {
             inbox.pointee.delivered += count
             let last = inbox.pointee.delivered == inbox.pointee.expected
-            inbox.pointee.sync.unlock()
+            inbox.sync.unlock()
             for _ in 0..<count { discard(ring.popFirst()!) }
             if last { destroy(inbox) }
             return
         }
         for _ in 0..<count { inbox.pointee.results.push(ring.popFirst()!) }
-        if inbox.pointee.results.count == count { inbox.pointee.waiting.pointee.store(1, ordering: .releasing) }
+        if inbox.pointee.results.count == count { inbox.waiting.pointee.store(1, ordering: .releasing) }
         inbox.pointee.delivered += count
         wakeOwner(inbox)
-        inbox.pointee.sync.unlock()
+        inbox.sync.unlock()
     }
 
     /// Counts a job that will never come back as a result (cancelled by its owner). Any thread.
     static func forget(_ inbox: InboxRef) {
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         inbox.pointee.delivered += 1
         let last = inbox.pointee.closed && inbox.pointee.delivered == inbox.pointee.expected
-        inbox.pointee.sync.unlock()
+        inbox.sync.unlock()
         if last { destroy(inbox) }
     }
 
     /// With `sync` held: makes the owner notice that results wait.
     private static func wakeOwner(_ inbox: InboxRef) {
-        if inbox.pointee.sleeping { inbox.pointee.sync.signal() }
+        if inbox.pointee.sleeping { inbox.sync.signal() }
         if inbox.pointee.fd >= 0 && !inbox.pointee.fdReadable {
             inbox.pointee.fdReadable = true
             var one: UInt64 = 1
@@ -152,20 +162,20 @@ enum Inbox {
     /// Moves up to `max` results into `out` (ljasync_pool_result[max]). Owner's thread.
     /// Never blocks beyond the lock.
     static func drain(_ inbox: InboxRef, _ out: UnsafeMutablePointer<ljasync_pool_result>, _ max: Int) -> Int {
-        if inbox.pointee.waiting.pointee.load(ordering: .acquiring) == 0 { return 0 }  // no lock when idle
-        inbox.pointee.sync.lock()
+        if inbox.waiting.pointee.load(ordering: .acquiring) == 0 { return 0 }  // no lock when idle
+        inbox.sync.lock()
         var n = 0
         while n < max, let r = inbox.pointee.results.popFirst() {
             out[n] = ljasync_pool_result(msg: r.message.map { OpaquePointer($0) }, id: r.id, status: r.status.rawValue)
             n += 1
         }
-        inbox.pointee.waiting.pointee.store(inbox.pointee.results.count, ordering: .relaxed)
+        inbox.waiting.pointee.store(inbox.pointee.results.count, ordering: .relaxed)
         if inbox.pointee.results.isEmpty && inbox.pointee.fdReadable {
             var v: UInt64 = 0
             _ = read(inbox.pointee.fd, &v, 8)
             inbox.pointee.fdReadable = false
         }
-        inbox.pointee.sync.unlock()
+        inbox.sync.unlock()
         return n
     }
 
@@ -174,21 +184,21 @@ enum Inbox {
     static func wait(_ inbox: InboxRef, deadline: timespec?, watch: Bool, spin: Bool) -> Int32 {
         // Results often trickle in from busy workers: look again for a few microseconds,
         // yielding the CPU, before sleeping (a worker pays a futex call to wake a sleeper).
-        let hint = inbox.pointee.waiting
+        let hint = inbox.waiting
         for _ in 0..<(spin ? Pool.spinRounds : 0) {
             if hint.pointee.load(ordering: .relaxed) > 0 { return 1 }
             sched_yield()
         }
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         defer {
             inbox.pointee.sleeping = false
-            inbox.pointee.sync.unlock()
+            inbox.sync.unlock()
         }
         while true {
             if !inbox.pointee.results.isEmpty { return 1 }
             if watch && inbox.pointee.workersGone { return 2 }
             inbox.pointee.sleeping = true
-            if !inbox.pointee.sync.wait(until: deadline) {
+            if !inbox.sync.wait(until: deadline) {
                 if !inbox.pointee.results.isEmpty { return 1 }
                 if watch && inbox.pointee.workersGone { return 2 }
                 return 0
@@ -199,16 +209,16 @@ enum Inbox {
     /// Tells an owner waiting with `watch` that no worker thread is left. Called by the pool
     /// with its own lock held (lock order: pool, then inbox).
     static func noteWorkersGone(_ inbox: InboxRef) {
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         inbox.pointee.workersGone = true
-        inbox.pointee.sync.signal()
-        inbox.pointee.sync.unlock()
+        inbox.sync.signal()
+        inbox.sync.unlock()
     }
 
     /// The eventfd that is readable while results wait; created on first use. Owner's thread.
     static func armFD(_ inbox: InboxRef) -> Int32 {
-        inbox.pointee.sync.lock()
-        defer { inbox.pointee.sync.unlock() }
+        inbox.sync.lock()
+        defer { inbox.sync.unlock() }
         if inbox.pointee.fd < 0 {
             let fd = makeEventFD()
             if fd < 0 { return -1 }
@@ -228,14 +238,14 @@ enum Inbox {
     /// The owner lets go (its state closes or the handle is collected). Results still waiting
     /// are freed (errors reported); later ones will be too. Owner's thread.
     static func close(_ inbox: InboxRef) {
-        inbox.pointee.sync.lock()
+        inbox.sync.lock()
         inbox.pointee.closed = true
-        inbox.pointee.expected = inbox.pointee.submitted.pointee
+        inbox.pointee.expected = inbox.submitted.pointee
         var left: [PoolResult] = []
         while let r = inbox.pointee.results.popFirst() { left.append(r) }
-        inbox.pointee.waiting.pointee.store(0, ordering: .relaxed)
+        inbox.waiting.pointee.store(0, ordering: .relaxed)
         let last = inbox.pointee.delivered == inbox.pointee.expected
-        inbox.pointee.sync.unlock()
+        inbox.sync.unlock()
         for r in left { discard(r) }
         if last { destroy(inbox) }
     }
@@ -257,22 +267,21 @@ enum Inbox {
         }
         if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }
         inbox.pointee.results.free()
-        inbox.pointee.waiting.deallocate()
-        UnsafeMutableRawPointer(inbox.pointee.submitted).deallocate()
-        inbox.pointee.sync.destroy()
-        inbox.deinitialize(count: 1)
-        inbox.deallocate()
+        inbox.waiting.deallocate()
+        UnsafeMutableRawPointer(inbox.submitted).deallocate()
+        inbox.sync.destroy()
+        PoolRecord.free(inbox, InboxFixed.self, Void.self)
     }
 
     // -- fork() (Fork.swift) --
 
     /// Before fork(), with the pool's lock held: every inbox locked, none mid-change.
     static func forkLockAll() {
-        for inbox in registry { inbox.pointee.sync.lock() }
+        for inbox in registry { inbox.sync.lock() }
     }
 
     static func forkUnlockAll() {
-        for inbox in registry { inbox.pointee.sync.unlock() }
+        for inbox in registry { inbox.sync.unlock() }
     }
 
     /// In the child: the parent's results and jobs in flight are not this process's (pool.lua
@@ -283,11 +292,11 @@ enum Inbox {
         registryLock.reinitAfterFork()
         let all = registry
         for inbox in all {
-            inbox.pointee.sync.reinitAfterFork()
+            inbox.sync.reinitAfterFork()
             while let r = inbox.pointee.results.popFirst() { if let m = r.message { Message.free(m) } }
-            inbox.pointee.waiting.pointee.store(0, ordering: .relaxed)
+            inbox.waiting.pointee.store(0, ordering: .relaxed)
             inbox.pointee.delivered = 0
-            inbox.pointee.submitted.pointee = 0
+            inbox.submitted.pointee = 0
             inbox.pointee.sleeping = false
             inbox.pointee.workersGone = false
             if inbox.pointee.fd >= 0 { Glibc.close(inbox.pointee.fd) }

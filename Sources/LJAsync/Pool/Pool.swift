@@ -21,7 +21,6 @@ struct PoolSettings {
 /// A stopping worker runs only jobs submitted before it was told to stop (`stopSeq`), so a stop
 /// never consumes a job and never affects workers added later.
 struct PoolCore {
-    let sync = PthreadLock(.adaptive)  // mutex: everything below; cond: submitters waiting for space
     var queue = Ring<PoolJob>(capacity: 1024)
     var seq: UInt64 = 0
     var all: [WorkerRef] = []
@@ -35,13 +34,6 @@ struct PoolCore {
     var cancelled = 0
     var spaceWaiters = 0
     var spinners = 0            // workers looking for work without sleeping (see `step`)
-    /// `queue.count` while a worker spins (set to 0 when one starts, updated by submitters
-    /// only then), read by the spinning worker without the lock.
-    let queuedHint: UnsafeMutablePointer<Atomic<Int>> = {
-        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
-        p.initialize(to: Atomic(0))
-        return p
-    }()
     var watchers: [InboxRef] = []
     var serial = 0
     /// Why the last worker could not start; while set, the pool starts no worker by itself
@@ -57,6 +49,26 @@ struct PoolCore {
     var lastWarnCheckNs: UInt64 = 0  // the coarse clock when a submit last looked at the queue's head
 }
 
+/// The pool's fields no thread writes after start-up, before `PoolCore` (see `PoolRecord`).
+struct PoolCoreFixed {
+    let sync = PthreadLock(.adaptive)  // mutex: all of PoolCore; cond: submitters waiting for space
+    /// `queue.count` while a worker spins (set to 0 when one starts, updated by submitters
+    /// only then), read by the spinning worker without the lock.
+    let queuedHint: UnsafeMutablePointer<Atomic<Int>> = {
+        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
+        p.initialize(to: Atomic(0))
+        return p
+    }()
+}
+
+extension UnsafeMutablePointer where Pointee == PoolCore {
+    /// The pool's lock, reached without an access to `PoolCore` (any thread).
+    @inline(__always) var sync: PthreadLock { PoolRecord.fixed(self, PoolCoreFixed.self).pointee.sync }
+    @inline(__always) var queuedHint: UnsafeMutablePointer<Atomic<Int>> {
+        PoolRecord.fixed(self, PoolCoreFixed.self).pointee.queuedHint
+    }
+}
+
 enum Pool {
     /// The CPUs this process may run on (its affinity mask: the one CPU count of lj-async).
     static let cpuCount = ThreadSystem.cpus()
@@ -66,9 +78,7 @@ enum Pool {
 
     /// The one pool of the process (never freed: worker threads may outlive any Lua state).
     nonisolated(unsafe) static let core: UnsafeMutablePointer<PoolCore> = {
-        let p = UnsafeMutablePointer<PoolCore>.allocate(capacity: 1)
-        p.initialize(to: PoolCore())
-        return p
+        PoolRecord.allocate(PoolCoreFixed(), PoolCore(), ())
     }()
 
     // -- Submitting (owner's thread) --
@@ -82,18 +92,18 @@ enum Pool {
                        message: UnsafeMutablePointer<Message>?, timeout: Double) -> SubmitOutcome {
         let p = core
         let now = coarseNanoseconds()
-        p.pointee.sync.lock()
+        p.sync.lock()
         if p.pointee.settings.maxQueued > 0 && p.pointee.queue.count >= Int(p.pointee.settings.maxQueued) {
             if !waitForSpace(timeout) {
-                p.pointee.sync.unlock()
+                p.sync.unlock()
                 return .full
             }
         }
         p.pointee.seq &+= 1
         p.pointee.queue.push(PoolJob(message: message, inbox: inbox, id: id, definition: definition,
                                      seq: p.pointee.seq, enqueuedNs: now))
-        inbox.pointee.submitted.pointee += 1
-        if p.pointee.spinners > 0 { p.pointee.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed) }
+        inbox.submitted.pointee += 1
+        if p.pointee.spinners > 0 { p.queuedHint.pointee.store(p.pointee.queue.count, ordering: .relaxed) }
         // Everything below is rare but the wake-up: the common path under the lock makes no
         // call and touches no reference count (the lock is what workers wait for).
         var spawn: [WorkerRef]? = nil
@@ -111,7 +121,7 @@ enum Pool {
         } else if let w = p.pointee.idle.popLast() {
             w.pointee.idle = false
             w.pointee.woken = true
-            w.pointee.cond.signal()
+            w.cond.signal()
         } else if p.pointee.settings.autoscale != 0 && p.pointee.live < Int(p.pointee.settings.maxWorkers)
                     && (p.pointee.queue.count > p.pointee.starting || retry) {
             spawn = makeWorkers(1)
@@ -130,7 +140,7 @@ enum Pool {
                 late = "\(count) jobs wait in the pool's queue; the oldest has waited \(waited) s (\(workers) workers, \(running) running)"
             }
         }
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         if let spawn { startThreads(spawn) }
         if let late { reportToStderr(late) }
         return .queued
@@ -144,7 +154,7 @@ enum Pool {
         p.pointee.spaceWaiters += 1
         defer { p.pointee.spaceWaiters -= 1 }
         while p.pointee.settings.maxQueued > 0 && p.pointee.queue.count >= Int(p.pointee.settings.maxQueued) {
-            if !p.pointee.sync.wait(until: deadline) {
+            if !p.sync.wait(until: deadline) {
                 return !(p.pointee.settings.maxQueued > 0 && p.pointee.queue.count >= Int(p.pointee.settings.maxQueued))
             }
         }
@@ -153,7 +163,7 @@ enum Pool {
 
     /// With the lock held: a job left the queue; wakes submitters waiting for space.
     @inline(__always) static func queueShrank() {
-        if core.pointee.spaceWaiters > 0 { core.pointee.sync.broadcast() }
+        if core.pointee.spaceWaiters > 0 { core.sync.broadcast() }
     }
 
     /// Removes a job that has not started. True when it was still queued. Owner's thread.
@@ -161,7 +171,7 @@ enum Pool {
         let p = core
         var message: UnsafeMutablePointer<Message>?
         var found = false
-        p.pointee.sync.lock()
+        p.sync.lock()
         for i in 0..<p.pointee.queue.count {
             let j = p.pointee.queue[i]
             if j.inbox == inbox && j.id == id {
@@ -173,7 +183,7 @@ enum Pool {
                 break
             }
         }
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         guard found else { return false }
         if let message { Message.free(message) }
         Inbox.forget(inbox)
@@ -185,14 +195,14 @@ enum Pool {
     static func discard(_ inbox: InboxRef) -> Int {
         let p = core
         var dropped: [PoolJob] = []
-        p.pointee.sync.lock()
+        p.sync.lock()
         _ = p.pointee.queue.removeAll { j in
             if j.inbox == inbox { dropped.append(j); return true }
             return false
         }
         p.pointee.cancelled += dropped.count
         queueShrank()
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         for j in dropped {
             if let m = j.message { Message.free(m) }
             Inbox.push(inbox, PoolResult(message: nil, id: j.id, status: .cancelled))
@@ -207,16 +217,16 @@ enum Pool {
         let spin = timeout != 0
         guard watch else { return Inbox.wait(inbox, deadline: deadline, watch: false, spin: spin) }
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         if p.pointee.live + p.pointee.stopping == 0 {
-            p.pointee.sync.unlock()
+            p.sync.unlock()
             return Inbox.wait(inbox, deadline: Clock.deadline(after: 0), watch: false, spin: false) == 1 ? 1 : 2
         }
-        inbox.pointee.sync.withLock { inbox.pointee.workersGone = false }
+        inbox.sync.withLock { inbox.pointee.workersGone = false }
         p.pointee.watchers.append(inbox)
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         let r = Inbox.wait(inbox, deadline: deadline, watch: true, spin: spin)
-        p.pointee.sync.withLock {
+        p.sync.withLock {
             if let i = p.pointee.watchers.firstIndex(of: inbox) { p.pointee.watchers.remove(at: i) }
         }
         return r
@@ -224,31 +234,31 @@ enum Pool {
 
     // -- Settings and statistics (any thread) --
 
-    static func settings() -> PoolSettings { core.pointee.sync.withLock { core.pointee.settings } }
+    static func settings() -> PoolSettings { core.sync.withLock { core.pointee.settings } }
 
     /// Applies new settings: wakes idle workers to re-read their idle deadline, starts workers
     /// when autoscaling finds jobs waiting, stops extra ones above a lowered maximum.
     static func apply(_ s: PoolSettings) {
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         p.pointee.settings = s
         p.pointee.warnAfterNs = s.warnAfter > 0 ? UInt64(s.warnAfter * 1e9) : 0
-        for i in 0..<p.pointee.idle.count { p.pointee.idle[i].pointee.cond.signal() }
-        if p.pointee.spaceWaiters > 0 { p.pointee.sync.broadcast() }
+        for i in 0..<p.pointee.idle.count { p.pointee.idle[i].cond.signal() }
+        if p.pointee.spaceWaiters > 0 { p.sync.broadcast() }
         var made: [WorkerRef] = []
         if s.autoscale != 0 && p.pointee.startError == nil {  // after a failed start, only submit retries
             if p.pointee.live > Int(s.maxWorkers) { stop(p.pointee.live - Int(s.maxWorkers)) }
             let want = min(Int(s.maxWorkers), max(Int(s.minWorkers), min(p.pointee.queue.count, Int(s.maxWorkers))))
             if p.pointee.live < want { made = makeWorkers(want - p.pointee.live) }
         }
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         startThreads(made)
     }
 
     /// queued, running, done, failed, cancelled, workers, stopping, idle.
     static func stats(_ out: UnsafeMutablePointer<Int64>) {
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         out[0] = Int64(p.pointee.queue.count)
         out[1] = Int64(p.pointee.running)
         out[2] = Int64(p.pointee.done)
@@ -257,7 +267,7 @@ enum Pool {
         out[5] = Int64(p.pointee.live)
         out[6] = Int64(p.pointee.stopping)
         out[7] = Int64(p.pointee.idle.count)
-        p.pointee.sync.unlock()
+        p.sync.unlock()
     }
 
     /// The monotonic clock at its coarse resolution (a few ms): queue waits are judged in

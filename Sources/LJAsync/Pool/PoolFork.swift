@@ -8,14 +8,14 @@ extension Pool {
         PoolDefinitions.shared.forkLock()
         PoolIPC.shared.forkLock()
         Inbox.registryLock.lock()
-        core.pointee.sync.lock()
+        core.sync.lock()
         Inbox.forkLockAll()
     }
 
     /// After fork(), in the parent: nothing changed; the locks are released.
     static func forkParent() {
         Inbox.forkUnlockAll()
-        core.pointee.sync.unlock()
+        core.sync.unlock()
         Inbox.registryLock.unlock()
         PoolIPC.shared.forkUnlock()
         PoolDefinitions.shared.forkUnlock()
@@ -31,7 +31,7 @@ extension Pool {
         PoolDefinitions.shared.forkReinit()
         PoolIPC.shared.forkReinit()
         let p = core
-        p.pointee.sync.reinitAfterFork()
+        p.sync.reinitAfterFork()
         if p.pointee.settings.autoscale == 0 { p.pointee.owed += p.pointee.live }
         p.pointee.all.removeAll()
         _ = p.pointee.idle.removeAll { _ in true }
@@ -42,7 +42,7 @@ extension Pool {
         p.pointee.running = 0
         p.pointee.spinners = 0
         p.pointee.spaceWaiters = 0
-        p.pointee.queuedHint.pointee.store(0, ordering: .relaxed)
+        p.queuedHint.pointee.store(0, ordering: .relaxed)
         p.pointee.startError = nil
         p.pointee.reportedError = nil
         while let j = p.pointee.queue.popFirst() {

@@ -16,18 +16,25 @@ struct PoolJob {
 }
 
 /// One worker thread. Allocated by the pool when the thread is started, freed by the thread
-/// itself once it has left every list of the pool.
-///
-/// Thread-safety: every field is guarded by the pool's mutex, except `current`, `taken`,
-/// `outbox`, the counters and `lastTakeNs`, which only the worker's own thread touches.
-/// `cond` is waited on with the pool's mutex.
+/// itself once it has left every list of the pool. In three parts (see `PoolRecord`):
+/// `WorkerFixed` (its condition and serial), `PoolWorker` (every field guarded by the pool's
+/// mutex) and `PoolWorkerOwn` (what only the worker's own thread touches, without the lock).
 struct PoolWorker {
-    let cond = PthreadCondition()  // waited on with the pool's mutex; freed with the worker
-    let serial: Int
     var stopping = false
     var stopSeq: UInt64 = 0
     var idle = false
     var woken = false
+}
+
+/// A worker's fields no thread writes after it is made.
+struct WorkerFixed {
+    let cond = PthreadCondition()  // waited on with the pool's mutex; freed with the worker
+    let serial: Int
+}
+
+/// A worker's fields only its own thread touches (no lock).
+struct PoolWorkerOwn {
+    /// It took its first step (then, under the pool's lock, it left the pool's `starting` count).
     var started = false
     var unready = false         // init code failed after it started (see Pool.step, status 2)
     var current: PoolJob? = nil
@@ -43,19 +50,28 @@ struct PoolWorker {
     var lastTakeCount = 0
     var shortJobs = false
     var warnNs: UInt64 = 0      // the pool's warn_after, copied at each take
+}
 
-    init(serial: Int) {
-        self.serial = serial
+extension PoolWorker {
+    static func make(serial: Int) -> WorkerRef {
+        PoolRecord.allocate(WorkerFixed(serial: serial), PoolWorker(), PoolWorkerOwn())
     }
 
     static func destroy(_ w: WorkerRef) {
-        w.pointee.taken.free()
-        w.pointee.outbox.free()
-        w.pointee.outboxInboxes.free()
-        w.pointee.cond.destroy()
-        w.deinitialize(count: 1)
-        w.deallocate()
+        w.own.pointee.taken.free()
+        w.own.pointee.outbox.free()
+        w.own.pointee.outboxInboxes.free()
+        w.cond.destroy()
+        PoolRecord.free(w, WorkerFixed.self, PoolWorkerOwn.self)
     }
 }
 
 typealias WorkerRef = UnsafeMutablePointer<PoolWorker>
+
+extension UnsafeMutablePointer where Pointee == PoolWorker {
+    /// The worker's condition (waited on with the pool's mutex), without an access to `PoolWorker`.
+    @inline(__always) var cond: PthreadCondition { PoolRecord.fixed(self, WorkerFixed.self).pointee.cond }
+    @inline(__always) var serial: Int { PoolRecord.fixed(self, WorkerFixed.self).pointee.serial }
+    /// The worker's own fields: its thread only.
+    @inline(__always) var own: UnsafeMutablePointer<PoolWorkerOwn> { PoolRecord.own(self, PoolWorkerOwn.self) }
+}

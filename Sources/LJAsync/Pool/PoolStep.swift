@@ -23,20 +23,20 @@ extension Pool {
             // Init code registered meanwhile failed here: the worker leaves through
             // failedToStart, which gives its jobs back (pool_worker.lua raises next).
             if let result { Message.free(result) }
-            w.pointee.unready = true
+            w.own.pointee.unready = true
             return 0
         }
-        if let job = w.pointee.current {
-            w.pointee.current = nil
+        if let job = w.own.pointee.current {
+            w.own.pointee.current = nil
             if let m = job.message { Message.free(m) }
-            w.pointee.outbox.push(PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
-            w.pointee.outboxInboxes.push(job.inbox)
-            if status == 0 { w.pointee.finishedOK += 1 } else { w.pointee.finishedFailed += 1 }
+            w.own.pointee.outbox.push(PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
+            w.own.pointee.outboxInboxes.push(job.inbox)
+            if status == 0 { w.own.pointee.finishedOK += 1 } else { w.own.pointee.finishedFailed += 1 }
         } else if let result {
             Message.free(result)  // nothing to answer: a result without a job is dropped
         }
         // The rest of a batch of short jobs: no shared state touched.
-        if let next = w.pointee.taken.popFirst() {
+        if let next = w.own.pointee.taken.popFirst() {
             start(w, next, out)
             return 1
         }
@@ -44,14 +44,14 @@ extension Pool {
         // Read before the lock (the precise clock is a vDSO call; workers and submitters wait
         // for this lock), again only after sleeping or spinning.
         var now = Clock.nanoseconds()
-        p.pointee.sync.lock()
-        p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed
-        p.pointee.done += w.pointee.finishedOK
-        p.pointee.failed += w.pointee.finishedFailed
-        w.pointee.finishedOK = 0
-        w.pointee.finishedFailed = 0
-        if !w.pointee.started {
-            w.pointee.started = true
+        p.sync.lock()
+        p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed
+        p.pointee.done += w.own.pointee.finishedOK
+        p.pointee.failed += w.own.pointee.finishedFailed
+        w.own.pointee.finishedOK = 0
+        w.own.pointee.finishedFailed = 0
+        if !w.own.pointee.started {
+            w.own.pointee.started = true
             p.pointee.starting -= 1
             p.pointee.reportedError = nil  // a later failure is news again
         }
@@ -59,56 +59,56 @@ extension Pool {
         while true {
             if let job = take(w) {
                 // Batch size from how long the last batch took per job.
-                if w.pointee.lastTakeCount > 0 {
-                    let perJob = (now &- w.pointee.lastTakeNs) / UInt64(w.pointee.lastTakeCount)
-                    w.pointee.shortJobs = perJob < shortJobNs
+                if w.own.pointee.lastTakeCount > 0 {
+                    let perJob = (now &- w.own.pointee.lastTakeNs) / UInt64(w.own.pointee.lastTakeCount)
+                    w.own.pointee.shortJobs = perJob < shortJobNs
                 }
                 var n = 1
-                if w.pointee.shortJobs {
+                if w.own.pointee.shortJobs {
                     // Leave the others their share: at most half the queue per live worker.
                     let share = p.pointee.queue.count / (2 * max(1, p.pointee.live))
                     while n < min(maxBatch, share + 1), let more = take(w) {
-                        w.pointee.taken.push(more)
+                        w.own.pointee.taken.push(more)
                         n += 1
                     }
                 }
-                w.pointee.lastTakeNs = now
-                w.pointee.lastTakeCount = n
-                w.pointee.warnNs = p.pointee.warnAfterNs
+                w.own.pointee.lastTakeNs = now
+                w.own.pointee.lastTakeCount = n
+                w.own.pointee.warnNs = p.pointee.warnAfterNs
                 p.pointee.running += n
                 queueShrank()
-                p.pointee.sync.unlock()
+                p.sync.unlock()
                 start(w, job, out)
                 return 1
             }
             if w.pointee.stopping {
                 remove(w)
-                p.pointee.sync.unlock()
+                p.sync.unlock()
                 return 0
             }
-            w.pointee.lastTakeCount = 0  // idle time says nothing about job length
+            w.own.pointee.lastTakeCount = 0  // idle time says nothing about job length
             if !spun && p.pointee.spinners == 0 {
                 // Jobs often come in streams: one worker at a time looks again for a few
                 // microseconds, yielding the CPU, before it sleeps. Submitters see it in
                 // `spinners` and skip the wake-up (a futex call per job otherwise).
                 spun = true
                 p.pointee.spinners += 1
-                p.pointee.queuedHint.pointee.store(0, ordering: .relaxed)  // kept current while anyone spins
-                p.pointee.sync.unlock()
-                let hint = p.pointee.queuedHint
+                p.queuedHint.pointee.store(0, ordering: .relaxed)  // kept current while anyone spins
+                p.sync.unlock()
+                let hint = p.queuedHint
                 for _ in 0..<Pool.spinRounds {
                     if hint.pointee.load(ordering: .relaxed) > 0 { break }
                     sched_yield()
                 }
                 now = Clock.nanoseconds()
-                p.pointee.sync.lock()
+                p.sync.lock()
                 p.pointee.spinners -= 1
                 continue
             }
             spun = false
             if !idleWait(w) {
                 remove(w)
-                p.pointee.sync.unlock()
+                p.sync.unlock()
                 return 0
             }
             now = Clock.nanoseconds()
@@ -117,10 +117,10 @@ extension Pool {
 
     /// Makes `job` the worker's current job and describes it in `out`. Worker's thread.
     @inline(__always) private static func start(_ w: WorkerRef, _ job: PoolJob, _ out: UnsafeMutablePointer<ljasync_pool_job>) {
-        w.pointee.current = job
+        w.own.pointee.current = job
         let now = coarseNanoseconds()
         let waited = now > job.enqueuedNs ? now - job.enqueuedNs : 0
-        let warnNs = w.pointee.warnNs
+        let warnNs = w.own.pointee.warnNs
         out.pointee = ljasync_pool_job(msg: job.message.map { OpaquePointer($0) }, def: job.definition,
                                        inits: InitRegistry.shared.poolCount, waited: Double(waited) / 1e9,
                                        late: warnNs > 0 && waited > warnNs && !job.warned ? 1 : 0)
@@ -129,12 +129,12 @@ extension Pool {
     /// Hands the batch's results to their inboxes, one lock per run of the same inbox.
     /// Worker's thread, holding no lock.
     static func flushOutbox(_ w: WorkerRef) {
-        while !w.pointee.outbox.isEmpty {
-            let inbox = w.pointee.outboxInboxes.first!
+        while !w.own.pointee.outbox.isEmpty {
+            let inbox = w.own.pointee.outboxInboxes.first!
             var run = 0
-            while run < w.pointee.outboxInboxes.count && w.pointee.outboxInboxes[run] == inbox { run += 1 }
-            Inbox.push(inbox, from: &w.pointee.outbox, count: run)
-            for _ in 0..<run { _ = w.pointee.outboxInboxes.popFirst() }
+            while run < w.own.pointee.outboxInboxes.count && w.own.pointee.outboxInboxes[run] == inbox { run += 1 }
+            Inbox.push(inbox, from: &w.own.pointee.outbox, count: run)
+            for _ in 0..<run { _ = w.own.pointee.outboxInboxes.popFirst() }
         }
     }
 
@@ -158,7 +158,7 @@ extension Pool {
             let scaling = p.pointee.settings.autoscale != 0
             if scaling && deadline == nil { deadline = Clock.deadline(after: p.pointee.settings.idleTimeout) }
             if !scaling { deadline = nil }
-            let timedOut = !p.pointee.sync.wait(on: w.pointee.cond, until: deadline)
+            let timedOut = !p.sync.wait(on: w.cond, until: deadline)
             if timedOut && !w.pointee.woken && !w.pointee.stopping {
                 if p.pointee.settings.autoscale != 0 && p.pointee.live > Int(p.pointee.settings.minWorkers) {
                     return false

@@ -33,10 +33,10 @@ enum PoolThread {
         }
         lua_settop(L, 0)
         if let failure {
-            if !w.pointee.started || w.pointee.unready {
+            if !w.own.pointee.started || w.own.pointee.unready {
                 Pool.failedToStart(w, reason: failure)
             } else {
-                reportToStderr("pool worker \(w.pointee.serial) stopped by an error: \(failure)")
+                reportToStderr("pool worker \(w.serial) stopped by an error: \(failure)")
                 Pool.crashed(w, reason: failure)
             }
         }

@@ -11,8 +11,7 @@ extension Pool {
         var made: [WorkerRef] = []
         for _ in 0..<n {
             p.pointee.serial += 1
-            let w = WorkerRef.allocate(capacity: 1)
-            w.initialize(to: PoolWorker(serial: p.pointee.serial))
+            let w = PoolWorker.make(serial: p.pointee.serial)
             p.pointee.all.append(w)
             made.append(w)
         }
@@ -49,7 +48,7 @@ extension Pool {
         p.pointee.all.remove(at: i)
         if w.pointee.idle { removeIdle(w) }
         if w.pointee.stopping { p.pointee.stopping -= 1 } else { p.pointee.live -= 1 }
-        if !w.pointee.started { p.pointee.starting -= 1 }
+        if !w.own.pointee.started { p.pointee.starting -= 1 }
         if p.pointee.live + p.pointee.stopping == 0 {
             for inbox in p.pointee.watchers { Inbox.noteWorkersGone(inbox) }
         }
@@ -58,7 +57,7 @@ extension Pool {
         if !p.pointee.queue.isEmpty, let idle = p.pointee.idle.popLast() {
             idle.pointee.idle = false
             idle.pointee.woken = true
-            idle.pointee.cond.signal()
+            idle.cond.signal()
         }
     }
 
@@ -82,7 +81,7 @@ extension Pool {
             p.pointee.live -= 1
             p.pointee.stopping += 1
             if w.pointee.idle { removeIdle(w) }
-            w.pointee.cond.signal()
+            w.cond.signal()
             left -= 1
         }
         while left > 0, let w = p.pointee.idle.popLast() {
@@ -115,13 +114,13 @@ extension Pool {
     /// Returns the live count. Any thread.
     private static func explicitCount(manual: Bool, _ change: (UnsafeMutablePointer<PoolCore>) -> [WorkerRef]) -> Int {
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         if manual { p.pointee.settings.autoscale = 0 }
         p.pointee.startError = nil
         p.pointee.owed = 0
         let made = change(p)
         let live = p.pointee.live
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         startThreads(made)
         return live
     }
@@ -129,11 +128,11 @@ extension Pool {
     /// Stops `n` workers gracefully; returns the live count. Any thread.
     static func stopWorkers(_ n: Int) -> Int {
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         p.pointee.settings.autoscale = 0
         stop(n)
         let live = p.pointee.live
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         return live
     }
 
@@ -141,17 +140,17 @@ extension Pool {
     /// threads still to leave. Any thread.
     static func shutdown() -> Int {
         let p = core
-        p.pointee.sync.lock()
+        p.sync.lock()
         p.pointee.settings.autoscale = 0
         p.pointee.owed = 0  // nothing is owed after a shutdown: the pool is as at start
         stop(p.pointee.live)
         let left = p.pointee.stopping + p.pointee.live
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         return left
     }
 
     static var liveCount: Int {
-        core.pointee.sync.withLock { core.pointee.live }
+        core.sync.withLock { core.pointee.live }
     }
 
     /// A worker could not get ready: its state could not be made, `pool_worker` not loaded, or
@@ -164,16 +163,16 @@ extension Pool {
         let p = core
         flushOutbox(w)
         var doomed: [PoolJob] = []
-        p.pointee.sync.lock()
-        let held = w.pointee.taken.count + (w.pointee.current == nil ? 0 : 1)
-        p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed + held
-        p.pointee.done += w.pointee.finishedOK
-        p.pointee.failed += w.pointee.finishedFailed
-        w.pointee.finishedOK = 0
-        w.pointee.finishedFailed = 0
-        while let j = w.pointee.taken.popLast() { p.pointee.queue.pushFront(j) }
-        if let j = w.pointee.current {
-            w.pointee.current = nil
+        p.sync.lock()
+        let held = w.own.pointee.taken.count + (w.own.pointee.current == nil ? 0 : 1)
+        p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed + held
+        p.pointee.done += w.own.pointee.finishedOK
+        p.pointee.failed += w.own.pointee.finishedFailed
+        w.own.pointee.finishedOK = 0
+        w.own.pointee.finishedFailed = 0
+        while let j = w.own.pointee.taken.popLast() { p.pointee.queue.pushFront(j) }
+        if let j = w.own.pointee.current {
+            w.own.pointee.current = nil
             p.pointee.queue.pushFront(j)
         }
         let counted = p.pointee.all.contains(w)
@@ -187,7 +186,7 @@ extension Pool {
             p.pointee.failed += doomed.count
             queueShrank()
         }
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         if report {
             var first = reason.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? reason
             if first.hasSuffix(":") { first.removeLast() }  // "module 'x' not found:" + the places looked at
@@ -205,37 +204,37 @@ extension Pool {
     static func crashed(_ w: WorkerRef, reason: String) {
         let p = core
         flushOutbox(w)
-        p.pointee.sync.withLock {
-            p.pointee.running -= w.pointee.finishedOK + w.pointee.finishedFailed + w.pointee.taken.count
-            p.pointee.done += w.pointee.finishedOK
-            p.pointee.failed += w.pointee.finishedFailed
-            w.pointee.finishedOK = 0
-            w.pointee.finishedFailed = 0
+        p.sync.withLock {
+            p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed + w.own.pointee.taken.count
+            p.pointee.done += w.own.pointee.finishedOK
+            p.pointee.failed += w.own.pointee.finishedFailed
+            w.own.pointee.finishedOK = 0
+            w.own.pointee.finishedFailed = 0
             // Taken but not started: back to the front of the queue, in order, for another worker.
-            while let j = w.pointee.taken.popLast() {
+            while let j = w.own.pointee.taken.popLast() {
                 p.pointee.queue.pushFront(j)
                 if let idle = p.pointee.idle.popLast() {
                     idle.pointee.idle = false
                     idle.pointee.woken = true
-                    idle.pointee.cond.signal()
+                    idle.cond.signal()
                 }
             }
         }
-        if let job = w.pointee.current {
-            w.pointee.current = nil
+        if let job = w.own.pointee.current {
+            w.own.pointee.current = nil
             if let m = job.message { Message.free(m) }
             let text = "the worker running this job failed: " + reason
             Inbox.push(job.inbox, PoolResult(message: failureMessage(text), id: job.id, status: .failed))
-            p.pointee.sync.withLock {
+            p.sync.withLock {
                 p.pointee.running -= 1
                 p.pointee.failed += 1
             }
         }
-        p.pointee.sync.lock()
-        let replace = w.pointee.started && !w.pointee.stopping && p.pointee.all.contains(w)
+        p.sync.lock()
+        let replace = w.own.pointee.started && !w.pointee.stopping && p.pointee.all.contains(w)
         remove(w)
         let made = replace ? makeWorkers(1) : []
-        p.pointee.sync.unlock()
+        p.sync.unlock()
         startThreads(made)
     }
 }
