@@ -26,10 +26,8 @@ filters=()
 for f in "${filter_out[@]}"; do filters+=(--filter-out="$f"); done
 
 # Reports, by kind, in the report files of log_path prefix $1. A "Swift access race" is TSan's
-# check of Swift's exclusivity rule, made for a whole struct reached through `.pointee`: the
-# pool's and inboxes' `x.pointee.sync.lock()` reads the struct (for its `let` lock) while
-# another thread changes other fields under that lock. Not a race on any byte; counted apart
-# and fatal only with SANITIZE_STRICT=1 (docs/design.md).
+# check of Swift's exclusivity rule (SE-0176: `p.pointee.x` is an access to all of `p.pointee`);
+# counted apart in the summary, and fatal like every other report.
 count_reports() {
   local files=("$1".*)
   [ -e "${files[0]}" ] || { echo "0 0"; return; }
@@ -42,8 +40,8 @@ count_reports() {
 show_reports() {
   local files=("$1".*)
   [ -e "${files[0]}" ] || return 0
-  cat "${files[@]}" | awk -v strict="${SANITIZE_STRICT:-}" '
-    /^(==[0-9]+==)?(WARNING|ERROR): .*Sanitizer/ { show = strict != "" || $0 !~ /Swift access race/; n = 0 }
+  cat "${files[@]}" | awk '
+    /^(==[0-9]+==)?(WARNING|ERROR): .*Sanitizer/ { show = 1; n = 0 }
     show && n++ < 40' | head -200
 }
 
@@ -76,7 +74,7 @@ for san in "$@"; do
     local line="$san: $name: exit $rc, $reports reports, $access Swift access races; $tests; $((SECONDS - t0)) s"
     echo "   $line"
     summary+=("$line")
-    [ -n "${SANITIZE_STRICT:-}" ] && reports=$((reports + access))
+    reports=$((reports + access))
     if [ "$reports" != 0 ] || [ "$rc" != 0 ]; then
       status=1
       show_reports "$scratch/$name.report"
