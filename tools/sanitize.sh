@@ -40,9 +40,10 @@ count_reports() {
 show_reports() {
   local files=("$1".*)
   [ -e "${files[0]}" ] || return 0
+  # awk caps the output itself: a `head` ends the pipeline with SIGPIPE (exit 141 under pipefail).
   cat "${files[@]}" | awk '
-    /^(==[0-9]+==)?(WARNING|ERROR): .*Sanitizer/ { show = 1; n = 0 }
-    show && n++ < 40' | head -200
+    /^(==[0-9]+==)?(WARNING|ERROR): .*Sanitizer/ { n = 0 }
+    n++ < 40 && shown++ < 200'
 }
 
 status=0 summary=()
