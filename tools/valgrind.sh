@@ -71,10 +71,12 @@ check host_plugin "$build/host_plugin" spec/hosts/host_script.lua \
 # busted under this LuaJIT (as .ci/matrix.sh's upstream leg runs it), its own jit.* first;
 # specs that start `luajit` themselves get this one (not under valgrind: children are not traced).
 bin=$out/bin; mkdir -p "$bin"; ln -sf "$lj/src/luajit" "$bin/luajit"
-# Left out: tests that measure the process (valgrind's own memory is RSS; its threads run one at
-# a time).
+# Left out: tests that measure the process (valgrind's own memory is RSS), and one that needs two
+# threads in a callback at the same instant within a deadline (valgrind runs one thread at a
+# time: it failed there twice in about ten runs, with no valgrind error).
 filters=()
-for f in "leak no OS threads, thread objects, states or memory" "idle pthreads exit within seconds"; do
+for f in "leak no OS threads, thread objects, states or memory" "idle pthreads exit within seconds" \
+         "runs parallel callbacks in several states at once"; do
   filters+=(--filter-out="$f")
 done
 extra=(PATH="$bin:$PATH" LUA_CPATH="/usr/lib/$multiarch/lua/5.1/?.so"
