@@ -151,15 +151,20 @@ return function(address)
       if not ok then label = origin(current_fn) end
     else
       local d = defs[def] or definition(def)
-      if d and d.fn then
+      if not d then
+        -- Withdrawn: a definition outlives its jobs unless its owner closed, who takes no
+        -- result (and said how many it left): the job is dropped unstarted, as queued ones are.
+        more = step(w, nil, 3, job)
+        goto continue
+      elseif d.fn then
         current_fn = d.fn
         ok, res = xpcall(run_defined, handler, d.fn, msg)
       else
         current_fn = nil
-        ok, res = false, d and d.err or "its definition is gone (undefined before the job started)"
+        ok, res = false, d.err
       end
       if not ok or job.late ~= 0 then
-        label = d and d.anon and origin(current_fn) or ("job '%s'"):format(d and d.name or "?")
+        label = d.anon and origin(current_fn) or ("job '%s'"):format(d.name)
       end
     end
     if job.late ~= 0 then
@@ -171,5 +176,6 @@ return function(address)
     else
       more = step(w, failure(("%s failed: %s"):format(label, tostring(res))), 1, job)
     end
+    ::continue::
   end
 end

@@ -45,6 +45,8 @@ struct PoolWorkerOwn {
     var outboxInboxes = Ring<InboxRef>(capacity: 16)
     var finishedOK = 0
     var finishedFailed = 0
+    /// Jobs this worker dropped unstarted because their owner had gone (status 3 of step).
+    var finishedCancelled = 0
     /// When this worker last took jobs (precise clock): how long its batches take.
     var lastTakeNs: UInt64 = 0
     var lastTakeCount = 0

@@ -11,9 +11,23 @@ extension Pool {
     /// never sits on jobs another worker could start, and never holds results while it runs
     /// a long job.
     static let maxBatch = 16
+
+    /// Moves the worker's finished-job counts into the pool's (running, done, failed,
+    /// cancelled). Under the pool's lock.
+    static func settleCounts(_ w: WorkerRef, _ p: UnsafeMutablePointer<PoolCore>) {
+        let own = w.own
+        p.pointee.running -= own.pointee.finishedOK + own.pointee.finishedFailed + own.pointee.finishedCancelled
+        p.pointee.done += own.pointee.finishedOK
+        p.pointee.failed += own.pointee.finishedFailed
+        p.pointee.cancelled += own.pointee.finishedCancelled
+        own.pointee.finishedOK = 0
+        own.pointee.finishedFailed = 0
+        own.pointee.finishedCancelled = 0
+    }
     static let shortJobNs: UInt64 = 20_000
 
-    /// Hands back the result of the worker's current job (if any; `status` 0 ok, 1 failed) and
+    /// Hands back the result of the worker's current job (if any; `status` 0 ok, 1 failed, 3
+    /// dropped unstarted: its definition went with its owner, who takes no result) and
     /// puts the next job into `out`, sleeping while there is none. Returns 1 with a job, 0 when
     /// the worker must leave (it has then left every list). Worker's thread.
     static func step(_ w: WorkerRef, result: UnsafeMutablePointer<Message>?, status: Int32,
@@ -29,9 +43,14 @@ extension Pool {
         if let job = w.own.pointee.current {
             w.own.pointee.current = nil
             if let m = job.message { Message.free(m) }
-            w.own.pointee.outbox.push(PoolResult(message: result, id: job.id, status: status == 0 ? .ok : .failed))
+            let s: PoolResult.Status = status == 0 ? .ok : status == 3 ? .cancelled : .failed
+            w.own.pointee.outbox.push(PoolResult(message: result, id: job.id, status: s))
             w.own.pointee.outboxInboxes.push(job.inbox)
-            if status == 0 { w.own.pointee.finishedOK += 1 } else { w.own.pointee.finishedFailed += 1 }
+            switch s {
+            case .ok: w.own.pointee.finishedOK += 1
+            case .failed: w.own.pointee.finishedFailed += 1
+            case .cancelled: w.own.pointee.finishedCancelled += 1
+            }
         } else if let result {
             Message.free(result)  // nothing to answer: a result without a job is dropped
         }
@@ -45,11 +64,7 @@ extension Pool {
         // for this lock), again only after sleeping or spinning.
         var now = Clock.nanoseconds()
         p.sync.lock()
-        p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed
-        p.pointee.done += w.own.pointee.finishedOK
-        p.pointee.failed += w.own.pointee.finishedFailed
-        w.own.pointee.finishedOK = 0
-        w.own.pointee.finishedFailed = 0
+        settleCounts(w, p)
         if !w.own.pointee.started {
             w.own.pointee.started = true
             p.pointee.starting -= 1

@@ -165,11 +165,8 @@ extension Pool {
         var doomed: [PoolJob] = []
         p.sync.lock()
         let held = w.own.pointee.taken.count + (w.own.pointee.current == nil ? 0 : 1)
-        p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed + held
-        p.pointee.done += w.own.pointee.finishedOK
-        p.pointee.failed += w.own.pointee.finishedFailed
-        w.own.pointee.finishedOK = 0
-        w.own.pointee.finishedFailed = 0
+        settleCounts(w, p)
+        p.pointee.running -= held
         while let j = w.own.pointee.taken.popLast() { p.pointee.queue.pushFront(j) }
         if let j = w.own.pointee.current {
             w.own.pointee.current = nil
@@ -205,11 +202,8 @@ extension Pool {
         let p = core
         flushOutbox(w)
         p.sync.withLock {
-            p.pointee.running -= w.own.pointee.finishedOK + w.own.pointee.finishedFailed + w.own.pointee.taken.count
-            p.pointee.done += w.own.pointee.finishedOK
-            p.pointee.failed += w.own.pointee.finishedFailed
-            w.own.pointee.finishedOK = 0
-            w.own.pointee.finishedFailed = 0
+            settleCounts(w, p)
+            p.pointee.running -= w.own.pointee.taken.count
             // Taken but not started: back to the front of the queue, in order, for another worker.
             while let j = w.own.pointee.taken.popLast() {
                 p.pointee.queue.pushFront(j)
