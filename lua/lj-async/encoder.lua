@@ -21,7 +21,7 @@ local type, select, tonumber, tostring, error, pcall, unpack =
       type, select, tonumber, tostring, error, pcall, unpack
 local ffi_typeof, ffi_cast, ffi_new = ffi.typeof, ffi.cast, ffi.new
 local C = native.C
-local plain_begin, plain_seal = native.plain_begin, native.plain_seal
+local plain_first3, plain_seal = native.plain_first3, native.plain_seal
 local small_value, forget_small, big_plain = scan.small_value, scan.forget_small, scan.big_plain
 
 if not ffi.abi("le") then error("lj-async.encoder: the encoded format is little-endian; this machine is not", 0) end
@@ -100,10 +100,7 @@ local function encode_into(n, a1, a2, a3, args)
       plain = big_plain(n, args)
     end
     if plain then
-      plain_begin(wbuf, n)
-      if n >= 1 then wbuf:encode(a1) end
-      if n >= 2 then wbuf:encode(a2) end
-      if n >= 3 then wbuf:encode(a3) end
+      plain_first3(wbuf, n, a1, a2, a3)
       if n >= 4 then for i = 4, n do wbuf:encode(args[i]) end end
       plain_seal(wbuf)
       busy = false
@@ -157,10 +154,7 @@ function M.encode(...)
     if plain and n >= 3 then plain = small_value(a3) end
     forget_small()
     if plain then
-      plain_begin(wbuf, n)
-      if n >= 1 then wbuf:encode(a1) end
-      if n >= 2 then wbuf:encode(a2) end
-      if n >= 3 then wbuf:encode(a3) end
+      plain_first3(wbuf, n, a1, a2, a3)
       plain_seal(wbuf)
       busy = false
       return wbuf:tostring()

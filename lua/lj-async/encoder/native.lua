@@ -24,6 +24,15 @@ local function plain_begin(buf, n)
   end
 end
 
+-- plain_begin, then the first min(n, 3) of the values a1, a2, a3: the common small message,
+-- written without a vararg loop (select(i, ...) in a loop is not compiled).
+local function plain_first3(buf, n, a1, a2, a3)
+  plain_begin(buf, n)
+  if n >= 1 then buf:encode(a1) end
+  if n >= 2 then buf:encode(a2) end
+  if n >= 3 then buf:encode(a3) end
+end
+
 local function plain_seal(buf)
   local q, len = buf:ref()
   local sum = checksum(q + 1, len - 1, SEED)  -- before reserve, which may move the bytes
@@ -33,6 +42,7 @@ end
 
 return {
   plain_begin = plain_begin,
+  plain_first3 = plain_first3,
   plain_seal = plain_seal,
   C = core.C,
   scan = core.C.ljasync_encoder_scan,

@@ -14,7 +14,7 @@ local getmt, getupvalue, loadstring = debug.getmetatable, debug.getupvalue, load
 local ffi_cast, ffi_typeof = ffi.cast, ffi.typeof
 local C, checksum, SEED, TAG_PLAIN = native.C, native.checksum, native.CHECKSUM_SEED, native.TAG_PLAIN
 local message_new, message_data = C.ljasync_message_new, C.ljasync_message_data
-local plain_begin, plain_seal = native.plain_begin, native.plain_seal
+local plain_begin, plain_first3, plain_seal = native.plain_begin, native.plain_first3, native.plain_seal
 local TAG_GENERAL, HAS_HANDLES = native.TAG_GENERAL, native.HAS_HANDLES
 local by_kind  -- the registry's kinds of handles, required with the first handle (~10 KiB)
 local u32p, u64p, u8p = ffi_typeof("uint32_t *"), ffi_typeof("uint64_t *"), ffi_typeof("const uint8_t *")
@@ -47,14 +47,20 @@ local busy = false  -- a finalizer run in the middle of a use of wbuf or rbuf ta
 local function full() return require "lj-async.encoder" end
 
 -- The encoder's plain format (its frame is native.plain_begin/plain_seal, as in encoder.lua).
-local function encode_plain(n, ...)
-  plain_begin(wbuf, n)
-  for i = 1, n do wbuf:encode((select(i, ...))) end
+
+-- Seals wbuf and returns its bytes as a native message; wbuf emptied.
+local function take_message()
   plain_seal(wbuf)
   local q, len = wbuf:ref()
   local msg = message_new(q, len)
   wbuf:reset()
   return msg
+end
+
+local function encode_plain(n, ...)
+  plain_begin(wbuf, n)
+  for i = 1, n do wbuf:encode((select(i, ...))) end
+  return take_message()
 end
 
 --- lj-async.encoder.encode_message: the values (count and nils kept) as a native message the
@@ -63,15 +69,8 @@ end
 -- path the JIT compiles (select(i, ...) in a loop over ... does not; measured: it halved a
 -- pool's tiny jobs per second).
 local function encode3(n, a1, a2, a3)
-  plain_begin(wbuf, n)
-  if n >= 1 then wbuf:encode(a1) end
-  if n >= 2 then wbuf:encode(a2) end
-  if n >= 3 then wbuf:encode(a3) end
-  plain_seal(wbuf)
-  local q, len = wbuf:ref()
-  local msg = message_new(q, len)
-  wbuf:reset()
-  return msg
+  plain_first3(wbuf, n, a1, a2, a3)
+  return take_message()
 end
 
 function M.encode_message(...)
