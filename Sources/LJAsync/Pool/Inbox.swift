@@ -49,11 +49,7 @@ struct InboxFixed {
     }()
     /// Non-zero while results wait (updated under `sync` on each empty <-> non-empty change),
     /// so the owner can look without the lock.
-    let waiting: UnsafeMutablePointer<Atomic<Int>> = {
-        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
-        p.initialize(to: Atomic(0))
-        return p
-    }()
+    let waiting = PoolRecord.atomicCell()
 }
 
 extension UnsafeMutablePointer where Pointee == PoolInbox {

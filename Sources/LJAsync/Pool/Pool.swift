@@ -54,11 +54,7 @@ struct PoolCoreFixed {
     let sync = PthreadLock(.adaptive)  // mutex: all of PoolCore; cond: submitters waiting for space
     /// `queue.count` while a worker spins (set to 0 when one starts, updated by submitters
     /// only then), read by the spinning worker without the lock.
-    let queuedHint: UnsafeMutablePointer<Atomic<Int>> = {
-        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
-        p.initialize(to: Atomic(0))
-        return p
-    }()
+    let queuedHint = PoolRecord.atomicCell()
 }
 
 extension UnsafeMutablePointer where Pointee == PoolCore {

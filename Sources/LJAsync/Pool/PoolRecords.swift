@@ -1,4 +1,5 @@
 // The raw-memory layout of the pool's shared records: immutable fields, lock-guarded fields and one thread's own fields apart.
+import Synchronization
 
 /// One record of the pool (the pool itself, an inbox, a worker) in one allocation of up to
 /// three parts, so that no thread's access to one part is an access to another:
@@ -48,6 +49,14 @@ enum PoolRecord {
     @inline(__always)
     static func own<S, O>(_ s: UnsafeMutablePointer<S>, _: O.Type) -> UnsafeMutablePointer<O> {
         (UnsafeMutableRawPointer(s) + ownOffset(S.self)).assumingMemoryBound(to: O.self)
+    }
+
+    /// A zeroed atomic of its own, for a record's fixed part to point at (read without the
+    /// lock); the record's owner deallocates it with the record.
+    static func atomicCell() -> UnsafeMutablePointer<Atomic<Int>> {
+        let p = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 1)
+        p.initialize(to: Atomic(0))
+        return p
     }
 
     /// Deinitializes the three parts and frees the allocation (the parts' own resources,
