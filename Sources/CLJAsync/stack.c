@@ -8,8 +8,14 @@
  *
  * Invariant: only the calling thread's own stack, only below its stack pointer less a page
  * (more than the x86-64 red zone of 128 bytes and the frames of madvise itself), never the
- * guard page below the stack (pthread_attr_getstack's range starts above it). Any thread; on
- * a thread whose stack range is unknown (pthread_getattr_np failed) they do nothing.
+ * guard page below the stack (pthread_attr_getstack's range starts above it), and nothing
+ * when the code runs on another stack (a fiber's, a signal stack) or the range is unknown.
+ * When: a madvise is a syscall (1-3 us, 8-20 us while other threads of the process run on
+ * other CPUs: the TLB shootdown), so never per job or per start. A thread arms it once its
+ * state is made (LuaThread.run: one trim, PoolThread.main: two) and trims at its next calls
+ * of ljasync_stack_trim_once: its first wait in the core (Channel's yield before it sleeps,
+ * Thread.sleep), a pool worker's first two trips to Pool.step's slow path. Unarmed, a call
+ * costs a thread-local load. All of it on the calling thread only.
  * C, not Swift: the GNU call Swift's Glibc hides, the exact frame address, and nothing of the
  * caller's spilled to a stack slot below it. */
 #define _GNU_SOURCE
@@ -43,9 +49,10 @@ __attribute__((noinline)) static void trim_below_here(void) {
   if (!stack_bounds()) return;
   uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  if (sp <= stack_low || sp >= stack_high) return;  /* not on this thread's own stack */
   uintptr_t end = (sp & ~(page - 1)) - page;  /* this frame's page and the one below stay */
   uintptr_t start = (stack_low + page - 1) & ~(page - 1);
-  if (end > start && end < stack_high) (void)madvise((void *)start, end - start, MADV_DONTNEED);
+  if (end > start) (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 void ljasync_stack_trim_arm(int32_t n) { trims_left = n; }
