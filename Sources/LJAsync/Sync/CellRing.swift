@@ -37,7 +37,7 @@ struct CellRing {
     let mask: Int
     let shift: Int
     let limit: Int
-    /// Three cache lines: `enqueue`, `dequeue`, then the two waiter counts.
+    /// Three cache lines: `enqueue`, `dequeue`, then the waiter counts and `messages`.
     let lines: UnsafeMutableRawPointer
 
     /// `capacity` >= 1.
@@ -55,6 +55,8 @@ struct CellRing {
         }
         popWaiters.initialize(to: Atomic(0))
         messages.initialize(to: Atomic(0))
+        pushWoken.initialize(to: Atomic(0))
+        popWoken.initialize(to: Atomic(0))
     }
 
     @inline(__always) var enqueue: UnsafeMutablePointer<Atomic<Int>> { lines.assumingMemoryBound(to: Atomic<Int>.self) }
@@ -70,6 +72,10 @@ struct CellRing {
     /// Message cells claimed by a push and not yet by a pop (counted before the claim): at 0
     /// a batch pop needs no look at the kinds.
     @inline(__always) var messages: UnsafeMutablePointer<Atomic<Int>> { pushWaiters + 2 }
+    /// Counted waiters a wake-up was sent for (moved from `pushWaiters` / `popWaiters` by the
+    /// waker, under the channel's lock): later values need not wake them again.
+    @inline(__always) var pushWoken: UnsafeMutablePointer<Atomic<Int>> { pushWaiters + 3 }
+    @inline(__always) var popWoken: UnsafeMutablePointer<Atomic<Int>> { pushWaiters + 4 }
 
     @inline(__always) private func word(_ p: Int) -> UnsafeMutablePointer<Atomic<Int>> {
         (slots + (p & mask) &* CellRing.slotSize).assumingMemoryBound(to: Atomic<Int>.self)

@@ -66,22 +66,38 @@ extension Channel {
         }
     }
 
-    /// After a push: wakes a popper (all of them for several values) if any sleeps.
+    /// After a push: wakes a popper (all of them for several values) if one sleeps that no
+    /// wake-up was sent for yet.
     @inline(__always)
     private func wakePopper(_ r: CellRing, many: Bool) {
-        if r.popWaiters.pointee.load(ordering: .sequentiallyConsistent) == 0 { return }
-        lock.lock()
-        lock.unlock()
-        if many { lock.broadcast() } else { lock.signal() }
+        if r.popWaiters.pointee.load(ordering: .sequentiallyConsistent) != 0 { wake(r.popWaiters, r.popWoken, nil, many) }
     }
 
-    /// After a pop: wakes a pusher (all of them for several slots) if any sleeps.
+    /// After a pop: wakes a pusher (all of them for several slots) likewise.
     @inline(__always)
     private func wakePusher(_ r: CellRing, many: Bool) {
-        if r.pushWaiters.pointee.load(ordering: .sequentiallyConsistent) == 0 { return }
+        if r.pushWaiters.pointee.load(ordering: .sequentiallyConsistent) != 0 { wake(r.pushWaiters, r.pushWoken, notFull, many) }
+    }
+
+    /// Under `lock` (a counted waiter is inside its wait once the lock is had): moves one
+    /// waiter (or all) from `waiters` to `woken` and signals `cond` (nil: `lock`'s own).
+    @inline(never)
+    private func wake(_ waiters: UnsafeMutablePointer<Atomic<Int>>, _ woken: UnsafeMutablePointer<Atomic<Int>>,
+                      _ cond: PthreadCondition?, _ many: Bool) {
         lock.lock()
+        let n = waiters.pointee.load(ordering: .relaxed)
+        let k = many ? n : Swift.min(n, 1)
+        if k > 0 {
+            waiters.pointee.subtract(k, ordering: .relaxed)
+            woken.pointee.add(k, ordering: .relaxed)
+        }
         lock.unlock()
-        if many { notFull.broadcast() } else { notFull.signal() }
+        if k == 0 { return }
+        if let cond {
+            if many { cond.broadcast() } else { cond.signal() }
+        } else {
+            if many { lock.broadcast() } else { lock.signal() }
+        }
     }
 
     /// An attempt's outcome as `ringWait` counts it: cells moved, 0 none, -1 closed.
@@ -101,6 +117,7 @@ extension Channel {
     private func ringWait(_ r: CellRing, timeout: Double, forRoom: Bool, _ attempt: () -> Int) -> (Status, Int) {
         let deadline = timeout > 0 ? Clock.deadline(after: timeout) : nil
         let waiters = forRoom ? r.pushWaiters : r.popWaiters
+        let woken = forRoom ? r.pushWoken : r.popWoken
         var yields = 0
         while true {
             var n: Int
@@ -117,7 +134,13 @@ extension Channel {
                     timedOut = !(forRoom ? lock.wait(on: notFull, until: deadline) : lock.wait(until: deadline))
                     n = attempt()
                 }
-                waiters.pointee.subtract(1, ordering: .sequentiallyConsistent)
+                // Leave the count: a wake-up sent (for this waiter or another, who then leaves by
+                // the count) is taken back first; either way the two add up to those counted.
+                if woken.pointee.load(ordering: .relaxed) > 0 {
+                    woken.pointee.subtract(1, ordering: .relaxed)
+                } else {
+                    waiters.pointee.subtract(1, ordering: .sequentiallyConsistent)
+                }
                 lock.unlock()
                 if n == 0 && timedOut { return (.fullOrEmpty, 0) }
                 if n == 0 { sched_yield() }   // the other side was mid-operation, or a wake-up came early

@@ -284,7 +284,10 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Threads blocked in push or pop right now (for tests that must know a waiter sleeps).
     var waiters: Int {
         if let r = ring {
+            lock.lock()   // the counts move between waiters and woken under it
+            defer { lock.unlock() }
             return r.popWaiters.pointee.load(ordering: .relaxed) + r.pushWaiters.pointee.load(ordering: .relaxed)
+                + r.popWoken.pointee.load(ordering: .relaxed) + r.pushWoken.pointee.load(ordering: .relaxed)
         }
         lock.lock()
         defer { lock.unlock() }
