@@ -263,11 +263,12 @@ struct CellRing {
 
     var isClosed: Bool { enqueue.pointee.load(ordering: .acquiring) & CellRing.closedBit != 0 }
 
-    /// Positions claimed and not yet popped (a snapshot), at most `limit`.
+    /// Positions claimed by a push and not yet by a pop (a snapshot). `enqueue` is read
+    /// first: a pop between the reads can only make it smaller (never past `limit`).
     var count: Int {
-        let d = dequeue.pointee.load(ordering: .acquiring)
         let e = enqueue.pointee.load(ordering: .acquiring) & ~CellRing.closedBit
-        return Swift.min(Swift.max(e - d, 0), limit)
+        let d = dequeue.pointee.load(ordering: .acquiring)
+        return Swift.max(e - d, 0)
     }
 
     /// Pops every cell left and hands it to `body`. Only with no other thread using the ring.
