@@ -17,9 +17,11 @@ import Synchronization
 /// 4L + 4 once it is popped: zeroed memory is the empty ring, and a popper of a batch reads
 /// from the word alone whether a cell is a message (a message always pops alone). A push at
 /// p also needs position p - `limit` popped, so a capacity that is not a power of two is
-/// exact. `enqueue` carries `closedBit` once closed: no push claims after that, so the values
-/// below it are all that will ever come, and a pop that meets `dequeue` == that position
-/// reports closed. `enqueue` - `dequeue` counts claimed, not yet popped positions.
+/// exact. A batch claims a run by the positions alone (`enqueue` - `dequeue` < `limit` for a
+/// push; below `enqueue`, and no message counted in `messages`, for a pop) and then waits,
+/// yielding, for any slot of the run whose other side is still copying. `enqueue` carries
+/// `closedBit` once closed: no push claims after that, so the values below it are all that
+/// will ever come, and a pop that meets `dequeue` == that position reports closed.
 ///
 /// Waiting is the channel's (Channel+Ring.swift); the ring only tells it whether it may
 /// sleep (`popMustWait`, `pushMustWait`: nothing claimed but unpublished on the other side).

@@ -2,10 +2,12 @@
 import CLJAsync
 import Glibc
 
-/// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
+/// The channel's queue: with a capacity up to `ringMax`, the lock-free `CellRing` (its pushes,
+/// pops and waiting in Channel+Ring.swift); otherwise a growable `Ring` of cells guarded by one
+/// mutex (`lock`), described below. Both sleep on `lock` and two condition variables
 /// (consumers wait for "not empty", producers for "not full").
 ///
-/// Invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
+/// Locked queue invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
 /// is owned by the channel. Consumers sleep only while
 /// the ring is empty, producers only while it is full, each counted in `popWaiters` /
 /// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
