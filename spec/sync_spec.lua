@@ -595,6 +595,84 @@ describe("lj-async.sync", function()
       assert.has_error(function() ch:pop() end, "channel has been freed")
     end)
 
+    it("holds exactly its capacity, a power of two or not, in the lock-free ring or the locked one", function()
+      for _, cap in ipairs({ 1, 3, 5, 100, 16385 }) do  -- 16385: past the ring's 16384, the locked ring
+        local ch = sync.channel(cap)
+        for lap = 1, 2 do
+          for i = 1, cap do assert(ch:push(i, 0)) end
+          assert.same({ false, "full" }, { ch:push(0, 0) })
+          assert.equal(cap, #ch)
+          assert.equal(1, ch:pop(0))
+          assert.is_true(ch:push(cap + 1, 0))
+          assert.same({ false, "full" }, { ch:push(0, 0) })
+          for i = 2, cap + 1 do assert(ch:pop(0) == i, "order") end
+          assert.same({ nil, "timeout" }, { ch:pop(0) })
+        end
+        local t = {}
+        for i = 1, cap + 3 do t[i] = i end
+        assert.same({ cap, "full" }, { ch:push_many(t, 1, #t, 0) })
+        assert.equal(cap, #ch)
+        ch:free()
+      end
+    end)
+
+    it("producers and pop_many consumers: values in each producer's order, an encoded one always alone", function()
+      local ch = sync.channel(6)
+      local P, N = 3, 6000
+      local consumers, producers = {}, {}
+      for c = 1, 2 do
+        consumers[c] = spawn(function(ch, P)
+          local last, count, mixed, disorder = {}, 0, 0, 0
+          for p = 1, P do last[p] = 0 end
+          local out = {}
+          while true do
+            local got, n = ch:pop_many(8, nil, out)
+            if not got then assert(n == "closed", n); break end
+            for k = 1, n do
+              local v = out[k]
+              local p, i
+              if type(v) == "table" then
+                p, i = v.p, v.i
+                if n > 1 then mixed = mixed + 1 end  -- took the encoder: must come alone
+              else
+                p, i = math.floor(v / 1e6), v % 1e6
+              end
+              if i <= last[p] then disorder = disorder + 1 end
+              last[p] = i
+              count = count + 1
+            end
+          end
+          return count, mixed, disorder
+        end, ch, P)
+      end
+      for p = 1, P do
+        producers[p] = spawn(function(ch, p, N)
+          local i, buf = 1, {}
+          while i <= N do
+            if i % 10 == 0 then
+              assert(ch:push({ p = p, i = i, { {}, {}, {}, {} } }))  -- the encoder's path (a message cell)
+              i = i + 1
+            else
+              local n = 0
+              while n < 1 + i % 4 and i <= N and i % 10 ~= 0 do n = n + 1; buf[n] = p * 1e6 + i; i = i + 1 end
+              assert(ch:push_many(buf, 1, n) == n)
+            end
+          end
+          return true
+        end, ch, p, N)
+      end
+      for p = 1, P do assert.is_true(join(producers[p])) end
+      ch:close()
+      local total = 0
+      for c = 1, 2 do
+        local count, mixed, disorder = join(consumers[c])
+        assert.equal(0, mixed)
+        assert.equal(0, disorder)
+        total = total + count
+      end
+      assert.equal(P * N, total)
+    end)
+
     it("8 producers and 8 consumers in their own threads: every value exactly once", function()
       local ch = sync.channel(8)  -- small: pushes and pops keep meeting full and empty
       local P, N = 8, 20000

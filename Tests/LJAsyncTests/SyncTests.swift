@@ -31,14 +31,14 @@ private func seconds(_ body: () -> Void) -> Double {
     return Double(Clock.nanoseconds() - t0) / 1e9
 }
 
-private func popOne(_ ch: Channel, timeout: Double) -> (Channel.Status, ChannelCell?) {
+func popOne(_ ch: Channel, timeout: Double) -> (Channel.Status, ChannelCell?) {
     let out = UnsafeMutablePointer<ChannelCell>.allocate(capacity: 1)
     defer { out.deallocate() }
     let (st, n) = ch.pop(into: out, max: 1, timeout: timeout)
     return (st, n == 1 ? out.pointee : nil)
 }
 
-private func number(_ c: ChannelCell?) -> Double? {
+func number(_ c: ChannelCell?) -> Double? {
     guard let c, c.tag == LJASYNC_CELL_NUMBER.rawValue else { return nil }
     return Double(bitPattern: c.w0)
 }
@@ -277,7 +277,7 @@ private func produceAndConsume(
 }
 
 /// Carries a non-Sendable reference into a test thread (the tests synchronize by joining).
-private struct UncheckedBox<T>: @unchecked Sendable {
+struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }

@@ -2,10 +2,12 @@
 import CLJAsync
 import Glibc
 
-/// The channel's queue: a ring of cells guarded by one mutex (`lock`), with two condition variables
+/// The channel's queue: with a capacity up to `ringMax`, the lock-free `CellRing` (its pushes,
+/// pops and waiting in Channel+Ring.swift); otherwise a growable `Ring` of cells guarded by one
+/// mutex (`lock`), described below. Both sleep on `lock` and two condition variables
 /// (consumers wait for "not empty", producers for "not full").
 ///
-/// Invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
+/// Locked queue invariants (under `lock`): `cells.count <= limit`; each cell in `cells` (the shared `Ring`)
 /// is owned by the channel. Consumers sleep only while
 /// the ring is empty, producers only while it is full, each counted in `popWaiters` /
 /// `pushWaiters`. Wakeups (each a futex syscall) are sent only on a transition and only when
@@ -39,7 +41,14 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// A ring grown past this shrinks back to `initialRing` when it empties.
     static let shrinkAbove = 4096
 
-    let state: UnsafeMutablePointer<State>   // guarded by `lock`
+    /// The locked queue of an unbounded channel or one whose capacity exceeds `ringMax`
+    /// (guarded by `lock`); nil when `ring` is the queue.
+    let state: UnsafeMutablePointer<State>!
+    /// The lock-free queue of a channel with a capacity up to `ringMax` (Channel+Ring.swift).
+    let ring: CellRing?
+    /// The largest capacity the lock-free ring takes (64-byte slots: 1 MiB, touched as used);
+    /// a larger or no capacity takes the locked ring, which grows and shrinks with its load.
+    static let ringMax = 1 << 14
     /// Adaptive (see LockKind); its condition is "not empty", consumers wait on it.
     let lock = PthreadLock(.adaptive)
     let notFull = PthreadCondition()
@@ -47,6 +56,13 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// `capacity` <= 0 means unbounded.
     init(capacity: Int) {
         let limit = capacity > 0 ? capacity : Int.max
+        if limit <= Channel.ringMax {
+            ring = CellRing(capacity: limit)
+            state = nil
+            super.init()
+            return
+        }
+        ring = nil
         // A cache line of its own (64-byte State, 64-aligned): malloc's 16-byte alignment would
         // split it over two lines, each also holding a neighbour's bytes.
         state = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: Channel.lineSize)
@@ -57,6 +73,13 @@ final class Channel: SyncObject, @unchecked Sendable {
     }
 
     deinit {
+        if let r = ring {
+            r.drain { $0.release() }
+            r.free()
+            notFull.destroy()
+            lock.destroy()
+            return
+        }
         while let c = state.pointee.cells.popFirst() { c.release() }
         state.pointee.cells.free()
         UnsafeMutableRawPointer(state).deallocate()
@@ -70,7 +93,8 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// try once). On `.ok` the channel owns the cell; otherwise the caller still does.
     /// Any thread.
     func push(_ cell: ChannelCell, timeout: Double) -> Status {
-        let s = state
+        if let r = ring { return ringPush(r, cell, timeout: timeout) }
+        let s = state!
         lock.lock()
         if s.pointee.closed {
             lock.unlock()
@@ -97,7 +121,8 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// returns how many the channel took (it owns those), or a failure status when none.
     /// Any thread.
     func pushMany(_ cells: UnsafePointer<ChannelCell>, _ n: Int, timeout: Double) -> (Status, Int) {
-        let s = state
+        if let r = ring { return ringPushMany(r, cells, n, timeout: timeout) }
+        let s = state!
         lock.lock()
         if s.pointee.closed {
             lock.unlock()
@@ -126,7 +151,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// With `lock` held and the channel full: sleeps until there is room, the channel
     /// closes or the timeout passes. Returns with `lock` held.
     private func waitForRoom(_ timeout: Double) -> Status {
-        let s = state
+        let s = state!
         var deadline: timespec?
         var timedOut = false
         var yields = 0
@@ -166,7 +191,8 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// caller owns them), or a failure status with 0: `closed` once the channel is closed
     /// and drained. Any thread.
     func pop(into out: UnsafeMutablePointer<ChannelCell>, max: Int, timeout: Double) -> (Status, Int) {
-        let s = state
+        if let r = ring { return ringPop(r, into: out, max: max, timeout: timeout) }
+        let s = state!
         lock.lock()
         let count = s.pointee.cells.count
         if max == 1 && count > 0 { return popOne(into: out, count) }
@@ -219,7 +245,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// the per-value path of Lua's pop, kept free of the batch loop.
     @inline(__always)
     private func popOne(into out: UnsafeMutablePointer<ChannelCell>, _ before: Int) -> (Status, Int) {
-        let s = state
+        let s = state!
         out[0] = s.pointee.cells[0]
         s.pointee.cells.removeFirst(1)
         let wakeProducer = before >= s.pointee.limit && s.pointee.pushWaiters > 0
@@ -237,7 +263,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     /// Idempotent. Any thread.
     func close() {
         lock.lock()
-        state.pointee.closed = true
+        if let r = ring { _ = r.close() } else { state.pointee.closed = true }
         lock.unlock()
         lock.broadcast()
         notFull.broadcast()
@@ -245,12 +271,14 @@ final class Channel: SyncObject, @unchecked Sendable {
 
     /// The number of queued values (a snapshot). Any thread.
     var length: Int {
+        if let r = ring { return r.count }
         lock.lock()
         defer { lock.unlock() }
         return state.pointee.cells.count
     }
 
     var isClosed: Bool {
+        if let r = ring { return r.isClosed }
         lock.lock()
         defer { lock.unlock() }
         return state.pointee.closed
@@ -258,11 +286,20 @@ final class Channel: SyncObject, @unchecked Sendable {
 
     /// Threads blocked in push or pop right now (for tests that must know a waiter sleeps).
     var waiters: Int {
+        if let r = ring {
+            lock.lock()   // the counts move between waiters and woken under it
+            defer { lock.unlock() }
+            return r.popWaiters.pointee.load(ordering: .relaxed) + r.pushWaiters.pointee.load(ordering: .relaxed)
+                + r.popWoken.pointee.load(ordering: .relaxed) + r.pushWoken.pointee.load(ordering: .relaxed)
+        }
         lock.lock()
         defer { lock.unlock() }
         return state.pointee.popWaiters + state.pointee.pushWaiters
     }
 
     /// The maximum number of queued values, or 0 when unbounded.
-    var capacity: Int { state.pointee.limit == Int.max ? 0 : state.pointee.limit }
+    var capacity: Int {
+        if let r = ring { return r.limit }
+        return state.pointee.limit == Int.max ? 0 : state.pointee.limit
+    }
 }
