@@ -1,4 +1,5 @@
 // Pushes and pops of a channel whose queue is the lock-free CellRing: waiting and waking.
+import CLJAsync
 import Glibc
 import Synchronization
 
@@ -122,6 +123,7 @@ extension Channel {
         while true {
             var n: Int
             if yields < Channel.yieldsBeforeSleep {
+                if yields == 0 { ljasync_stack_trim_once() }  // a thread's first wait (stack.c)
                 yields += 1
                 sched_yield()
                 n = attempt()
