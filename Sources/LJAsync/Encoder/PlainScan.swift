@@ -52,11 +52,14 @@ struct PlainScan {
             let array = UnsafePointer<UInt64>(bitPattern: UInt(t.load(fromByteOffset: PlainScan.tabArray, as: UInt64.self)))!
             var i = 0
             while i < asize {
-                // Numbers eight at a time, one test for all eight (see allNumbers).
-                while asize &- i >= 8 && PlainScan.allNumbers(UnsafeRawPointer(array + i)) { i &+= 8 }
-                if i == asize { break }
-                guard value(array[i], depth: depth) else { return false }
+                let v = array[i]
                 i &+= 1
+                if PlainScan.itype(v) < PlainScan.typeIsNum {
+                    // After a number, the next ones eight at a time, one test for all eight.
+                    while asize &- i >= 8 && PlainScan.allNumbers(UnsafeRawPointer(array + i)) { i &+= 8 }
+                } else if !value(v, depth: depth) {
+                    return false
+                }
             }
         }
         let hmask = Int(t.load(fromByteOffset: PlainScan.tabHmask, as: UInt32.self))
