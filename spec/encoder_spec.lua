@@ -147,6 +147,26 @@ describe("lj-async.encoder", function()
       assert.equal("uint64_t", tostring(ffi.typeof(back[7].u)):match("<(.-)>"))
     end)
 
+    it("finds what is not plain anywhere in a long array of numbers (the core's scan reads eight at a time)", function()
+      local kinds = { -0.0, 0 / 0, math.huge, -math.huge, -1.5, 2 ^ 53, -2 ^ 1023, 5e-324, 7 }
+      local t = {}
+      for i = 1, 40 do t[i] = kinds[i % #kinds + 1] end
+      local s = encode(t)
+      assert.equal(0x01, s:byte(1))  -- every kind of number is plain
+      assert.is_true(same(t, decode(s)))
+      for m = 1, 40 do
+        local u = { unpack(t, 1, 40) }
+        u[m] = ffi.new("int32_t[1]", m)  -- a cdata that string.buffer cannot encode
+        local su = encode(u)
+        assert.equal(0x02, su:byte(1), "slot " .. m)  -- the general format
+        local back = decode(su)
+        assert.equal(m, back[m][0])
+        u[m] = nil
+        back[m] = nil
+        assert.is_true(same(u, back), "slot " .. m)
+      end
+    end)
+
     it("uses string.buffer's encoding for plain data", function()
       local t = { 1, "two", { three = 3 } }
       local one, two = encode(t), encode(1, t)
@@ -784,6 +804,27 @@ describe("lj-async.encoder", function()
       refused_bytes("ctype 'int &' is not a value type whose values cross", cvalue("int &", 8))
       refused_bytes("ctype 'void *' is not a value type whose values cross", cvalue("void *", 8))
       assert.equal(0x01010101, decode(cvalue("int32_t", 4)))
+    end)
+
+    it("checks the tag of every number of a long array (the validator skips them eight at a time)", function()
+      local t = {}
+      for i = 1, 40 do t[i] = i + 0.5 end
+      local s = encode(t)
+      -- Plain, one value: a table (string.buffer's tag 12) of 41 array slots, slot 0 not written.
+      assert.equal("\1\1\12\41", s:sub(1, 4))
+      local body = s:sub(1, -5)
+      for m = 1, 40 do
+        local at = 5 + 9 * (m - 1)  -- element m: its tag (7, a double), then 8 bytes
+        assert.equal(7, body:byte(at))
+        local function with(tag) return signed(body:sub(1, at - 1) .. tag .. body:sub(at + 1)) end
+        -- A tag string.buffer does not know (0x13): refused, at that byte.
+        refused_bytes(("malformed encoded data: unknown tag at byte %d"):format(at), with("\19"))
+        -- A string of 8 bytes (0x28), as long as a number: read as that string.
+        local back = decode(with("\40"))
+        assert.equal(body:sub(at + 1, at + 8), back[m])
+        back[m] = t[m]
+        assert.is_true(same(t, back), "element " .. m)
+      end
     end)
 
     it("refuses a nil table key before string.buffer sees it, on a hot path too", function()

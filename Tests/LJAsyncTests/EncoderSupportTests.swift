@@ -15,6 +15,37 @@ import Testing
         b.withUnsafeBytes { Checksum.of($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: b.count, seed: seed) }
     }
 
+    /// The checksum as the format defines it, word by word (Checksum.of folds whole blocks in lanes).
+    func wordByWord(_ b: [UInt8], seed: UInt32) -> UInt32 {
+        var s1 = UInt64(seed) ^ 0x243F_6A88_85A3_08D3, s2 = UInt64(b.count)
+        var i = 0
+        while i + 8 <= b.count {
+            var w: UInt64 = 0
+            for k in 0..<8 { w |= UInt64(b[i + k]) << (8 * UInt64(k)) }
+            s1 &+= w; s2 &+= s1
+            i += 8
+        }
+        var tail: UInt64 = 0
+        for k in i..<b.count { tail |= UInt64(b[k]) << (8 * UInt64(k - i)) }
+        s1 &+= tail; s2 &+= s1
+        let h = Checksum.mix(Checksum.mix(s1) ^ s2)
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+    }
+
+    @Test func isTheWordByWordSum() {
+        for n in Array(0...300) + [319, 320, 383, 511, 512, 1031, 4109, 100_000] {  // both sides of 256
+            let b = bytes(n, seed: UInt64(n) &* 31 + 5)
+            for seed: UInt32 in [0, 7, 0x2545_f491, .max] {
+                #expect(sum(b, seed: seed) == wordByWord(b, seed: seed), "length \(n), seed \(seed)")
+            }
+            // Unaligned starts too.
+            if n > 3 {
+                let odd = b.withUnsafeBytes { Checksum.of($0.baseAddress! + 3, count: n - 3, seed: 7) }
+                #expect(odd == wordByWord(Array(b[3...]), seed: 7), "length \(n - 3) from an odd address")
+            }
+        }
+    }
+
     @Test func everySingleBitFlipChangesIt() {
         for n in [0, 1, 7, 8, 9, 31, 32, 33, 66, 100, 257] {
             let b = bytes(n, seed: UInt64(n) + 1)

@@ -50,6 +50,9 @@ do
   add(big)
   add({ { { { { { { { { { 1 } } } } } } } } } })
   add({ ["k1"] = { ["k1"] = 1 }, ["k2"] = "k1", [0] = 0, [-1] = -1 })
+  local row, col = {}, {}
+  for i = 1, 20 do row[i], col[i] = i + 0.25, -1.5 * i end
+  add(row, { label = "m", values = col })  -- runs of numbers: the validator reads 8 tags at a time
   -- general
   add(cyc, { shared, shared })
   add(setmetatable({ x = 1, y = { 2 } }, mt), setmetatable({}, mt))

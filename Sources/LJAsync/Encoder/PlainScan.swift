@@ -28,6 +28,16 @@ struct PlainScan {
     @inline(__always)
     static func itype(_ tv: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: Int64(bitPattern: tv) >> 47) }
 
+    /// Whether the eight TValues at `a` are all numbers: a number's itype is below LJ_TISNUM,
+    /// that is, its word is below 0xfff9 << 48; so (word >> 48) + 7 stays below 1 << 16.
+    @inline(__always)
+    static func allNumbers(_ a: UnsafeRawPointer) -> Bool {
+        let x = (a.loadUnaligned(as: SIMD8<UInt64>.self) &>> 48) &+ 7
+        let y = x.lowHalf | x.highHalf
+        let z = y.lowHalf | y.highHalf
+        return (z[0] | z[1]) >> 16 == 0
+    }
+
     let maxDepth: Int
     let okCtypes: (UInt16, UInt16, UInt16)
     var seen: AddressSet
@@ -40,7 +50,17 @@ struct PlainScan {
         let asize = Int(t.load(fromByteOffset: PlainScan.tabAsize, as: UInt32.self))
         if asize > 0 {
             let array = UnsafePointer<UInt64>(bitPattern: UInt(t.load(fromByteOffset: PlainScan.tabArray, as: UInt64.self)))!
-            for i in 0..<asize where !value(array[i], depth: depth) { return false }
+            var i = 0
+            while i < asize {
+                let v = array[i]
+                i &+= 1
+                if PlainScan.itype(v) < PlainScan.typeIsNum {
+                    // After a number, the next ones eight at a time, one test for all eight.
+                    while asize &- i >= 8 && PlainScan.allNumbers(UnsafeRawPointer(array + i)) { i &+= 8 }
+                } else if !value(v, depth: depth) {
+                    return false
+                }
+            }
         }
         let hmask = Int(t.load(fromByteOffset: PlainScan.tabHmask, as: UInt32.self))
         let node = UnsafeRawPointer(bitPattern: UInt(t.load(fromByteOffset: PlainScan.tabNode, as: UInt64.self)))!
