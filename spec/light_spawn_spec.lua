@@ -233,8 +233,9 @@ describe("light spawns", function()
     local ch = sync.channel()
     local base = live_objects()
     for _ = 1, 20 do
-      local t = Thread.spawn(function(ch, s) ch:push(s); return ch, s end, ch, ("q"):rep(100))
-      assert.is_true(t:join(30))
+      local t = Thread.spawn(function(ch, s) ch:push(s); return ch, s, package.loaded.ffi == nil end, ch, ("q"):rep(100))
+      local ok, _, _, light = t:join(30)
+      assert.is_true(ok and light)
       t:destroy()
     end
     local t = Thread.spawn(function(ch) return ch, ch end, ch)
