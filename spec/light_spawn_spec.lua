@@ -229,6 +229,28 @@ describe("light spawns", function()
     assert.same({ n = 3, true, true, "from a thread" }, joined(waiter))
   end)
 
+  it("switch to lj-async.sync's compiled path after many values, with the same values and errors", function()
+    local to, from = sync.channel(), sync.channel()
+    local t = Thread.spawn(function(to, from, n)
+      local light_before = package.loaded.ffi == nil
+      local s = 0
+      for i = 1, n do from:push(i); s = s + to:pop() end
+      local v1, v2 = to:try_pop()
+      from:push(to)                          -- a light handle, pushed the upgraded way
+      local ok, err = pcall(from.push, from, 1, -1)
+      to:free()
+      local ok2, err2 = pcall(to.pop, to)
+      return light_before, s, package.loaded.ffi ~= nil, v1, v2, err, err2
+    end, to, from, 20000)
+    local sum = 0
+    for i = 1, 20000 do to:push(i); sum = sum + from:pop(10) end
+    assert.equal(20000 * 20001 / 2, sum)
+    assert.equal(to, from:pop(10))
+    local r = joined(t)
+    assert.same({ n = 8, true, true, sum, true, nil, "timeout",
+      "bad argument #2 to 'push' (timeout must be nil or seconds >= 0, got -1)", "channel has been freed" }, r)
+  end)
+
   it("free what they hold: handles, queued cells, results nobody joined for", function()
     local ch = sync.channel()
     local base = live_objects()
