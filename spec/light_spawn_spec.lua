@@ -197,6 +197,7 @@ describe("light spawns", function()
     local to, from = sync.channel(), sync.channel()
     local t = Thread.spawn(function(to, from)
       local sync = require "lj-async.sync"
+      assert(sync.kind(to) == "channel" and sync.kind(newproxy()) == nil)
       local mine = sync.channel()
       from:push(mine)
       local given = to:pop()                 -- a channel the parent pushed: an ffi handle
