@@ -56,6 +56,7 @@ struct ljasync_test_hooks {
   int64_t (*_Nullable testobject_value)(const void *p);
   int64_t (*_Nullable testobject_live_count)(void);
   void (*_Nullable env_set_stock)(int32_t n);               /* warm states kept per purpose (0 = none) */
+  long (*_Nullable stack_resident_pages)(void);             /* the calling thread's (stack.c) */
 };
 
 /* -- Environment of new states, module cache, the API's binding -- */
@@ -311,6 +312,12 @@ int ljasync_gnu_mutex_clocklock(void *mutex, const void *abstime);
 void *_Nullable ljasync_ffi_type(int kind);
 /* Waits until no other thread is inside libgcc's frame lookup (fork's prepare handler, last). */
 void ljasync_gnu_unwinder_sync(void);
+/* The calling thread's own stack (stack.c): after ljasync_stack_trim_arm(n), the thread's next
+   n calls of ljasync_stack_trim_once drop its pages below the stack pointer less a page (dead
+   by definition); later ones do nothing (no syscall). Its resident pages (mincore; -1 unknown). */
+void ljasync_stack_trim_arm(int32_t n);
+void ljasync_stack_trim_once(void);
+long ljasync_stack_resident_pages(void);
 #pragma GCC visibility pop
 enum { LJASYNC_MUTEX_ADAPTIVE = 3 };  /* checked against PTHREAD_MUTEX_ADAPTIVE_NP in shims.c */
 

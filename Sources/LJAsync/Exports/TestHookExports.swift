@@ -24,7 +24,8 @@ nonisolated(unsafe) private let testHooks: UnsafeMutablePointer<ljasync_test_hoo
     let p = UnsafeMutablePointer<ljasync_test_hooks>.allocate(capacity: 1)
     p.initialize(to: ljasync_test_hooks(
         testobject_new: { testObjectNew($0) }, testobject_value: { testObjectValue($0) },
-        testobject_live_count: { testObjectLiveCount() }, env_set_stock: { envSetStock($0) }))
+        testobject_live_count: { testObjectLiveCount() }, env_set_stock: { envSetStock($0) },
+        stack_resident_pages: { ljasync_stack_resident_pages() }))
     return p
 }()
 

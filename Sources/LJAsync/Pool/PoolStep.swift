@@ -60,6 +60,7 @@ extension Pool {
             return 1
         }
         flushOutbox(w)
+        ljasync_stack_trim_once()  // a worker's first two trips here only (PoolThread.main)
         // Read before the lock (the precise clock is a vDSO call; workers and submitters wait
         // for this lock), again only after sleeping or spinning.
         var now = Clock.nanoseconds()

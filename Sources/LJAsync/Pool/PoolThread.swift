@@ -1,4 +1,5 @@
 // The body of a pool worker thread: a fresh Lua state running lua/lj-async/pool_worker.lua.
+import CLJAsync
 import CLuaJIT
 import Glibc
 
@@ -20,6 +21,9 @@ enum PoolThread {
             return
         }
         var failure: String? = errors.isEmpty ? nil : errors.joined(separator: "\n")
+        // What making the state and loading pool_worker touched is dead once the worker takes
+        // its first job, and its first job's decoding once it takes the next: Pool.step trims.
+        ljasync_stack_trim_arm(2)
         if failure == nil {
             lua_pushcclosure(L, tracebackHandler, 0)
             lua_getfield(L, Lua.globalsIndex, "require")

@@ -153,6 +153,7 @@ final class Channel: SyncObject, @unchecked Sendable {
     @inline(__always)
     private func yieldLock() {
         lock.unlock()
+        ljasync_stack_trim_once()  // a thread's first wait drops what its start touched (stack.c)
         sched_yield()
         lock.lock()
     }

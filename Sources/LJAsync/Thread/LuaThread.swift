@@ -1,6 +1,7 @@
 // An OS thread running one Lua function in a fresh Lua state of its own.
 import CLJAsyncLua
 import CLuaJIT
+import CLJAsync
 import Glibc
 import Synchronization
 
@@ -163,6 +164,8 @@ final class LuaThread: @unchecked Sendable {
         }
         if failure == nil {
             let nargs: Int32 = job.light ? 3 : job.runner != nil ? 2 : job.passUD ? 1 : 0
+            // What making the state touched is dead now: the first wait in the core drops it.
+            ljasync_stack_trim_arm(1)
             if lua_pcall(L, nargs, job.light ? 2 : 1, 1) != 0 {
                 cancelled = isCancelMarker(L, -1)
                 if !cancelled { failure = Lua.string(L, -1) }
@@ -310,6 +313,7 @@ final class LuaThread: @unchecked Sendable {
     /// Sleeps on the thread itself, waking early when cancelled. Returns false when cut short.
     func sleep(seconds: Double) -> Bool {
         guard seconds > 0 else { return cancelFlag.pointee.load(ordering: .acquiring) == 0 }
+        ljasync_stack_trim_once()  // see run()
         let deadline = ThreadSystem.deadline(after: seconds)
         return sync.withLock {
             while cancelFlag.pointee.load(ordering: .acquiring) == 0 {
