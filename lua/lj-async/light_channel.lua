@@ -68,7 +68,8 @@ function M.method(k)
   else
     local m = Channel[k]
     if type(m) ~= "function" then return nil end
-    f = function(self, ...) return m(ffi_of(self), ...) end
+    -- Fixed parameters (no method takes more than four): a vararg function compiles worse.
+    f = function(self, a, b, c, d) return m(ffi_of(self), a, b, c, d) end
   end
   rawset(methods, k, f)
   return f
