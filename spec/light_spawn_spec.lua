@@ -230,6 +230,33 @@ describe("light spawns", function()
     assert.same({ n = 3, true, true, "from a thread" }, joined(waiter))
   end)
 
+  it("lose no value when a finalizer pops while a pop makes its string", function()
+    local ch = sync.channel()
+    local N = 3000
+    for i = 1, N do ch:push(("%05d"):format(i) .. ("v"):rep(40)) end  -- heap strings: the pop allocates
+    local t = Thread.spawn(function(ch, n)
+      local got, count = {}, 0
+      local function take(v) if v ~= nil then got[v] = (got[v] or 0) + 1; count = count + 1 end end
+      local by_gc = 0
+      local function gc() local v = ch:try_pop(); if v ~= nil then by_gc = by_gc + 1 end; take(v) end
+      while count < n do
+        for _ = 1, 20 do getmetatable(newproxy(true)).__gc = gc end  -- garbage whose finalizer pops
+        local v = ch:pop(0)
+        if v == nil then
+          collectgarbage(); collectgarbage()
+          v = ch:pop(0)
+          if v == nil and count < n then break end  -- lost values: the counts below say so
+        end
+        take(v)
+      end
+      local dup = 0
+      for _, k in pairs(got) do if k ~= 1 then dup = dup + 1 end end
+      return count, dup, package.loaded.ffi == nil, by_gc > 0
+    end, ch, N)
+    assert.same({ n = 5, true, N, 0, true, true }, joined(t))
+    assert.equal(0, ch:length())
+  end)
+
   it("switch to lj-async.sync's compiled path after many values, with the same values and errors", function()
     local to, from = sync.channel(), sync.channel()
     local t = Thread.spawn(function(to, from, n)
