@@ -29,8 +29,8 @@ int ljasync_light_small_mcode(struct lua_State *L);
 int ljasync_light_spawn(struct lua_State *L);
 /* An owned copy of n cells whose HEAP bytes and CHANNEL references are borrowed (copied and
  * retained here), or NULL (n <= 0, or out of memory). */
-void *_Nullable ljasync_light_cells_copy(const void *_Nullable cells, int32_t n);
+void *ljasync_light_cells_copy(const void *cells, int32_t n);
 /* Frees n owned cells: their bytes, their references, the array. */
-void ljasync_light_cells_free(void *_Nullable cells, int32_t n);
+void ljasync_light_cells_free(void *cells, int32_t n);
 
 #endif
