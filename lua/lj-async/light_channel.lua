@@ -1,4 +1,5 @@
--- Private: the slow path of a light spawn's channel handle (Sources/CLJAsyncLua/light_spawn.c).
+-- Private: the slow path of a light spawn's channel handle
+-- (Sources/CLJAsyncLua/light_channel.c).
 -- Such a handle is a full userdata owning one reference; its push, pop and try_pop move scalars
 -- in C. Everything else comes here: the ordinary ffi handle of the same channel is made once
 -- per light handle (cached while the light handle lives) and lj-async.sync's method runs on
@@ -8,7 +9,7 @@ local channel = require "lj-async.sync.channel"
 local registry = require "lj-async.encoder.registry"
 
 local type, getmetatable, rawset, tostring, tonumber = type, getmetatable, rawset, tostring, tonumber
--- The handles' metatable (light_spawn.c makes it with the state's first light handle; without
+-- The handles' metatable (light_channel.c makes it with the state's first light handle; without
 -- one, as when something requires this module by name, there is nothing to convert).
 local mt = debug.getregistry()["lj-async.light.channel"] or {}
 local address, clear, methods = mt._address, mt._clear, mt.__index
@@ -39,9 +40,9 @@ function M.try_pop(self) return Channel.try_pop(ffi_of(self)) end
 function M.tostring(self) return tostring(ffi_of(self)) end
 function M.len(self) return Channel.length(ffi_of(self)) end
 
---- After many push/pop calls (light_spawn.c counts them): this state's light handles take
---- lj-async.sync's compiled ffi path from now on (a C function's call is not compiled into the
---- caller's trace: 50 ns more per value). Tail calls keep the user's error levels.
+--- After many push/pop calls (light_channel.c's wrappers count them): this state's light
+--- handles take lj-async.sync's compiled ffi path from now on (a C function's call is not
+--- compiled into the caller's trace: 50 ns more per value). Tail calls keep the user's levels.
 function M.upgrade()
   methods.push = function(self, v, timeout)
     if type(v) == "userdata" then v = ffi_of(v) end

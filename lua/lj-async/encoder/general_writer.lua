@@ -243,7 +243,7 @@ local function put_cdata(S, v, d)
   b:putcdata(v, size)
 end
 
--- A light spawn's channel handle (Sources/CLJAsyncLua/light_spawn.c) moves as the ordinary
+-- A light spawn's channel handle (Sources/CLJAsyncLua/light_channel.c) moves as the ordinary
 -- handle of its channel.
 local function light_handle(v)
   local mt = debug.getregistry()["lj-async.light.channel"]

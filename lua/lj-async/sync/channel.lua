@@ -232,7 +232,7 @@ local ct, adopt = handle.kind("channel", "channel", Channel, nil, { __len = func
 local M = { ctype = ct, methods = Channel }
 
 --- Private (lj-async.light_channel): the value of a cell a light spawn's handle popped
---- (Sources/CLJAsyncLua/light_spawn.c), taking what it owns (the cell is left empty).
+--- (Sources/CLJAsyncLua/light_channel.c), taking what it owns (the cell is left empty).
 function M.take_cell(p)
   ffi_copy(cells, p, ffi.sizeof(cells))
   p.tag = T_NIL
