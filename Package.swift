@@ -21,7 +21,7 @@ let package = Package(
         .systemLibrary(name: "CLuaJIT", path: "Sources/CLuaJIT"),
         // LuaJIT's C API bound at load time from whatever host loaded the core (a program that
         // exports it, a LuaJIT loaded privately, or $LJASYNC_LUAJIT): docs/embedding.md.
-        .target(name: "CLJAsyncLua", path: "Sources/CLJAsyncLua"),
+        .target(name: "CLJAsyncLua", dependencies: ["CLJAsync"], path: "Sources/CLJAsyncLua"),
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi"),
         // The x86-64 callback entry stub (assembly); libffi closures serve other platforms.
         .target(name: "CLJAsyncEntry", path: "Sources/CLJAsyncEntry"),

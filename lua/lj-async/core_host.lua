@@ -117,7 +117,7 @@ function H.attach(M, made_by_core)
     "lj-async.encoder.scan", "lj-async.encoder.ctypes", "lj-async.sandbox", "lj-async.ctype", "lj-async.love", "lj-async.checks", "lj-async.ngx",
     "lj-async.sync.abi", "lj-async.sync.handle", "lj-async.sync.check", "lj-async.sync.mutex",
     "lj-async.sync.condition", "lj-async.sync.semaphore", "lj-async.sync.atomic", "lj-async.sync.shared",
-    "lj-async.sync.channel", "lj-async.sync.channel_batch",
+    "lj-async.sync.channel", "lj-async.sync.channel_batch", "lj-async.light_channel",
     "lj-async.pool.check", "lj-async.pool.jobs", "lj-async.pool.love_api", "lj-async.pool.luanti_api",
     "lj-async.pool.settings",
   }

@@ -138,12 +138,99 @@ local function alive(self, method)
   return h
 end
 
+-- -- Light spawns (docs/design.md, "Light spawns"; Sources/CLJAsyncLua/light_spawn.c) --
+-- A function without upvalues whose arguments are scalars and channel handles gets them as
+-- cells, in a state that loads neither ffi nor lj-async's modules for them.
+
+local T_NIL, T_FALSE, T_TRUE, T_NUMBER, T_SHORT, T_HEAP, T_CHANNEL = 0, 1, 2, 3, 4, 5, 9  -- ljasync.h
+local cell_array_t, cell_ptr_t, char_ptr_t, count  -- made with the header's channel section, at first use
+local light_mt_key = "lj-async.light.channel"
+
+local function light_types()
+  if not cell_array_t then
+    core.declare "channel"
+    cell_array_t, cell_ptr_t = ffi.typeof("ljasync_cell[?]"), ffi.typeof("const ljasync_cell *")
+    char_ptr_t, count = ffi.typeof("char *"), ffi.new("int32_t[1]")
+  end
+end
+
+-- The channel a value is a live handle of (an ffi handle or a light spawn's), or nil.
+local function channel_of(v)
+  local t = type(v)
+  if t == "cdata" then
+    local ch = package.loaded["lj-async.sync.channel"]
+    if ch and ffi.istype(ch.ctype, v) and v.p ~= nil then return v.p end
+  elseif t == "userdata" then
+    local mt = registry[light_mt_key]
+    if mt and getmetatable(v) == mt then return mt._address(v) end
+  end
+  return nil
+end
+
+-- The arguments as cells (borrowing the strings' bytes: valid while the caller holds them),
+-- or nil when one of them is not a scalar or a channel handle.
+local function light_args(n, ...)
+  if n == 0 then return nil end
+  for i = 1, n do
+    local v = select(i, ...)
+    local t = type(v)
+    if t ~= "nil" and t ~= "boolean" and t ~= "number" and t ~= "string" and not channel_of(v) then return false end
+  end
+  light_types()
+  local cells = cell_array_t(n)
+  for i = 1, n do
+    local v, c = select(i, ...), cells[i - 1]
+    local t = type(v)
+    if t == "number" then
+      c.tag, c.n = T_NUMBER, v
+    elseif t == "string" then
+      local len = #v
+      if len <= 24 then
+        c.tag, c.len = T_SHORT, len
+        ffi.copy(c.s, v, len)
+      else
+        c.tag, c.h.p, c.h.size = T_HEAP, ffi_cast(char_ptr_t, v), len
+      end
+    elseif t == "boolean" then
+      c.tag = v and T_TRUE or T_FALSE
+    elseif t == "nil" then
+      c.tag = T_NIL
+    else
+      c.tag, c.h.p = T_CHANNEL, ffi_cast(char_ptr_t, channel_of(v))
+    end
+  end
+  return cells
+end
+
+-- A light spawn's results (cells) as a results table.
+local function light_results(p, n)
+  local cells, r = ffi_cast(cell_ptr_t, p), { n = n }
+  for i = 0, n - 1 do
+    local c, tag = cells[i], cells[i].tag
+    if tag == T_NUMBER then
+      r[i + 1] = c.n
+    elseif tag == T_SHORT then
+      r[i + 1] = ffi_string(c.s, c.len)
+    elseif tag == T_HEAP then
+      r[i + 1] = ffi_string(c.h.p, c.h.size)
+    elseif tag == T_TRUE or tag == T_FALSE then
+      r[i + 1] = tag == T_TRUE
+    elseif tag == T_CHANNEL then
+      require "lj-async.sync.channel"
+      r[i + 1] = require("lj-async.encoder.registry").handle_by_kind.channel.wrap(c.h.p)
+    end
+  end
+  return r
+end
+
 local function results(self, h)
   local r = self._results
   if not r then
     local m = C.ljasync_thread_results(h)
     if m == nil then
-      r = { n = 0 }
+      light_types()
+      local p = C.ljasync_thread_result_cells(h, count)
+      r = p ~= nil and light_results(p, count[0]) or { n = 0 }
     else
       r = (function(...) return { n = select("#", ...), ... } end)(require("lj-async.encoder").decode_message(m))
     end
@@ -290,7 +377,14 @@ local function spawn(fname, argn, name, func, ...)
       error("bad argument to spawn: " .. err, 3)
     end
     code = call_spawn
-  elseif select("#", ...) > 0 then
+  else
+    local n = select("#", ...)
+    local cells = light_args(n, ...)
+    if cells ~= false then
+      local h = C.ljasync_thread_spawn_light(code, #code, "=" .. name, cells, n, name, errbuf, errbuf_size)
+      if h == nil then error(("cannot start thread '%s': %s"):format(name, ffi_string(errbuf)), 3) end
+      return setmetatable({ _h = ffi_gc(h, C.ljasync_thread_free), _name = name, _spawned = true }, Handle)
+    end
     -- Values that cannot cross fail here, naming the argument, before anything started.
     local err
     args, err = require("lj-async.encoder").try_encode_message(...)

@@ -83,6 +83,15 @@ int32_t ljasync_thread_join(ljasync_thread *t, double timeout);
 int32_t ljasync_thread_status(ljasync_thread *t);
 intptr_t ljasync_thread_error(ljasync_thread *t, char *_Nullable buf, size_t len);
 ljasync_message *_Nullable ljasync_thread_results(ljasync_thread *t);
+/* A light spawn (docs/design.md, "Light spawns"): `args` are n cells, each an ljasync_cell; a
+   HEAP cell's bytes and a CHANNEL cell's reference are borrowed (copied, retained); kinds
+   NIL..HEAP and CHANNEL only. Otherwise as ljasync_thread_new with the spawn runner. */
+ljasync_thread *_Nullable ljasync_thread_spawn_light(const char *code, size_t code_len,
+    const char *_Nullable chunkname, const void *_Nullable args, int32_t n,
+    const char *_Nullable name, char *_Nullable err, size_t errlen);
+/* A light spawn's results as n cells, each an ljasync_cell owned by the thread object; or
+   NULL (none, or they came as a message: ljasync_thread_results). */
+const void *_Nullable ljasync_thread_result_cells(ljasync_thread *t, int32_t *n);
 void ljasync_thread_cancel(ljasync_thread *t);
 void *ljasync_thread_flag(ljasync_thread *t);
 int32_t ljasync_thread_cancelled(const void *flag);
@@ -166,6 +175,8 @@ enum ljasync_cell_tag {
   LJASYNC_CELL_MESSAGE = 6,  /* m, owned */
   LJASYNC_CELL_ENCODED_SHORT = 7,  /* as SHORT: string.buffer's encoding of a small plain table */
   LJASYNC_CELL_ENCODED_HEAP = 8,   /* as HEAP, the same */
+  LJASYNC_CELL_CHANNEL = 9,  /* h.p: a channel, one owned reference; a light spawn's arguments and
+                                results only (Sources/CLJAsyncLua/light_spawn.c), never queued */
   LJASYNC_CELL_INLINE = 24   /* bytes a short string holds */
 };
 /* 32 bytes. A cell that owns something (HEAP, MESSAGE) is moved, never copied. */

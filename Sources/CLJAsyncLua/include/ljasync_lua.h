@@ -3,6 +3,7 @@
 #ifndef LJASYNC_LUA_H
 #define LJASYNC_LUA_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* Binds the API if it is not bound yet (after a failure it tries again: the program may have
  * loaded LuaJIT since). Returns 1 with where the API came from in msg, or 0 with why no LuaJIT
@@ -20,5 +21,16 @@ int ljasync_light_open(struct lua_State *L);
  * its first trace ends (light.c; callback states, docs/design.md "Callbacks"). A
  * lua_CFunction: lua_pcall it with no arguments. */
 int ljasync_light_small_mcode(struct lua_State *L);
+
+/* Light spawns (light_spawn.c, docs/design.md "Light spawns"). A lua_CFunction: lua_pcall it
+ * with (f, cells, n) and 2 results: (cells, n) when f's results are all scalars or channel
+ * handles (n new cells, malloc'ed, owned by the caller: ljasync_light_cells_free), else (message
+ * address as a number) from lj-async.light_channel's encoder, else nothing. */
+int ljasync_light_spawn(struct lua_State *L);
+/* An owned copy of n cells whose HEAP bytes and CHANNEL references are borrowed (copied and
+ * retained here), or NULL (n <= 0, or out of memory). */
+void *ljasync_light_cells_copy(const void *cells, int32_t n);
+/* Frees n owned cells: their bytes, their references, the array. */
+void ljasync_light_cells_free(void *cells, int32_t n);
 
 #endif

@@ -1,5 +1,6 @@
 // The C ABI of threads (declared in Sources/CLJAsync/include/ljasync.h).
 import CLJAsync
+import CLJAsyncLua
 import Glibc
 import Synchronization
 
@@ -47,6 +48,49 @@ public func ljasync_thread_new(
         writeError(e.message, err, errLen)
         return nil
     }
+}
+
+/// Starts a light spawn (docs/design.md, "Light spawns"): `code` called with the `n` cells of
+/// `args` as its arguments, in a state that loads neither ffi nor lj-async's modules for them.
+/// The cells' heap bytes and channel references are borrowed: copied and retained here.
+/// Returns the handle's reference, or NULL with the reason in `err`. Creator's thread.
+@implementation @c
+public func ljasync_thread_spawn_light(
+    _ code: UnsafePointer<CChar>, _ codeLen: Int, _ chunkName: UnsafePointer<CChar>?,
+    _ args: UnsafeRawPointer?, _ n: Int32, _ name: UnsafePointer<CChar>?,
+    _ err: UnsafeMutablePointer<CChar>?, _ errLen: Int
+) -> OpaquePointer? {
+    guard codeLen > 0 else {
+        writeError("no code to run", err, errLen)
+        return nil
+    }
+    var job = ThreadJob(code: bytes(code, codeLen), chunkName: chunkName.map { String(cString: $0) } ?? "=thread")
+    job.light = true
+    if n > 0 {
+        guard let cells = ljasync_light_cells_copy(args, n) else {
+            writeError("out of memory copying the arguments", err, errLen)
+            return nil
+        }
+        job.cells = cells
+        job.cellCount = n
+    }
+    switch LuaThread.start(job, name: name.map { String(cString: $0) } ?? "lj-async thread") {
+    case .success(let t): return OpaquePointer(Unmanaged.passRetained(t).toOpaque())
+    case .failure(let e):
+        writeError(e.message, err, errLen)
+        return nil
+    }
+}
+
+/// A light spawn's results as `n` cells (owned by the thread object), or NULL.
+@implementation @c
+public func ljasync_thread_result_cells(_ t: OpaquePointer, _ n: UnsafeMutablePointer<Int32>) -> UnsafeRawPointer? {
+    guard let r = thread(t).lightResults else {
+        n.pointee = 0
+        return nil
+    }
+    n.pointee = r.count
+    return UnsafeRawPointer(r.cells)
 }
 
 /// Waits for the thread to end: `timeout` seconds, negative = forever, 0 = just look.

@@ -3,7 +3,8 @@ import CLJAsync
 import CLuaJIT
 import Glibc
 
-/// A small stock of ready states (light states with ffi opened), so a thread, worker or
+/// A small stock of ready states (light states with ffi opened; and, once a light spawn asked
+/// for one, without: see `takeChecked(bare:)`), so a thread, worker or
 /// callback starting on a quiet machine finds its state made; when the stock is empty (a busy
 /// machine: the preparer runs at nice 19) the state is made on the taker's thread, which a
 /// light state makes cheap (docs/design.md, "States").
@@ -21,6 +22,10 @@ final class StateStock: @unchecked Sendable {
 
     private let sync = PthreadLock()
     private var ready: [(state: LuaState, generation: Int, errors: [String])] = []
+    /// States without ffi, for light spawns (docs/design.md, "Light spawns"); kept only once
+    /// one was asked for.
+    private var readyBare: [(state: LuaState, generation: Int, errors: [String])] = []
+    private var bareWanted = false
     private var retired: [(state: LuaState, limit: MemoryLimit?)] = []
     private var started = false
     private var making = false      // the preparer runs makeState, outside `sync`
@@ -40,7 +45,8 @@ final class StateStock: @unchecked Sendable {
     /// code raised (empty when it is ready): from the stock when one is ready, else made on
     /// this thread. With a memory limit, always made here with its own allocator. The state is
     /// nil only when none can be made (out of memory).
-    func takeChecked(limit: MemoryLimit? = nil) -> (LuaState?, [String]) {
+    /// `bare`: a state that has not opened ffi (a light spawn's, whose user can tell).
+    func takeChecked(limit: MemoryLimit? = nil, bare: Bool = false) -> (LuaState?, [String]) {
         Fork.install()
         let env = Environment.shared
         if limit == nil {
@@ -48,7 +54,8 @@ final class StateStock: @unchecked Sendable {
             let hit: (LuaState, [String])? = sync.withLock {
                 startIfNeeded()
                 defer { sync.signal() }  // the preparer refills
-                while let last = ready.popLast() {
+                if bare { bareWanted = true }
+                while let last = bare ? readyBare.popLast() : ready.popLast() {
                     if last.generation == gen { return (last.state, last.errors) }
                     retired.append((last.state, nil))
                 }
@@ -116,20 +123,26 @@ final class StateStock: @unchecked Sendable {
                 sync.lock()
                 continue
             }
-            if ready.count < target && !forking {
+            let wantFFI = ready.count < target
+            if (wantFFI || (bareWanted && readyBare.count < target)) && !forking {
                 let snap = Environment.shared.snapshot()
                 making = true
                 sync.unlock()
                 let (L, errors) = Environment.makeState(snap, collect: true)
-                // Every kind of state ends up requiring ffi (a thread's `ud`, a callback's
-                // frame, the spawn runner, the pool worker): open it here, off the taker's path.
-                if let L { StateStock.requireFFI(L) }
+                // Every kind of state but a light spawn's ends up requiring ffi (a thread's
+                // `ud`, a callback's frame, the spawn runner, the pool worker): open it here,
+                // off the taker's path.
+                if let L, wantFFI { StateStock.requireFFI(L) }
                 sync.lock()
                 making = false
                 if forking { sync.broadcast() }
                 if let L {
                     if snap.generation == Environment.shared.generation {
-                        ready.append((L, snap.generation, errors))
+                        if wantFFI {
+                            ready.append((L, snap.generation, errors))
+                        } else {
+                            readyBare.append((L, snap.generation, errors))
+                        }
                     } else {
                         retired.append((L, nil))
                     }

@@ -1,4 +1,5 @@
 // An OS thread running one Lua function in a fresh Lua state of its own.
+import CLJAsyncLua
 import CLuaJIT
 import CLJAsync
 import Glibc
@@ -46,6 +47,7 @@ final class LuaThread: @unchecked Sendable {
     private var errorRead = false
     private var handleReleased = false
     private var results: UnsafeMutablePointer<Message>?
+    private var resultCells: (cells: UnsafeMutableRawPointer, count: Int32)?  // a light spawn's (owned)
 
     /// Runs on the creator's thread.
     private init(job: ThreadJob, name: String) {
@@ -59,6 +61,8 @@ final class LuaThread: @unchecked Sendable {
     deinit {
         if let args = job.args { Message.free(args) }
         if let results { Message.free(results) }
+        if let resultCells { ljasync_light_cells_free(resultCells.cells, resultCells.count) }
+        ljasync_light_cells_free(job.cells, job.cellCount)
         cancelFlag.deinitialize(count: 1)
         cancelFlag.deallocate()
         sync.destroy()
@@ -120,7 +124,7 @@ final class LuaThread: @unchecked Sendable {
     /// On a pthread of its own, or on a parked one (IdleThreads). Once per object.
     func run() {
         setThreadName(name)
-        let (state, errors) = StateStock.shared.takeChecked()
+        let (state, errors) = StateStock.shared.takeChecked(bare: job.light)
         guard let L = state else {
             finish(failure: "cannot create a Lua state: out of memory", cancelled: false, results: nil)
             return
@@ -136,11 +140,18 @@ final class LuaThread: @unchecked Sendable {
         var failure: String?
         var cancelled = false
         var resultAddress: UInt = 0
+        var resultCells: (UnsafeMutableRawPointer, Int32)?
         lua_pushcclosure(L, tracebackHandler, 0)
         bind(L)
         failure = load(L, job.code, job.chunkName)
         if failure == nil {
-            if let runner = job.runner {
+            if job.light {
+                // Light spawn: ljasync_light_spawn(f, cells, n) (light_spawn.c).
+                lua_pushcclosure(L, ljasync_light_spawn, 0)
+                lua_insert(L, 2)
+                lua_pushlightuserdata(L, job.cells)
+                lua_pushinteger(L, Int(job.cellCount))
+            } else if let runner = job.runner {
                 // Spawn: runner(f, args) decodes the arguments, calls f and encodes the results.
                 failure = load(L, runner, "=lj-async spawn")
                 if failure == nil {
@@ -152,19 +163,27 @@ final class LuaThread: @unchecked Sendable {
             }
         }
         if failure == nil {
-            let nargs: Int32 = job.runner != nil ? 2 : job.passUD ? 1 : 0
+            let nargs: Int32 = job.light ? 3 : job.runner != nil ? 2 : job.passUD ? 1 : 0
             // What making the state touched is dead now: the first wait in the core drops it.
             ljasync_stack_trim_arm(1)
-            if lua_pcall(L, nargs, 1, 1) != 0 {
+            if lua_pcall(L, nargs, job.light ? 2 : 1, 1) != 0 {
                 cancelled = isCancelMarker(L, -1)
                 if !cancelled { failure = Lua.string(L, -1) }
+            } else if job.light {
+                if lua_type(L, -2) == LUA_TLIGHTUSERDATA, let cells = lua_touserdata(L, -2) {
+                    resultCells = (cells, Int32(lua_tointeger(L, -1)))
+                } else if lua_type(L, -2) == LUA_TNUMBER {
+                    resultAddress = UInt(lua_tonumber(L, -2))
+                }
             } else if job.runner != nil {
                 resultAddress = UInt(lua_tonumber(L, -1))
             }
         }
         if let args = job.args { Message.free(args); job.args = nil }
+        ljasync_light_cells_free(job.cells, job.cellCount)
+        job.cells = nil
         finish(failure: failure, cancelled: cancelled,
-               results: UnsafeMutablePointer<Message>(bitPattern: resultAddress))
+               results: UnsafeMutablePointer<Message>(bitPattern: resultAddress), cells: resultCells)
         StateStock.shared.retire(L)
     }
 
@@ -226,12 +245,14 @@ final class LuaThread: @unchecked Sendable {
     }
 
     /// Records the outcome and wakes joiners; reports an error nobody can read any more.
-    private func finish(failure: String?, cancelled: Bool, results: UnsafeMutablePointer<Message>?) {
+    private func finish(failure: String?, cancelled: Bool, results: UnsafeMutablePointer<Message>?,
+                        cells: (UnsafeMutableRawPointer, Int32)? = nil) {
         let outcome: Outcome = cancelled ? .cancelled : failure != nil ? .failed : .done
         let orphaned: Bool = sync.withLock {
             self.outcome = outcome
             self.errorText = failure
             self.results = results
+            self.resultCells = cells.map { (cells: $0.0, count: $0.1) }
             sync.broadcast()
             return handleReleased
         }
@@ -274,6 +295,12 @@ final class LuaThread: @unchecked Sendable {
     var encodedResults: UnsafeMutablePointer<Message>? {
         adoptAfterFork()
         return sync.withLock { results }
+    }
+
+    /// A light spawn's results as cells once it ended (owned by this object), or nil.
+    var lightResults: (cells: UnsafeMutableRawPointer, count: Int32)? {
+        adoptAfterFork()
+        return sync.withLock { resultCells }
     }
 
     /// Asks the thread to stop: sets the flag its Lua code polls and wakes `sleep`.
@@ -332,6 +359,9 @@ struct ThreadJob {
     var passUD = true                        // Thread.new: false when f cannot see ud (f())
     var runner: [UInt8]?                     // Thread.spawn: the runner chunk (see thread.lua)
     var args: UnsafeMutablePointer<Message>? // Thread.spawn: encoded arguments, owned
+    var light = false                        // Thread.spawn in a light state (light_spawn.c)
+    var cells: UnsafeMutableRawPointer?      // a light spawn's arguments (ljasync_cell), owned
+    var cellCount: Int32 = 0
 }
 
 struct ThreadError: Error { let message: String }

@@ -243,6 +243,14 @@ local function put_cdata(S, v, d)
   b:putcdata(v, size)
 end
 
+-- A light spawn's channel handle (Sources/CLJAsyncLua/light_channel.c) moves as the ordinary
+-- handle of its channel.
+local function light_handle(v)
+  local mt = debug.getregistry()["lj-async.light.channel"]
+  if mt == nil or getmt(v) ~= mt then return nil end
+  return require("lj-async.light_channel").ffi_of(v)
+end
+
 put_value = function(S, v, d)
   local tv = type(v)
   if tv == "table" then return put_table(S, v, d) end
@@ -255,6 +263,8 @@ put_value = function(S, v, d)
   if tv == "cdata" then return put_cdata(S, v, d) end
   if tv == "thread" then fail(S, d, "cannot move a coroutine") end
   if tv == "userdata" then
+    local h = light_handle(v)
+    if h then return put_cdata(S, h, d) end
     -- string.buffer takes light userdata (an address) and refuses full userdata.
     if not pcall(buffer.encode, v) then fail(S, d, "cannot move a userdata") end
     local b = S.buf

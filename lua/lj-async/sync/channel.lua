@@ -229,7 +229,15 @@ end })
 
 local ct, adopt = handle.kind("channel", "channel", Channel, nil, { __len = function(h) return h:length() end })
 
-local M = { ctype = ct }
+local M = { ctype = ct, methods = Channel }
+
+--- Private (lj-async.light_channel): the value of a cell a light spawn's handle popped
+--- (Sources/CLJAsyncLua/light_channel.c), taking what it owns (the cell is left empty).
+function M.take_cell(p)
+  ffi_copy(cells, p, ffi.sizeof(cells))
+  p.tag = T_NIL
+  return cell_value(0, 2)
+end
 
 --- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most
 --- `capacity` values (nil = unbounded).

@@ -88,7 +88,11 @@ end
 
 --- The kind name of a sync handle, or nil for anything else.
 function M.kind_of(v)
-  if type(v) ~= "cdata" then return nil end
+  if type(v) ~= "cdata" then
+    -- A light spawn's channel handle (Sources/CLJAsyncLua/light_channel.c).
+    local mt = type(v) == "userdata" and debug.getregistry()["lj-async.light.channel"]
+    return mt and getmetatable(v) == mt and "channel" or nil
+  end
   for name, ct in pairs(M.types) do
     if ffi_istype(ct, v) then return name end
   end
