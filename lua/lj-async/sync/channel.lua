@@ -41,10 +41,18 @@ local T_NUMBER, T_SHORT, T_HEAP = C.LJASYNC_CELL_NUMBER, C.LJASYNC_CELL_SHORT, C
 local T_ENC_SHORT, T_ENC_HEAP = C.LJASYNC_CELL_ENCODED_SHORT, C.LJASYNC_CELL_ENCODED_HEAP  -- a small plain table's bytes
 local INLINE = 24
 
--- Scratch, allocated once per state (a state runs one Lua thread at a time, and nothing
--- between a C call and the reads of its results can re-enter these functions).
+-- Scratch, allocated once per state (a state runs one Lua thread at a time).
 -- One cell: push_many and pop_many (sync/channel_batch.lua) have their own batch of 256.
+-- A finalizer can run at any allocation, the cdata that reading a cell's field makes in the
+-- interpreter included (ffi's __index takes a GC step): one that pops while a pop of this
+-- state is still reading the cell or decoding from dbuf takes a cell and a buffer of its own,
+-- or both would read, and free, one value ("double free or corruption"). `popping` is set
+-- from the core's pop until the value is made, and while push_many or pop_many use their
+-- batch. (Should decoding raise out of memory where no pcall is, it stays set: pops then take
+-- their own cells, slower but still exact.)
 local cells = ffi.new("ljasync_cell[1]")
+local cell1_t = ffi.typeof("ljasync_cell[1]")
+local popping = false
 -- The bytes of a small table being pushed, and of one being popped (set to the cell's bytes,
 -- read in place). `pushing` guards ebuf against a finalizer that pushes while it is in use
 -- (buf:encode() may run one): that push takes the encoder instead. (Should encoding ever raise,
@@ -60,47 +68,67 @@ local trace_barrier = coroutine.running
 
 local Channel = {}
 
--- The value in cells[i] (not a number: callers handle those inline). Takes ownership of
--- what the cell holds, freeing it even when decoding fails.
-local function cell_value(i, level)
-  local tag = cells[i].tag
+-- The value in c[0] (not a number: callers handle those inline), decoding through db (dbuf
+-- when c is `cells`: an error then ends the pop, see `popping`). Takes ownership of what the
+-- cell holds, freeing it even when decoding fails.
+local function cell_value(c, db, level)
+  local tag = c[0].tag
   if tag == T_ENC_HEAP then
     -- Bytes this process's channel wrote (string.buffer's, of a plain table): decoding them
     -- can fail only for memory, and they are freed even then.
-    local p = cells[i].h.p
-    dbuf:set(p, cells[i].h.size)
-    local ok, v = pcall(dbuf.decode, dbuf)
-    dbuf:reset()
+    local p = c[0].h.p
+    db:set(p, c[0].h.size)
+    local ok, v = pcall(db.decode, db)
+    db:reset()
     bytes_free(p)
-    if not ok then error("cannot decode a channel value: " .. tostring(v), level + 1) end
+    if not ok then
+      if db == dbuf then popping = false end
+      error("cannot decode a channel value: " .. tostring(v), level + 1)
+    end
     return v
   end
   if tag == T_ENC_SHORT then
-    dbuf:set(cells[i].s, cells[i].len)
-    local v = dbuf:decode()
-    dbuf:reset()
+    db:set(c[0].s, c[0].len)
+    local v = db:decode()
+    db:reset()
     return v
   end
   if tag == T_SHORT then
-    local s = ffi_string(cells[i].s, cells[i].len)
+    local s = ffi_string(c[0].s, c[0].len)
     return s
   end
   if tag == T_TRUE then return true end
   if tag == T_FALSE then return false end
   if tag == T_NIL then return nil end
-  if tag == T_NUMBER then return cells[i].n end
+  if tag == T_NUMBER then return c[0].n end
   if tag == T_HEAP then
-    local p = cells[i].h.p
-    local ok, s = pcall(ffi_string, p, cells[i].h.size)
+    local p = c[0].h.p
+    local ok, s = pcall(ffi_string, p, c[0].h.size)
     bytes_free(p)
-    if not ok then error(s, level + 1) end
+    if not ok then
+      if db == dbuf then popping = false end
+      error(s, level + 1)
+    end
     return s
   end
-  local m = cells[i].m
+  local m = c[0].m
   trace_barrier()
   local ok, v = pcall(decode_message, m)
   message_free(m)
-  if not ok then error("cannot decode a channel value: " .. tostring(v), level + 1) end
+  if not ok then
+    if db == dbuf then popping = false end
+    error("cannot decode a channel value: " .. tostring(v), level + 1)
+  end
+  return v
+end
+
+-- A pop from a finalizer that ran inside another pop of this state: a cell and a buffer of
+-- its own (see `popping`). Rare, so not compiled for.
+local function nested_pop(p, t, level)
+  local c = cell1_t()
+  local n = chan_pop(p, c, 1, t)
+  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
+  local v = cell_value(c, buffer.new(), level + 1)
   return v
 end
 
@@ -164,20 +192,35 @@ end
 function Channel:pop(timeout)
   local p = self.p
   if p == nil then freed("channel") end
-  local n = chan_pop(p, cells, 1, timeout_arg(timeout, 1, "pop"))
-  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
-  if cells[0].tag == T_NUMBER then return cells[0].n end
-  return cell_value(0, 2)
+  local t = timeout_arg(timeout, 1, "pop")
+  if popping then return nested_pop(p, t, 2) end
+  popping = true
+  local n = chan_pop(p, cells, 1, t)
+  if n < 0 then
+    popping = false
+    return nil, n == -1 and "timeout" or "closed"
+  end
+  local v
+  if cells[0].tag == T_NUMBER then v = cells[0].n else v = cell_value(cells, dbuf, 2) end
+  popping = false
+  return v
 end
 
 --- Pops without waiting: the value, or nil, "timeout" (empty), or nil, "closed".
 function Channel:try_pop()
   local p = self.p
   if p == nil then freed("channel") end
+  if popping then return nested_pop(p, 0, 2) end
+  popping = true
   local n = chan_pop(p, cells, 1, 0)
-  if n < 0 then return nil, n == -1 and "timeout" or "closed" end
-  if cells[0].tag == T_NUMBER then return cells[0].n end
-  return cell_value(0, 2)
+  if n < 0 then
+    popping = false
+    return nil, n == -1 and "timeout" or "closed"
+  end
+  local v
+  if cells[0].tag == T_NUMBER then v = cells[0].n else v = cell_value(cells, dbuf, 2) end
+  popping = false
+  return v
 end
 
 --- Refuses further pushes and wakes every waiter; queued values can still be popped.
@@ -221,8 +264,12 @@ end
 setmetatable(Channel, { __index = function(t, k)
   if k ~= "push_many" and k ~= "pop_many" then return nil end
   require("lj-async.sync.channel_batch").install(t, {
-    cells = cells, cell_value = cell_value, push_value = push_value, push_status = push_status,
-    timeout_arg = timeout_arg, freed = freed,
+    cell_value = cell_value, push_value = push_value, push_status = push_status,
+    timeout_arg = timeout_arg, freed = freed, dbuf = dbuf,
+    -- pop_many's part in `popping`: enter() says whether a pop is already under way (then it
+    -- takes its own batch and buffer), leave(was) restores what enter found.
+    enter = function() local was = popping; popping = true; return was end,
+    leave = function(was) popping = was end,
   })
   return rawget(t, k)
 end })
@@ -234,9 +281,19 @@ local M = { ctype = ct, methods = Channel }
 --- Private (lj-async.light_channel): the value of a cell a light spawn's handle popped
 --- (Sources/CLJAsyncLua/light_channel.c), taking what it owns (the cell is left empty).
 function M.take_cell(p)
+  if popping then  -- a finalizer's, inside another pop: a cell and a buffer of its own
+    local c = cell1_t()
+    ffi_copy(c, p, ffi.sizeof(c))
+    p.tag = T_NIL
+    local v = cell_value(c, buffer.new(), 2)
+    return v
+  end
+  popping = true
   ffi_copy(cells, p, ffi.sizeof(cells))
   p.tag = T_NIL
-  return cell_value(0, 2)
+  local v = cell_value(cells, dbuf, 2)
+  popping = false
+  return v
 end
 
 --- sync.channel([capacity]) or sync.channel{capacity = n}: a channel holding at most

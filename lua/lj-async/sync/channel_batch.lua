@@ -2,6 +2,7 @@
 -- 256 cells (8 KiB), loaded by the channel at the first use of either (sync/channel.lua): a
 -- state that only pushes and pops one value at a time never holds them.
 local ffi = require "ffi"
+local buffer = require "string.buffer"
 local C = require("lj-async.core").C  -- the channel section, declared by sync/channel.lua
 local check = require "lj-async.sync.check"
 
@@ -20,9 +21,10 @@ local M = {}
 --- Adds push_many and pop_many to the channel's methods `Channel`; `ch` holds the channel
 --- module's own pieces (its one cell, cell_value, push_value, push_status, timeout_arg, freed).
 function M.install(Channel, ch)
-  local cells, cell_value, push_value, push_status = ch.cells, ch.cell_value, ch.push_value, ch.push_status
-  local timeout_arg, freed = ch.timeout_arg, ch.freed
-  local batch = ffi.new("ljasync_cell[?]", BATCH)
+  local cell_value, push_value, push_status = ch.cell_value, ch.push_value, ch.push_status
+  local timeout_arg, freed, dbuf, enter, leave = ch.timeout_arg, ch.freed, ch.dbuf, ch.enter, ch.leave
+  local batch_t = ffi.typeof("ljasync_cell[?]")
+  local batch = batch_t(BATCH)
 
   --- Pushes t[i], ..., t[j] in order (default i = 1, j = #t), batching plain values (numbers,
   --- booleans, strings up to 24 bytes) into one call each. Waits as push does, for each
@@ -37,6 +39,10 @@ function M.install(Channel, ch)
     local tmo = timeout_arg(timeout, 4, "push_many")
     local done = 0
     local k = i
+    -- The batch is this state's (see pop_many): a finalizer's push_many inside another
+    -- batch call fills one of its own.
+    local nested = enter()
+    local b = nested and batch_t(BATCH) or batch
     while k <= j do
       -- Fill a batch of plain cells.
       local n = 0
@@ -44,14 +50,14 @@ function M.install(Channel, ch)
         local v = t[k + n]
         local tv = type(v)
         if tv == "number" then
-          batch[n].tag = T_NUMBER; batch[n].n = v
+          b[n].tag = T_NUMBER; b[n].n = v
         elseif tv == "boolean" then
-          batch[n].tag = v and T_TRUE or T_FALSE
+          b[n].tag = v and T_TRUE or T_FALSE
         elseif tv == "nil" then
-          batch[n].tag = T_NIL
+          b[n].tag = T_NIL
         elseif tv == "string" and #v <= INLINE then
-          batch[n].tag = T_SHORT; batch[n].len = #v
-          ffi_copy(batch[n].s, v, #v)
+          b[n].tag = T_SHORT; b[n].len = #v
+          ffi_copy(b[n].s, v, #v)
         else
           break
         end
@@ -60,8 +66,9 @@ function M.install(Channel, ch)
       if n > 0 then
         local off = 0
         while off < n do
-          local r = push_cells(p, batch + off, n - off, tmo)
+          local r = push_cells(p, b + off, n - off, tmo)
           if r < 0 then
+            leave(nested)
             if r == -3 then error("internal error: a cell that owns memory reached push_batch", 2) end
             return done, r == -1 and "full" or "closed"
           end
@@ -70,12 +77,17 @@ function M.install(Channel, ch)
         end
         k = k + n
       else
+        -- The batch is free here, and push_value may raise (a value that cannot move).
+        leave(nested)
         local st = push_value(p, t[k], tmo, 2)
         if st ~= 0 then return done, select(2, push_status(st, 2)) end
+        nested = enter()
+        if nested and b == batch then b = batch_t(BATCH) end
         done = done + 1
         k = k + 1
       end
     end
+    leave(nested)
     return done
   end
 
@@ -92,13 +104,21 @@ function M.install(Channel, ch)
     if out ~= nil and type(out) ~= "table" then
       error("bad argument #3 to 'pop_many' (expected a table or nil, got " .. type(out) .. ")", 2)
     end
-    local n = chan_pop(p, batch, max, tmo)
-    if n < 0 then return nil, n == -1 and "timeout" or "closed" end
+    -- A finalizer that pops while this batch is read takes a batch and a buffer of its own
+    -- (sync/channel.lua, `popping`).
+    local nested = enter()
+    local b, db = batch, dbuf
+    if nested then b, db = batch_t(max), buffer.new() end
+    local n = chan_pop(p, b, max, tmo)
+    if n < 0 then
+      leave(nested)
+      return nil, n == -1 and "timeout" or "closed"
+    end
     if out == nil then out = {} end
     for k = 0, n - 1 do
-      -- A value that is not a number goes through the channel's one cell (cell_value reads it).
-      if batch[k].tag == T_NUMBER then out[k + 1] = batch[k].n else cells[0] = batch[k]; out[k + 1] = cell_value(0, 2) end
+      if b[k].tag == T_NUMBER then out[k + 1] = b[k].n else out[k + 1] = cell_value(b + k, db, 2) end
     end
+    leave(nested)
     return out, n
   end
 end
