@@ -126,18 +126,47 @@ end
 
 -- -- The loop --
 
-return function(address)
+-- A light worker's job that ran and returned values only the encoder takes (its results in
+-- `...`): encoded here as run_defined does, reported and handed back as the loop does.
+local function encode_results(...)
+  local m = encode_message(...)
+  return m
+end
+
+local function finish_light(w, job, ...)
+  local d = defs[job.def] or definition(job.def)
+  if not d or not d.fn then return step(w, nil, 3, job) end  -- withdrawn meanwhile: its owner takes nothing
+  current_fn = d.fn
+  local ok, res = xpcall(encode_results, handler, ...)
+  local label = d.anon and origin(current_fn) or ("job '%s'"):format(d.name)
+  if job.late ~= 0 then
+    report(("%s waited %.1f s in the queue before a worker took it"):format(label, job.waited))
+  end
+  if ok then return step(w, res, 0, job) end
+  return step(w, failure(("%s failed: %s"):format(label, tostring(res))), 1, job)
+end
+
+-- `taken`: a light worker's hand-over (Sources/CLJAsyncLua/light_worker.c): the address of the
+-- job it took, not started (`finished` false) or run with the results `...`.
+return function(address, taken, finished, ...)
   local w = ffi.cast("ljasync_pool_worker *", address)
   local job = ffi.new("ljasync_pool_job")
-  -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
-  local bad = load_inits(nil)
-  if bad then error(bad, 0) end
-  -- The result goes back at the end of its own iteration: a message pointer carried over to
-  -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).
-  local more = step(w, nil, 0, job)
+  local more = 1
+  if taken then
+    -- Init code the job needs is run in the loop (job.inits); a failure gives the job back.
+    ffi.copy(job, ffi.cast("ljasync_pool_job *", taken), ffi.sizeof(job))
+    if finished then more = finish_light(w, job, ...) end
+  else
+    -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
+    local bad = load_inits(nil)
+    if bad then error(bad, 0) end
+    -- The result goes back at the end of its own iteration: a message pointer carried over to
+    -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).
+    more = step(w, nil, 0, job)
+  end
   while more ~= 0 do
     if job.inits > ninits then
-      bad = load_inits(job.inits)
+      local bad = load_inits(job.inits)
       if bad then
         step(w, nil, 2, job)  -- gives the job back; the worker leaves as one that cannot start
         error(bad, 0)

@@ -33,4 +33,9 @@ void *ljasync_light_cells_copy(const void *cells, int32_t n);
 /* Frees n owned cells: their bytes, their references, the array. */
 void ljasync_light_cells_free(void *cells, int32_t n);
 
+/* Light pool workers (light_worker.c). A lua_CFunction: lua_pcall it with the worker
+ * (lightuserdata); it runs the worker's jobs until Pool.step lets it leave, handing the worker
+ * over to lj-async.pool_worker at the first job it does not take. */
+int ljasync_light_pool_worker(struct lua_State *L);
+
 #endif
