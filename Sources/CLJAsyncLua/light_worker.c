@@ -312,63 +312,50 @@ static int traceback(lua_State *L) {
 static const char LEVELS[] =
   "local loop, traceback = ...\n"
   "local function handler(e) local t = traceback(e) return t end\n"
-  "return function(w) local r = loop(w, handler) return r end\n";
+  "local pass = select\n"
+  "return function(w, job) return pass(1, loop(w, job, handler)) end\n";
 
 /* -- The loop -- */
 
-/* Hands the worker over to pool_worker.lua: require("lj-async.pool_worker")(w, &job, finished,
- * results...) with the results at first..top when `finished`. Returns when the worker leaves. */
-static void hand_over(lua_State *L, void *w, ljasync_pool_job *job, int finished, int first) {
-  int nres = finished ? lua_gettop(L) - first + 1 : 0;
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "lj-async.pool_worker");
-  lua_call(L, 1, 1);
-  lua_pushnumber(L, (lua_Number)(uintptr_t)w);
-  lua_pushnumber(L, (lua_Number)(uintptr_t)job);
-  lua_pushboolean(L, finished);
-  if (nres > 0) {
-    for (int i = 0; i < 4; i++) lua_insert(L, first);
-  }
-  lua_call(L, 3 + nres, 0);
-}
-
 int ljasync_light_pool_worker(lua_State *L) {
-  lua_settop(L, 1);
+  lua_settop(L, 2);
   if (luaL_loadbuffer(L, LEVELS, sizeof LEVELS - 1, "=lj-async pool") != 0) lua_error(L);
   lua_pushcfunction(L, light_loop);
   lua_pushcfunction(L, traceback);
   lua_call(L, 2, 1);
   lua_insert(L, 1);
-  lua_call(L, 1, 0);
-  return 0;
+  lua_call(L, 2, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
+/* light_loop(w, job, handler): runs jobs until the worker leaves (returns nothing) or meets
+ * one it does not take (returns false: *job taken, not started; or true and the results of
+ * *job, which ran). */
 static int light_loop(lua_State *L) {
   void *w = lua_touserdata(L, 1);
-  lua_settop(L, 2);                             /* 2: the handler */
-  lua_newtable(L);                              /* 3: definitions by id */
-  lua_newtable(L);                              /* 4: their labels */
-  enum { HANDLER = 2, DEFS = 3 };
-  const int base = 4;
+  ljasync_pool_job *job = lua_touserdata(L, 2);
+  lua_settop(L, 3);                             /* 3: the handler */
+  lua_newtable(L);                              /* 4: definitions by id */
+  lua_newtable(L);                              /* 5: their labels */
+  enum { HANDLER = 3, DEFS = 4 };
+  const int base = 5;
   writer out = { 0 };
-  ljasync_pool_job job;
-  memset(&job, 0, sizeof job);
-  int32_t more = ljasync_pool_step(w, NULL, 0, &job);
+  int32_t more = ljasync_pool_step(w, NULL, 0, job);
   while (more) {
     lua_settop(L, base);
-    if (job.inits > 0 || job.def == 0) break;   /* init code, an anonymous job: pool_worker.lua */
-    lua_rawgeti(L, DEFS, job.def);
+    if (job->inits > 0 || job->def == 0) break;   /* init code, an anonymous job: pool_worker.lua */
+    lua_rawgeti(L, DEFS, job->def);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
-      int got = load_definition(L, job.def, DEFS);
+      int got = load_definition(L, job->def, DEFS);
       if (got == 0) {  /* withdrawn with its owner, who takes no result: dropped unstarted */
-        more = ljasync_pool_step(w, NULL, 3, &job);
+        more = ljasync_pool_step(w, NULL, 3, job);
         continue;
       }
       if (got < 0) break;
-      lua_rawgeti(L, DEFS, job.def);
+      lua_rawgeti(L, DEFS, job->def);
     }
-    int nargs = push_arguments(L, job.msg);
+    int nargs = push_arguments(L, job->msg);
     if (nargs < 0) break;
     int first = base + 1;
     ljasync_message *res = NULL;
@@ -377,11 +364,12 @@ static int light_loop(lua_State *L) {
       res = results_message(L, first, &out);
       if (!res) {  /* a value only the encoder takes: pool_worker.lua encodes it, and goes on */
         free(out.p);
-        hand_over(L, w, &job, 1, first);
-        return 0;
+        lua_pushboolean(L, 1);
+        lua_insert(L, first);
+        return lua_gettop(L) - base;
       }
     } else {
-      lua_rawgeti(L, DEFS + 1, job.def);
+      lua_rawgeti(L, DEFS + 1, job->def);
       lua_pushliteral(L, " failed: ");
       lua_pushvalue(L, -3);
       lua_concat(L, 3);
@@ -390,20 +378,19 @@ static int light_loop(lua_State *L) {
       res = ljasync_failure_new(text, len);
       status = 1;
     }
-    if (job.late) {
+    if (job->late) {
       char line[64];
-      lua_rawgeti(L, DEFS + 1, job.def);
-      snprintf(line, sizeof line, " waited %.1f s in the queue before a worker took it", job.waited);
+      lua_rawgeti(L, DEFS + 1, job->def);
+      snprintf(line, sizeof line, " waited %.1f s in the queue before a worker took it", job->waited);
       lua_pushstring(L, line);
       lua_concat(L, 2);
       ljasync_pool_report(lua_tostring(L, -1));
     }
-    more = ljasync_pool_step(w, res, status, &job);
+    more = ljasync_pool_step(w, res, status, job);
   }
   free(out.p);
-  lua_settop(L, base);
-  if (more) hand_over(L, w, &job, 0, 0);
-  lua_pushinteger(L, 0);
+  if (!more) return 0;
+  lua_pushboolean(L, 0);
   return 1;
 }
 #pragma GCC visibility pop

@@ -34,18 +34,36 @@ enum PoolThread {
         ljasync_stack_trim_arm(2)
         if failure == nil {
             lua_pushcclosure(L, tracebackHandler, 0)
+            // The job a light worker hands over with (the C loop's, then pool_worker.lua's to copy).
+            let job = UnsafeMutablePointer<ljasync_pool_job>.allocate(capacity: 1)
+            defer { job.deallocate() }
+            var handOver = !light
             if light {
                 lua_pushcclosure(L, ljasync_light_pool_worker, 0)
                 lua_pushlightuserdata(L, UnsafeMutableRawPointer(w))
-                if lua_pcall(L, 1, 0, 1) != 0 { failure = Lua.string(L, -1) }
-            } else {
+                lua_pushlightuserdata(L, UnsafeMutableRawPointer(job))
+                if lua_pcall(L, 2, LUA_MULTRET, 1) != 0 {
+                    failure = Lua.string(L, -1)
+                } else {
+                    handOver = lua_gettop(L) > 1  // 2: finished, 3...: its results
+                }
+            }
+            if failure == nil && handOver {
+                // pool_worker.lua's function at the stack's base, as without a light loop
+                // before it: tracebacks of its jobs keep their depth.
                 lua_getfield(L, Lua.globalsIndex, "require")
                 lua_pushstring(L, module)
                 if lua_pcall(L, 1, 1, 1) != 0 {
                     failure = "cannot load \(module): " + Lua.string(L, -1)
                 } else {
+                    lua_insert(L, 2)
                     lua_pushnumber(L, Double(UInt(bitPattern: w)))
-                    if lua_pcall(L, 1, 0, 1) != 0 { failure = Lua.string(L, -1) }
+                    lua_insert(L, 3)
+                    if light {
+                        lua_pushnumber(L, Double(UInt(bitPattern: job)))
+                        lua_insert(L, 4)
+                    }
+                    if lua_pcall(L, lua_gettop(L) - 2, 0, 1) != 0 { failure = Lua.string(L, -1) }
                 }
             }
         }
