@@ -20,7 +20,7 @@ local function show(v)
     return ("%.17g"):format(v)
   end
   if type(v) == "string" then
-    if #v <= 200 then return ("%q"):format(v) end
+    if #v <= 4000 then return ("%q"):format(v) end
     local sum = 0  -- long strings as their length and a checksum of every byte, for short reports
     for i = 1, #v do sum = (sum * 31 + v:byte(i)) % 4294967291 end
     return ("string[%d, sum %d, %q...]"):format(#v, sum, v:sub(1, 20))
