@@ -90,6 +90,14 @@ local defs = {
   fails_object = function() error(setmetatable({}, { __tostring = function() return "an object" end })) end,
   fails_number = function() error(42) end,
   fails_table = function() error({}) end,
+  fails_nil = function() error() end,
+  fails_tostring_number = function() error(setmetatable({}, { __tostring = function() return 5 end })) end,
+  fails_tostring_table = function() error(setmetatable({}, { __tostring = function() return {} end })) end,
+  fails_tostring_raises = function() error(setmetatable({}, { __tostring = function() error("inner") end })) end,
+  fails_locked = function() error(setmetatable({}, { __metatable = false, __tostring = function() return "x" end })) end,
+  fails_locked_table = function()
+    error(setmetatable({}, { __metatable = { __tostring = true }, __tostring = function() return "y" end }))
+  end,
   deep = function(n)
     local function down(i) if i == 0 then error("at the bottom") end return 1 + down(i - 1) end
     return down(n)
@@ -110,6 +118,12 @@ local scalar_jobs = {
   { "fails_object", n = 1 },
   { "fails_number", n = 1 },
   { "fails_table", n = 1 },
+  { "fails_nil", n = 1 },
+  { "fails_tostring_number", n = 1 },
+  { "fails_tostring_table", n = 1 },
+  { "fails_tostring_raises", n = 1 },
+  { "fails_locked", n = 1 },
+  { "fails_locked_table", n = 1 },
   { "deep", 40, n = 2 },
   { "deep", 3, n = 2 },
   { "global_set", "kept", n = 2 },

@@ -273,13 +273,32 @@ static int light_loop(lua_State *L);
 static int traceback(lua_State *L) {
   lua_settop(L, 1);
   if (lua_type(L, 1) != LUA_TSTRING) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
-      lua_replace(L, 1);
-    } else {
-      lua_settop(L, 1);
-      lua_pushfstring(L, "(error object is a %s value)", lua_typename(L, lua_type(L, 1)));
-      lua_replace(L, 1);
+    /* pool_worker.lua: mt = getmetatable(e); e = mt and mt.__tostring and tostring(e) or
+     * "(error object ...)", then debug.traceback(e, 2), whose message must be a string or a
+     * number (else the handler raises: "error in error handling"). */
+    int named = 0;
+    if (lua_getmetatable(L, 1)) {                 /* 2: the metatable */
+      lua_getfield(L, 2, "__metatable");          /* 3: what getmetatable answers, if set */
+      if (lua_isnil(L, 3)) lua_pop(L, 1); else lua_replace(L, 2);
+      if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "__tostring");
+        named = lua_toboolean(L, -1);
+      } else if (lua_toboolean(L, 2) && lua_type(L, 2) != LUA_TSTRING) {
+        return luaL_error(L, "attempt to index a %s value", lua_typename(L, lua_type(L, 2)));
+      }
     }
+    lua_settop(L, 1);
+    if (named) {
+      if (!luaL_callmeta(L, 1, "__tostring")) {   /* tostring's default text */
+        lua_pushfstring(L, "%s: %p", lua_typename(L, lua_type(L, 1)), lua_topointer(L, 1));
+      }
+      int t = lua_type(L, -1);
+      if (t != LUA_TSTRING && t != LUA_TNUMBER) return luaL_error(L, "not a message");
+      lua_tostring(L, -1);
+    } else {
+      lua_pushfstring(L, "(error object is a %s value)", lua_typename(L, lua_type(L, 1)));
+    }
+    lua_replace(L, 1);
   }
   lua_Debug ar;
   int level = 1, cut = -1;
