@@ -209,6 +209,43 @@ describe("light pool workers", function()
     for i = 1, 300 do assert.equal(i, got[i]) end
   end)
 
+  it("warns of a job that waited in the queue as pool_worker.lua does", function()
+    local H = require "spec.helpers"
+    local texts = {}
+    async.configure { warn_after = 0.05 }
+    finally(function() async.configure { warn_after = 11.5 } end)
+    for _, light in ipairs { false, true } do
+      async.ensure.exactly(0)
+      C.ljasync_pool_light(light and 1 or 0)
+      texts[#texts + 1] = H.capture_stderr(function()
+        async.call(function() end, "double", 1)
+        async.handle_async(function(x) return x end, function() end, 1)
+        async.ipc_poll("light_worker_spec: never set", 0.1)  -- no worker: the jobs wait
+        async.ensure.exactly(1)
+        assert.is_true(async.wait_all(10))
+      end)
+      if light then assert.equal("", loaded_modules()) end
+    end
+    assert.matches("job 'double' waited 0%.%d s in the queue", texts[1])
+    assert.matches("the job function defined at .*light_worker_spec%.lua:%d+ waited 0%.%d s", texts[1])
+    assert.equal(texts[1]:gsub("%d%.%d s", "x s"), (texts[2]:gsub("%d%.%d s", "x s")))
+  end)
+
+  it("keeps a bounded cache of definitions, and jobs of new ones stay right", function()
+    fresh_worker(true)
+    local got = {}
+    for i = 1, 600 do
+      local name = "light_worker_spec " .. i
+      async.define(name, function(x) return x + 1 end)
+      async.call(function(v) got[i] = v end, name, i)
+      if i % 50 == 0 then assert.is_true(async.wait_all(10)) end
+      async.undefine(name)
+    end
+    assert.is_true(async.wait_all(10))
+    for i = 1, 600 do assert.equal(i + 1, got[i]) end
+    assert.equal("", loaded_modules())
+  end)
+
   -- Last: init code stays registered for the process, and every later worker starts on
   -- pool_worker.lua.
   it("hands over at init code registered while it runs, which later jobs then see", function()

@@ -204,9 +204,10 @@ static ljasync_message *results_message(lua_State *L, int first, writer *w) {
 /* -- Definitions -- */
 
 /* Loads definition `id` into defs[id] (the function) and labels[id] (its jobs' label in
- * failure texts, as pool_worker.lua names them). 1 when loaded, 0 when withdrawn, -1 when it
- * is none this loop takes. Stack: defs at d, labels at d + 1. */
-static int load_definition(lua_State *L, int32_t id, int d) {
+ * failure texts, as pool_worker.lua names them); *count is how many defs holds. 1 when
+ * loaded, 0 when withdrawn, -1 when it is none this loop takes. Stack: defs at d, labels at
+ * d + 1. */
+static int load_definition(lua_State *L, int32_t id, int d, int *count) {
   char name[512];
   ljasync_message *m = ljasync_pool_definition(id, name, sizeof name);
   if (!m) return 0;
@@ -251,12 +252,14 @@ static int load_definition(lua_State *L, int32_t id, int d) {
   } else {
     lua_pushfstring(L, "job '%s'", name);
   }
-  if (lua_objlen(L, d) >= MAX_DEFS) {  /* bounded, as pool_worker.lua's: definitions come and go */
+  if (*count >= MAX_DEFS) {  /* bounded, as pool_worker.lua's: definitions come and go */
     lua_newtable(L);
     lua_replace(L, d);
     lua_newtable(L);
     lua_replace(L, d + 1);
+    *count = 0;
   }
+  ++*count;
   lua_rawseti(L, d + 1, id);
   lua_rawseti(L, d, id);
   lua_settop(L, top);
@@ -359,6 +362,7 @@ static int light_loop(lua_State *L) {
   enum { HANDLER = 3, DEFS = 4 };
   const int base = 5;
   writer out = { 0 };
+  int ndefs = 0;
   int32_t more = ljasync_pool_step(w, NULL, 0, job);
   while (more) {
     lua_settop(L, base);
@@ -366,7 +370,7 @@ static int light_loop(lua_State *L) {
     lua_rawgeti(L, DEFS, job->def);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
-      int got = load_definition(L, job->def, DEFS);
+      int got = load_definition(L, job->def, DEFS, &ndefs);
       if (got == 0) {  /* withdrawn with its owner, who takes no result: dropped unstarted */
         more = ljasync_pool_step(w, NULL, 3, job);
         continue;
