@@ -351,8 +351,8 @@ int ljasync_light_pool_worker(lua_State *L) {
 }
 
 /* light_loop(w, job, handler): runs jobs until the worker leaves (returns nothing) or meets
- * one it does not take (returns false: *job taken, not started; or true and the results of
- * *job, which ran). */
+ * one it does not take (returns false: *job taken, not started; or the results of *job,
+ * which ran, as a table with n). */
 static int light_loop(lua_State *L) {
   void *w = lua_touserdata(L, 1);
   ljasync_pool_job *job = lua_touserdata(L, 2);
@@ -387,9 +387,13 @@ static int light_loop(lua_State *L) {
       res = results_message(L, first, &out);
       if (!res) {  /* a value only the encoder takes: pool_worker.lua encodes it, and goes on */
         free(out.p);
-        lua_pushboolean(L, 1);
+        int nres = lua_gettop(L) - base;
+        lua_createtable(L, nres, 1);
         lua_insert(L, first);
-        return lua_gettop(L) - base;
+        for (int i = nres; i >= 1; i--) lua_rawseti(L, first, i);
+        lua_pushinteger(L, nres);
+        lua_setfield(L, first, "n");
+        return 1;
       }
     } else {
       lua_rawgeti(L, DEFS + 1, job->def);

@@ -126,18 +126,18 @@ end
 
 -- -- The loop --
 
--- A light worker's job that ran and returned values only the encoder takes (its results in
--- `...`): encoded here as run_defined does, reported and handed back as the loop does.
-local function encode_results(...)
-  local m = encode_message(...)
+-- A light worker's job that ran and returned values only the encoder takes (`r`, with r.n):
+-- encoded here as run_defined does, reported and handed back as the loop does.
+local function encode_results(r)
+  local m = encode_message(unpack(r, 1, r.n))
   return m
 end
 
-local function finish_light(w, job, ...)
+local function finish_light(w, job, r)
   local d = defs[job.def] or definition(job.def)
   if not d or not d.fn then return step(w, nil, 3, job) end  -- withdrawn meanwhile: its owner takes nothing
   current_fn = d.fn
-  local ok, res = xpcall(encode_results, handler, ...)
+  local ok, res = xpcall(encode_results, handler, r)
   local label = d.anon and origin(current_fn) or ("job '%s'"):format(d.name)
   if job.late ~= 0 then
     report(("%s waited %.1f s in the queue before a worker took it"):format(label, job.waited))
@@ -147,15 +147,16 @@ local function finish_light(w, job, ...)
 end
 
 -- `taken`: a light worker's hand-over (Sources/CLJAsyncLua/light_worker.c): the address of the
--- job it took, not started (`finished` false) or run with the results `...`.
-return function(address, taken, finished, ...)
+-- job it took, not started (`results` false) or run (its results). No vararg parameter: the
+-- loop below must compile as before (see run_anonymous).
+return function(address, taken, results)
   local w = ffi.cast("ljasync_pool_worker *", address)
   local job = ffi.new("ljasync_pool_job")
   local more = 1
   if taken then
     -- Init code the job needs is run in the loop (job.inits); a failure gives the job back.
     ffi.copy(job, ffi.cast("ljasync_pool_job *", taken), ffi.sizeof(job))
-    if finished then more = finish_light(w, job, ...) end
+    if results then more = finish_light(w, job, results) end
   else
     -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
     local bad = load_inits(nil)

@@ -45,7 +45,7 @@ enum PoolThread {
                 if lua_pcall(L, 2, LUA_MULTRET, 1) != 0 {
                     failure = Lua.string(L, -1)
                 } else {
-                    handOver = lua_gettop(L) > 1  // 2: finished, 3...: its results
+                    handOver = lua_gettop(L) > 1  // 2: false, or the results of the job that ran
                 }
             }
             if failure == nil && handOver {
