@@ -134,6 +134,7 @@ local scalar_jobs = {
 
 describe("light pool workers", function()
   local was
+  local gates = {}
   setup(function()
     was = C.ljasync_pool_light(-1)
     for name, f in pairs(defs) do async.define(name, f) end
@@ -142,6 +143,7 @@ describe("light pool workers", function()
     for name in pairs(defs) do async.undefine(name) end
     C.ljasync_pool_light(was)
     async.ensure.exactly(0)
+    for _, gate in ipairs(gates) do os.remove(gate) end
   end)
 
   it("an idle worker after a job that moved numbers has loaded neither ffi nor lj-async's modules", function()
@@ -246,19 +248,58 @@ describe("light pool workers", function()
     assert.equal("", loaded_modules())
   end)
 
-  -- Last: init code stays registered for the process, and every later worker starts on
-  -- pool_worker.lua.
-  it("hands over at init code registered while it runs, which later jobs then see", function()
-    fresh_worker(true)
-    assert.same({ "ok n=1 2" }, outcomes({ { "double", 1, n = 2 } }))
-    assert.equal("", loaded_modules())
+  -- Init code stays registered for the process: these come last, a portable metatable (after
+  -- which every worker hands over at its start) last of all.
+  it("runs init code as pool_worker.lua does: a failure's text, then code registered later, and stays light", function()
+    local H = require "spec.helpers"
+    local gate = os.tmpname()
+    os.remove(gate)
     local path = os.tmpname()
     local f = assert(io.open(path, "w"))
+    f:write(("local f = io.open(%q) if not f then error('the gate is closed') end f:close()\n"):format(gate))
     f:write("LIGHT_WORKER_GLOBAL = 'from init code'\n")
     f:close()
     async.register_async_dofile(path)
     os.remove(path)
-    assert.same({ "ok n=1 \"from init code\"", "ok n=1 4" }, outcomes({ { "global_get", n = 1 }, { "double", 2, n = 2 } }))
+    local texts = {}
+    for _, light in ipairs { false, true } do
+      async.ensure.exactly(0)
+      C.ljasync_pool_light(light and 1 or 0)
+      H.capture_stderr(function()
+        local job = async.handle_async(function() return 1 end)
+        async.ensure.exactly(1)
+        local ok, e = async.await(job, 10)
+        assert.is_false(ok)
+        texts[#texts + 1] = e
+      end)
+    end
+    assert.matches("^no pool worker could start: async file .- failed: .-the gate is closed\nstack traceback:", texts[1])
+    assert.equal(texts[1], texts[2])
+    assert(io.open(gate, "w")):close()  -- open for good: the file stays registered
+    gates[#gates + 1] = gate
+    fresh_worker(true)
+    assert.same({ "ok n=1 \"from init code\"" }, outcomes({ { "global_get", n = 1 } }))
+    assert.equal("", loaded_modules())
+    -- Registered while the worker runs: the next job runs it first.
+    path = os.tmpname()
+    f = assert(io.open(path, "w"))
+    f:write("LIGHT_WORKER_GLOBAL = 'from later init code'\n")
+    f:close()
+    async.register_async_dofile(path)
+    os.remove(path)
+    assert.same({ "ok n=1 \"from later init code\"", "ok n=1 4" }, outcomes({ { "global_get", n = 1 }, { "double", 2, n = 2 } }))
+    assert.equal("", loaded_modules())
+  end)
+
+  it("hands over at a portable metatable, registered before or while it runs", function()
+    fresh_worker(true)
+    assert.same({ "ok n=1 2" }, outcomes({ { "double", 1, n = 2 } }))
+    assert.equal("", loaded_modules())
+    async.register_portable_metatable("light_worker_spec point", { __index = {} })
+    assert.same({ "ok n=1 4", "ok n=1 \"from later init code\"" }, outcomes({ { "double", 2, n = 2 }, { "global_get", n = 1 } }))
+    assert.matches("lj%-async%.pool_worker", loaded_modules())
+    fresh_worker(true)  -- starts with the metatable registered: hands over before its first job
+    assert.same({ "ok n=1 6" }, outcomes({ { "double", 3, n = 2 } }))
     assert.matches("lj%-async%.pool_worker", loaded_modules())
   end)
 end)

@@ -269,6 +269,8 @@ static int load_definition(lua_State *L, int32_t id, int d, int *count) {
 /* -- Failures -- */
 
 static int light_loop(lua_State *L);
+/* Registry key of LEVELS' run_init (the handler cuts there too). */
+static const char RUN_INIT[] = "lj-async.light.pool.init";
 
 /* The error handler's text: pool_worker.lua's handler, with the frames from the loop down cut
  * off, as pool_worker.lua cuts its own. Called by a Lua handler (LEVELS), as debug.traceback
@@ -309,6 +311,9 @@ static int traceback(lua_State *L) {
     if (cut < 0) {
       lua_getinfo(L, "f", &ar);
       if (lua_tocfunction(L, -1) == light_loop) cut = level;
+      lua_getfield(L, LUA_REGISTRYINDEX, RUN_INIT);
+      if (lua_rawequal(L, -1, -2)) cut = level;
+      lua_pop(L, 1);
       lua_pop(L, 1);
     }
     level++;
@@ -330,12 +335,16 @@ static int traceback(lua_State *L) {
 /* The loop runs under one Lua level: the job's function then has as many levels below it as in
  * pool_worker.lua (run_defined, xpcall, its loop), so that a traceback cut short in the middle
  * shows the same frames (spec/light_worker_spec.lua compares them). The job's function is
- * called from C, so the traceback names it as pool_worker.lua's does (by where it is defined). */
+ * called from C, so the traceback names it as pool_worker.lua's does (by where it is defined).
+ * Init code runs through run_init's xpcall, named '' as in pool_worker.lua, which the module
+ * cache loads stripped (its upvalues have no names); an init chunk failing more than about 20
+ * levels deep is cut short with two more frames below it than there. */
 static const char LEVELS[] =
   "local loop, traceback = ...\n"
   "local function handler(e) local t = traceback(e) return t end\n"
-  "local pass = select\n"
-  "return function(w, job) return pass(1, loop(w, job, handler)) end\n";
+  "local pass, call = select, { [''] = xpcall }\n"
+  "local function run_init(chunk) local ok, err = call[''](chunk, handler) return ok, err end\n"
+  "return function(w, job) return pass(1, loop(w, job, handler, run_init)) end, run_init\n";
 
 /* -- The loop -- */
 
@@ -344,29 +353,94 @@ int ljasync_light_pool_worker(lua_State *L) {
   if (luaL_loadbuffer(L, LEVELS, sizeof LEVELS - 1, "=lj-async pool") != 0) lua_error(L);
   lua_pushcfunction(L, light_loop);
   lua_pushcfunction(L, traceback);
-  lua_call(L, 2, 1);
+  lua_call(L, 2, 2);
+  lua_setfield(L, LUA_REGISTRYINDEX, RUN_INIT);
   lua_insert(L, 1);
   lua_call(L, 2, LUA_MULTRET);
   return lua_gettop(L);
 }
 
-/* light_loop(w, job, handler): runs jobs until the worker leaves (returns nothing) or meets
- * one it does not take (returns false: *job taken, not started; or the results of *job,
- * which ran, as a table with n). */
+/* Runs the pool's init entries from *ninits up to `upto` (-1: every one registered), as
+ * pool_worker.lua's load_inits does: source chunks here, through LEVELS' run_init at `run`.
+ * Returns 0 when done, 1 with the failure's text pushed (the worker does not run jobs), 2 at a
+ * portable metatable (*ninits its index: pool_worker.lua registers it, with the encoder). */
+static int run_inits(lua_State *L, int32_t upto, int32_t *ninits, int run) {
+  while (upto < 0 || *ninits < upto) {
+    int32_t kind = 0;
+    size_t len = 0;
+    const char *name = NULL;
+    ljasync_message *mt = NULL;
+    const void *p = ljasync_pool_init(*ninits, &kind, &len, &name, &mt);
+    if (!p) return 0;
+    if (kind == 1) {
+      if (mt) ljasync_message_free(mt);  /* our copy: pool_worker.lua takes its own */
+      return 2;
+    }
+    ++*ninits;
+    if (kind != 0) continue;             /* retired: the state that registered it has closed */
+    int top = lua_gettop(L);
+    int rc = luaL_loadbuffer(L, p, len, name);
+    if (rc == 0) {  /* run_init(chunk): xpcall under the handler, as load_inits calls it */
+      lua_pushvalue(L, run);
+      lua_insert(L, -2);
+      lua_call(L, 1, 2);
+      rc = !lua_toboolean(L, -2);
+      lua_remove(L, -2);
+    }
+    if (rc != 0) {
+      const char *n = name && name[0] == '@' ? name + 1 : name ? name : "?";
+      lua_pushfstring(L, "async file %s failed: ", n);
+      lua_insert(L, -2);
+      if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "?");
+      }
+      lua_concat(L, 2);                  /* at top + 1 */
+      return 1;
+    }
+    lua_settop(L, top);
+  }
+  return 0;
+}
+
+/* Hands over: returns (taken, results, ninits, failure) for PoolThread: whether *job was taken,
+ * the results of the job that ran (a table with n) or false, the init entries run, and the
+ * text of the init failure pushed at `failed` (0: none). */
+static int hand_over(lua_State *L, int taken, int results, int32_t ninits, int failed) {
+  lua_pushboolean(L, taken);
+  if (results) lua_pushvalue(L, results); else lua_pushboolean(L, 0);
+  lua_pushinteger(L, ninits);
+  if (failed) lua_pushvalue(L, failed); else lua_pushnil(L);
+  return 4;
+}
+
+/* light_loop(w, job, handler): runs init code and jobs until the worker leaves (returns
+ * nothing) or meets what it does not take (returns hand_over's four values). */
 static int light_loop(lua_State *L) {
   void *w = lua_touserdata(L, 1);
   ljasync_pool_job *job = lua_touserdata(L, 2);
-  lua_settop(L, 3);                             /* 3: the handler */
+  lua_settop(L, 4);                             /* 3: the handler, 4: run_init */
   lua_newtable(L);                              /* 4: definitions by id */
   lua_newtable(L);                              /* 5: their labels */
-  enum { HANDLER = 3, DEFS = 4 };
-  const int base = 5;
+  enum { HANDLER = 3, RUN = 4, DEFS = 5 };
+  const int base = 6;
   writer out = { 0 };
   int ndefs = 0;
+  int32_t ninits = 0;
+  /* Ready before the first step: a failure here is a failed start (PoolThread.swift). */
+  int init = run_inits(L, -1, &ninits, RUN);
+  if (init != 0) return hand_over(L, 0, 0, ninits, init == 1 ? lua_gettop(L) : 0);
   int32_t more = ljasync_pool_step(w, NULL, 0, job);
   while (more) {
     lua_settop(L, base);
-    if (job->inits > 0 || job->def == 0) break;   /* init code, an anonymous job: pool_worker.lua */
+    if (job->inits > ninits) {
+      init = run_inits(L, job->inits, &ninits, RUN);
+      if (init != 0) {
+        free(out.p);
+        return hand_over(L, 1, 0, ninits, init == 1 ? lua_gettop(L) : 0);
+      }
+    }
+    if (job->def == 0) break;                     /* a job carrying its function: pool_worker.lua */
     lua_rawgeti(L, DEFS, job->def);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
@@ -393,7 +467,7 @@ static int light_loop(lua_State *L) {
         for (int i = nres; i >= 1; i--) lua_rawseti(L, first, i);
         lua_pushinteger(L, nres);
         lua_setfield(L, first, "n");
-        return 1;
+        return hand_over(L, 1, first, ninits, 0);
       }
     } else {
       lua_rawgeti(L, DEFS + 1, job->def);
@@ -417,7 +491,6 @@ static int light_loop(lua_State *L) {
   }
   free(out.p);
   if (!more) return 0;
-  lua_pushboolean(L, 0);
-  return 1;
+  return hand_over(L, 1, 0, ninits, 0);
 }
 #pragma GCC visibility pop

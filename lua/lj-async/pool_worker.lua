@@ -146,20 +146,26 @@ local function finish_light(w, job, r)
   return step(w, failure(("%s failed: %s"):format(label, tostring(res))), 1, job)
 end
 
--- `taken`: a light worker's hand-over (Sources/CLJAsyncLua/light_worker.c): the address of the
--- job it took, not started (`results` false) or run (its results). No vararg parameter: the
--- loop below must compile as before (see run_anonymous).
-return function(address, taken, results)
+-- A light worker's hand-over (Sources/CLJAsyncLua/light_worker.c): `taken` the address of
+-- the job it took (or false: none yet), `results` that job's results when it ran (else false),
+-- `done` the init entries it ran, `bad` the failure of the one it could not run. No vararg
+-- parameter: the loop below must compile as before (see run_anonymous).
+return function(address, taken, results, done, bad)
   local w = ffi.cast("ljasync_pool_worker *", address)
   local job = ffi.new("ljasync_pool_job")
   local more = 1
+  ninits = done or 0
   if taken then
     -- Init code the job needs is run in the loop (job.inits); a failure gives the job back.
     ffi.copy(job, ffi.cast("ljasync_pool_job *", taken), ffi.sizeof(job))
+    if bad then
+      step(w, nil, 2, job)  -- as in the loop below
+      error(bad, 0)
+    end
     if results then more = finish_light(w, job, results) end
   else
     -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
-    local bad = load_inits(nil)
+    bad = bad or load_inits(nil)
     if bad then error(bad, 0) end
     -- The result goes back at the end of its own iteration: a message pointer carried over to
     -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).

@@ -19,9 +19,8 @@ enum PoolThread {
     static func main(_ w: WorkerRef) {
         setThreadName("lj-async work")
         // Light (Sources/CLJAsyncLua/light_worker.c): a state without ffi, and a C loop that
-        // hands the worker over to pool_worker.lua at the first job it does not take. A pool
-        // with init code starts on pool_worker.lua, which runs it before the first step.
-        let light = PoolThread.light.load(ordering: .relaxed) != 0 && InitRegistry.shared.poolCount == 0
+        // hands the worker over to pool_worker.lua at the first job or init entry it does not take.
+        let light = PoolThread.light.load(ordering: .relaxed) != 0
         let (state, errors) = StateStock.shared.takeChecked(bare: light)
         guard let L = state else {
             Pool.failedToStart(w, reason: "cannot create its Lua state: out of memory")
@@ -45,7 +44,12 @@ enum PoolThread {
                 if lua_pcall(L, 2, LUA_MULTRET, 1) != 0 {
                     failure = Lua.string(L, -1)
                 } else {
-                    handOver = lua_gettop(L) > 1  // 2: false, or the results of the job that ran
+                    // 2 taken, 3 results or false, 4 init entries run, 5 init failure or nil
+                    handOver = lua_gettop(L) > 1
+                    if handOver && lua_toboolean(L, 2) != 0 {
+                        lua_pushnumber(L, Double(UInt(bitPattern: job)))
+                        lua_replace(L, 2)
+                    }
                 }
             }
             if failure == nil && handOver {
@@ -59,10 +63,6 @@ enum PoolThread {
                     lua_insert(L, 2)
                     lua_pushnumber(L, Double(UInt(bitPattern: w)))
                     lua_insert(L, 3)
-                    if light {
-                        lua_pushnumber(L, Double(UInt(bitPattern: job)))
-                        lua_insert(L, 4)
-                    }
                     if lua_pcall(L, lua_gettop(L) - 2, 0, 1) != 0 { failure = Lua.string(L, -1) }
                 }
             }
