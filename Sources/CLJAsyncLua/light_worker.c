@@ -420,8 +420,11 @@ static int light_loop(lua_State *L) {
   void *w = lua_touserdata(L, 1);
   ljasync_pool_job *job = lua_touserdata(L, 2);
   lua_settop(L, 4);                             /* 3: the handler, 4: run_init */
-  lua_newtable(L);                              /* 4: definitions by id */
-  lua_newtable(L);                              /* 5: their labels */
+  lua_newtable(L);                              /* 5: definitions by id */
+  lua_newtable(L);                              /* 6: their labels */
+  /* `out` is freed on every return; a Lua error raised in this loop outside a job's pcall
+   * (out of memory) leaves through PoolThread's pcall as a crash and leaks it, as it leaks a
+   * Lua loop's buffers then. */
   enum { HANDLER = 3, RUN = 4, DEFS = 5 };
   const int base = 6;
   writer out = { 0 };
