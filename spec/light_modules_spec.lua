@@ -57,6 +57,11 @@ describe("light states", function()
 
   it("a pool worker loads no creator-side code and declares the worker's pool section only", function()
     local pool = require "lj-async.pool"
+    -- pool_worker.lua's worker (a light worker loads no lj-async module: light_worker_spec.lua).
+    local C = require "lj-async.pool_abi"
+    pool.ensure.exactly(0)
+    local was = C.ljasync_pool_light(0)
+    finally(function() C.ljasync_pool_light(was) end)
     pool.ensure.exactly(1)
     pool.define("light_state_probe", function()
       local ffi = require "ffi"

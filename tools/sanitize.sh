@@ -15,7 +15,7 @@ build=$(cd "${1:?usage: sanitize.sh BUILD [address|thread]...}" && pwd)
 shift
 [ $# -gt 0 ] || set -- address thread
 export PATH="/opt/swift/usr/bin:$PATH"
-SPECS=${SPECS:-"thread_spec sync_spec pool_spec callback_spec light_state_spec init_ownership_spec stack_trim_spec light_spawn_spec"}
+SPECS=${SPECS:-"thread_spec sync_spec pool_spec callback_spec light_state_spec init_ownership_spec stack_trim_spec light_spawn_spec light_worker_spec"}
 supp=$root/tools/sanitize
 swiftlib=$(dirname "$(command -v swift)")/../lib/swift
 rtdir=$swiftlib/clang/lib/linux

@@ -126,18 +126,54 @@ end
 
 -- -- The loop --
 
-return function(address)
+-- A light worker's job that ran and returned values only the encoder takes (`r`, with r.n):
+-- encoded here as run_defined does, reported and handed back as the loop does.
+local function encode_results(r)
+  local m = encode_message(unpack(r, 1, r.n))
+  return m
+end
+
+local function finish_light(w, job, r)
+  local d = defs[job.def] or definition(job.def)
+  if not d or not d.fn then return step(w, nil, 3, job) end  -- withdrawn meanwhile: its owner takes nothing
+  current_fn = d.fn
+  local ok, res = xpcall(encode_results, handler, r)
+  local label = d.anon and origin(current_fn) or ("job '%s'"):format(d.name)
+  if job.late ~= 0 then
+    report(("%s waited %.1f s in the queue before a worker took it"):format(label, job.waited))
+  end
+  if ok then return step(w, res, 0, job) end
+  return step(w, failure(("%s failed: %s"):format(label, tostring(res))), 1, job)
+end
+
+-- A light worker's hand-over (Sources/CLJAsyncLua/light_worker.c): `taken` the address of
+-- the job it took (or false: none yet), `results` that job's results when it ran (else false),
+-- `done` the init entries it ran, `bad` the failure of the one it could not run. No vararg
+-- parameter: the loop below must compile as before (see run_anonymous).
+return function(address, taken, results, done, bad)
   local w = ffi.cast("ljasync_pool_worker *", address)
   local job = ffi.new("ljasync_pool_job")
-  -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
-  local bad = load_inits(nil)
-  if bad then error(bad, 0) end
-  -- The result goes back at the end of its own iteration: a message pointer carried over to
-  -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).
-  local more = step(w, nil, 0, job)
+  local more = 1
+  ninits = done or 0
+  if taken then
+    -- Init code the job needs is run in the loop (job.inits); a failure gives the job back.
+    ffi.copy(job, ffi.cast("ljasync_pool_job *", taken), ffi.sizeof(job))
+    if bad then
+      step(w, nil, 2, job)  -- as in the loop below
+      error(bad, 0)
+    end
+    if results then more = finish_light(w, job, results) end
+  else
+    -- Ready before the first step: a failure here is a failed start (Sources/LJAsync/Pool/PoolThread.swift).
+    bad = bad or load_inits(nil)
+    if bad then error(bad, 0) end
+    -- The result goes back at the end of its own iteration: a message pointer carried over to
+    -- the next one would be a boxed cdata allocated per job (a loop-carried value is not sunk).
+    more = step(w, nil, 0, job)
+  end
   while more ~= 0 do
     if job.inits > ninits then
-      bad = load_inits(job.inits)
+      local bad = load_inits(job.inits)
       if bad then
         step(w, nil, 2, job)  -- gives the job back; the worker leaves as one that cannot start
         error(bad, 0)

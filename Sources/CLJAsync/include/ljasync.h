@@ -265,6 +265,9 @@ int32_t ljasync_pool_ipc_cas(const char *key, size_t klen, ljasync_message *_Nul
 int32_t ljasync_pool_ipc_poll(const char *key, size_t klen, double timeout);
 double ljasync_pool_now(void);
 int32_t ljasync_fork_generation(void);
+/* Workers started from now run light (light_worker.c) when they can: 1 yes (the default), 0 no
+ * (pool_worker.lua from the start), -1 only asks. Returns the setting before. */
+int32_t ljasync_pool_light(int32_t on);
 
 /* LJASYNC_CDEF_SECTION pool_worker */
 /* What a worker's loop calls (pool_worker.lua declares only this; lj-async.pool both). */

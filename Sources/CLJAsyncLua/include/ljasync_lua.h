@@ -33,4 +33,11 @@ void *ljasync_light_cells_copy(const void *cells, int32_t n);
 /* Frees n owned cells: their bytes, their references, the array. */
 void ljasync_light_cells_free(void *cells, int32_t n);
 
+/* Light pool workers (light_worker.c). A lua_CFunction: lua_pcall it with the worker and a job
+ * record (lightuserdata both) and LUA_MULTRET; it runs the worker's jobs until Pool.step lets
+ * it leave (no results), or until a job it does not take: then false (the job in the record,
+ * taken, not started) or the job's results (it ran) as a table with n, for
+ * lj-async.pool_worker's function to take over with (PoolThread.swift). */
+int ljasync_light_pool_worker(struct lua_State *L);
+
 #endif

@@ -218,3 +218,10 @@ public func ljasync_pool_now() -> Double { Double(Clock.nanoseconds()) / 1e9 }
 /// its handles of jobs that run in the parent.
 @implementation @c
 public func ljasync_fork_generation() -> Int32 { Int32(truncatingIfNeeded: Fork.generation) }
+
+/// Whether workers started from now run light (Sources/CLJAsyncLua/light_worker.c): 1 yes,
+/// 0 no, -1 only asks. Returns the setting before. Any thread.
+@implementation @c
+public func ljasync_pool_light(_ on: Int32) -> Int32 {
+    on < 0 ? PoolThread.light.load(ordering: .relaxed) : PoolThread.light.exchange(on == 0 ? 0 : 1, ordering: .relaxed)
+}
