@@ -132,6 +132,21 @@ local function nested_pop(p, t, level)
   return v
 end
 
+-- pop and try_pop, which tail-call it (errors name their caller): the value of one cell.
+local function pop_one(p, t)
+  if popping then return nested_pop(p, t, 2) end
+  popping = true
+  local n = chan_pop(p, cells, 1, t)
+  if n < 0 then
+    popping = false
+    return nil, n == -1 and "timeout" or "closed"
+  end
+  local v
+  if cells[0].tag == T_NUMBER then v = cells[0].n else v = cell_value(cells, dbuf, 2) end
+  popping = false
+  return v
+end
+
 local function push_status(st, level)
   if st == 0 then return true end
   if st == 1 then return false, "full" end
@@ -192,35 +207,14 @@ end
 function Channel:pop(timeout)
   local p = self.p
   if p == nil then freed("channel") end
-  local t = timeout_arg(timeout, 1, "pop")
-  if popping then return nested_pop(p, t, 2) end
-  popping = true
-  local n = chan_pop(p, cells, 1, t)
-  if n < 0 then
-    popping = false
-    return nil, n == -1 and "timeout" or "closed"
-  end
-  local v
-  if cells[0].tag == T_NUMBER then v = cells[0].n else v = cell_value(cells, dbuf, 2) end
-  popping = false
-  return v
+  return pop_one(p, timeout_arg(timeout, 1, "pop"))  -- a Lua tail call: pop_one's levels are pop's
 end
 
 --- Pops without waiting: the value, or nil, "timeout" (empty), or nil, "closed".
 function Channel:try_pop()
   local p = self.p
   if p == nil then freed("channel") end
-  if popping then return nested_pop(p, 0, 2) end
-  popping = true
-  local n = chan_pop(p, cells, 1, 0)
-  if n < 0 then
-    popping = false
-    return nil, n == -1 and "timeout" or "closed"
-  end
-  local v
-  if cells[0].tag == T_NUMBER then v = cells[0].n else v = cell_value(cells, dbuf, 2) end
-  popping = false
-  return v
+  return pop_one(p, 0)
 end
 
 --- Refuses further pushes and wakes every waiter; queued values can still be popped.
