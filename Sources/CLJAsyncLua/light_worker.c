@@ -4,7 +4,8 @@
  *
  * The pool's job format is unchanged: the loop reads the encoder's plain format (arguments)
  * and general format (a definition's function, as encoder/plain.lua reads them) and writes
- * the plain format (results), string.buffer's encoding of nil, booleans, numbers and strings.
+ * the plain format (results), string.buffer's encoding of nil, booleans, numbers and strings
+ * (light_plain.c).
  * Failure texts are built as pool_worker.lua builds them. At the first job or value it does
  * not take (an anonymous job, a table, init code, a definition it cannot load) it hands the
  * worker over to pool_worker.lua for good, with the job taken (or run, and its results).
@@ -19,187 +20,12 @@
 #pragma GCC visibility push(hidden)
 #include "api.h"
 #include "ljasync_lua.h"
+#include "light_plain.h"
 
-static const uint32_t SEED = 0x2545f491u;  /* encoder/native.lua's CHECKSUM_SEED */
-/* string.buffer's serialization tags (LuaJIT's lj_serialize.c) and the general format's. */
-enum { SER_NIL = 0, SER_FALSE = 1, SER_TRUE = 2, SER_INT = 6, SER_NUM = 7, SER_INT64 = 0x10,
-       SER_UINT64 = 0x11, SER_STR = 0x20 };
+/* The general format's tags a definition uses (encoder/general_writer.lua). */
 enum { G_LEAF = 19, G_FUNC = 24 };
 static const char ANON[] = "lj-async.pool anonymous";  /* pool/luanti_api.lua's mark */
 enum { MAX_DEFS = 256 };
-
-typedef struct { const uint8_t *p, *end; } reader;
-
-static int read_u124(reader *r, uint32_t *v) {
-  if (r->p >= r->end) return 0;
-  uint32_t b = *r->p++;
-  if (b < 0xe0) { *v = b; return 1; }
-  if (b == 0xff) {
-    if (r->end - r->p < 4) return 0;
-    memcpy(v, r->p, 4);
-    r->p += 4;
-    return 1;
-  }
-  if (r->p >= r->end) return 0;
-  *v = ((b & 0x1f) << 8) + *r->p++ + 0xe0;
-  return 1;
-}
-
-/* Pushes the scalar string.buffer value at r; 0 (nothing pushed) for any other. */
-static int push_value(lua_State *L, reader *r) {
-  uint32_t tag;
-  if (!read_u124(r, &tag)) return 0;
-  if (tag >= SER_STR) {
-    uint32_t len = tag - SER_STR;
-    if ((size_t)(r->end - r->p) < len) return 0;
-    lua_pushlstring(L, (const char *)r->p, len);
-    r->p += len;
-    return 1;
-  }
-  switch (tag) {
-  case SER_NIL: lua_pushnil(L); return 1;
-  case SER_FALSE: lua_pushboolean(L, 0); return 1;
-  case SER_TRUE: lua_pushboolean(L, 1); return 1;
-  case SER_INT: {
-    int32_t i;
-    if (r->end - r->p < 4) return 0;
-    memcpy(&i, r->p, 4);
-    r->p += 4;
-    lua_pushnumber(L, (lua_Number)i);
-    return 1;
-  }
-  case SER_NUM: case SER_INT64: case SER_UINT64: {
-    double d;
-    if (r->end - r->p < 8) return 0;
-    memcpy(&d, r->p, 8);
-    r->p += 8;
-    if (tag != SER_NUM) return 0;  /* a cdata: skipped by skip_value only */
-    lua_pushnumber(L, d);
-    return 1;
-  }
-  default: return 0;
-  }
-}
-
-/* Skips one value (a scalar or a 64-bit integer cdata, as a bytecode mark is). */
-static int skip_value(lua_State *L, reader *r) {
-  const uint8_t *at = r->p;
-  if (push_value(L, r)) { lua_pop(L, 1); return 1; }
-  return r->p > at && (at[0] == SER_INT64 || at[0] == SER_UINT64) && r->p - at == 9;
-}
-
-/* The bytes of message m, checked (frame and checksum); 0 when they are not right. */
-static int message_bytes(ljasync_message *m, reader *r) {
-  size_t len;
-  const uint8_t *p = ljasync_message_data(m, &len);
-  if (!p || len < 6) return 0;
-  uint32_t sum;
-  memcpy(&sum, p + len - 4, 4);
-  if (sum != ljasync_encoder_checksum(p + 1, len - 5, SEED)) return 0;
-  r->p = p;
-  r->end = p + len - 4;
-  return 1;
-}
-
-/* Pushes a plain message's values; their count, or -1 (nothing pushed) when it is no plain
- * message of scalars. */
-static int push_arguments(lua_State *L, ljasync_message *m) {
-  reader r;
-  if (!m) return 0;
-  if (!message_bytes(m, &r) || r.p[0] != LJASYNC_TAG_PLAIN) return -1;
-  uint32_t n = r.p[1];
-  r.p += 2;
-  if (n == 255) {
-    if (r.end - r.p < 4) return -1;
-    memcpy(&n, r.p, 4);
-    r.p += 4;
-  }
-  if (n > 250 || !lua_checkstack(L, (int)n + LUA_MINSTACK)) return -1;
-  int top = lua_gettop(L);
-  for (uint32_t i = 0; i < n; i++) {
-    if (!push_value(L, &r)) { lua_settop(L, top); return -1; }
-  }
-  if (r.p != r.end) { lua_settop(L, top); return -1; }
-  return (int)n;
-}
-
-/* -- Results -- */
-
-typedef struct { uint8_t *p; size_t len, cap; } writer;
-
-static int reserve(writer *w, size_t n) {
-  if (w->len + n <= w->cap) return 1;
-  size_t cap = w->cap ? w->cap : 64;
-  while (cap < w->len + n) cap *= 2;
-  uint8_t *p = realloc(w->p, cap);
-  if (!p) return 0;
-  w->p = p;
-  w->cap = cap;
-  return 1;
-}
-
-static void put_u124(writer *w, uint32_t v) {
-  if (v < 0xe0) {
-    w->p[w->len++] = (uint8_t)v;
-  } else if (v < 0x1fe0) {
-    v -= 0xe0;
-    w->p[w->len++] = (uint8_t)(0xe0 | (v >> 8));
-    w->p[w->len++] = (uint8_t)v;
-  } else {
-    w->p[w->len++] = 0xff;
-    memcpy(w->p + w->len, &v, 4);
-    w->len += 4;
-  }
-}
-
-/* The values at first..top as a plain message, or NULL when one is no scalar (or memory ran
- * out, which the encoder then reports). w is the loop's buffer, kept between jobs. */
-static ljasync_message *results_message(lua_State *L, int first, writer *w) {
-  int top = lua_gettop(L), n = top - first + 1;
-  w->len = 0;
-  if (!reserve(w, 6)) return NULL;
-  w->p[w->len++] = LJASYNC_TAG_PLAIN;
-  if (n < 255) {
-    w->p[w->len++] = (uint8_t)n;
-  } else {
-    uint32_t n32 = (uint32_t)n;
-    w->p[w->len++] = 255;
-    memcpy(w->p + w->len, &n32, 4);
-    w->len += 4;
-  }
-  for (int i = first; i <= top; i++) {
-    switch (lua_type(L, i)) {
-    case LUA_TNIL: if (!reserve(w, 1)) return NULL; w->p[w->len++] = SER_NIL; break;
-    case LUA_TBOOLEAN:
-      if (!reserve(w, 1)) return NULL;
-      w->p[w->len++] = lua_toboolean(L, i) ? SER_TRUE : SER_FALSE;
-      break;
-    case LUA_TNUMBER: {
-      double d = lua_tonumber(L, i);
-      if (!reserve(w, 9)) return NULL;
-      w->p[w->len++] = SER_NUM;
-      memcpy(w->p + w->len, &d, 8);
-      w->len += 8;
-      break;
-    }
-    case LUA_TSTRING: {
-      size_t len;
-      const char *s = lua_tolstring(L, i, &len);
-      if (len > 0x7fffffffu || !reserve(w, len + 5)) return NULL;
-      put_u124(w, (uint32_t)len + SER_STR);
-      memcpy(w->p + w->len, s, len);
-      w->len += len;
-      break;
-    }
-    default: return NULL;
-    }
-  }
-  if (!reserve(w, 4)) return NULL;
-  uint32_t sum = ljasync_encoder_checksum(w->p + 1, w->len - 1, SEED);
-  memcpy(w->p + w->len, &sum, 4);
-  w->len += 4;
-  return ljasync_message_new(w->p, w->len);
-}
 
 /* -- Definitions -- */
 
@@ -211,22 +37,22 @@ static int load_definition(lua_State *L, int32_t id, int d, int *count) {
   char name[512];
   ljasync_message *m = ljasync_pool_definition(id, name, sizeof name);
   if (!m) return 0;
-  reader r;
+  light_reader r;
   int top = lua_gettop(L), ok = 0, anon = 0;
-  if (message_bytes(m, &r) && r.p[0] == LJASYNC_TAG_GENERAL) {
+  if (ljasync_light_message_bytes(m, &r) && r.p[0] == LJASYNC_TAG_GENERAL) {
     r.p++;
-    if (push_value(L, &r) && lua_type(L, -1) == LUA_TNUMBER) {
+    if (ljasync_light_plain_push(L, &r) && lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number n = lua_tonumber(L, -1);
       lua_pop(L, 1);
-      if ((n == 1 || n == 2) && r.p < r.end && *r.p++ == G_FUNC && push_value(L, &r)
-          && lua_type(L, -1) == LUA_TSTRING && skip_value(L, &r) && push_value(L, &r)
+      if ((n == 1 || n == 2) && r.p < r.end && *r.p++ == G_FUNC && ljasync_light_plain_push(L, &r)
+          && lua_type(L, -1) == LUA_TSTRING && ljasync_light_plain_skip(L, &r) && ljasync_light_plain_push(L, &r)
           && lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == 0) {
         lua_pop(L, 1);  /* nups: 0 */
         ok = 1;
         if (n == 2) {
           size_t len;
           const char *s;
-          ok = r.p < r.end && *r.p++ == G_LEAF && push_value(L, &r)
+          ok = r.p < r.end && *r.p++ == G_LEAF && ljasync_light_plain_push(L, &r)
                && (s = lua_tolstring(L, -1, &len)) && len == sizeof ANON - 1 && memcmp(s, ANON, len) == 0;
           anon = ok;
           if (ok) lua_pop(L, 1);
@@ -427,7 +253,7 @@ static int light_loop(lua_State *L) {
    * Lua loop's buffers then. */
   enum { HANDLER = 3, RUN = 4, DEFS = 5 };
   const int base = 6;
-  writer out = { 0 };
+  light_writer out = { 0 };
   int ndefs = 0;
   int32_t ninits = 0;
   /* Ready before the first step: a failure here is a failed start (PoolThread.swift). */
@@ -455,13 +281,13 @@ static int light_loop(lua_State *L) {
       if (got < 0) break;
       lua_rawgeti(L, DEFS, job->def);
     }
-    int nargs = push_arguments(L, job->msg);
+    int nargs = ljasync_light_plain_push_all(L, job->msg);
     if (nargs < 0) break;
     int first = base + 1;
     ljasync_message *res = NULL;
     int status = 0;
     if (lua_pcall(L, nargs, LUA_MULTRET, HANDLER) == 0) {
-      res = results_message(L, first, &out);
+      res = ljasync_light_plain_message(L, first, &out);
       if (!res) {  /* a value only the encoder takes: pool_worker.lua encodes it, and goes on */
         free(out.p);
         int nres = lua_gettop(L) - base;
