@@ -41,23 +41,6 @@ private func function(_ core: CallbackCore) -> IntFn {
     unsafeBitCast(core.code, to: IntFn.self)
 }
 
-/// Runs `body(t)` on `n` pthreads at once and waits for them.
-private func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    final class Box: @unchecked Sendable { let f: () -> Void; init(_ f: @escaping () -> Void) { self.f = f } }
-    var tids: [pthread_t] = []
-    for t in 0..<n {
-        var tid = pthread_t()
-        let box = Unmanaged.passRetained(Box { body(t) }).toOpaque()
-        #expect(pthread_create(&tid, nil, { arg in
-            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            b.f()
-            return nil
-        }, box) == 0)
-        tids.append(tid)
-    }
-    for tid in tids { pthread_join(tid, nil) }
-}
-
 @Suite(.serialized) struct CallbackTests {
     @Test func callsThroughTheEntryStub() throws {
         let cb = try intCallback("local fr = ... return fr.a1 * 2 + 1")

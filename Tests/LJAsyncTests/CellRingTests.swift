@@ -6,25 +6,6 @@ import Synchronization
 import Testing
 @testable import LJAsync
 
-/// Runs `body(i)` for i in 0..<n, each on its own pthread, and waits for all of them.
-private func onRingThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    final class Job: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-    var tids: [pthread_t] = []
-    for i in 0..<n {
-        var tid = pthread_t()
-        let job = Unmanaged.passRetained(Job { body(i) }).toOpaque()
-        precondition(pthread_create(&tid, nil, { arg in
-            Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue().run()
-            return nil
-        }, job) == 0)
-        tids.append(tid)
-    }
-    for t in tids { pthread_join(t, nil) }
-}
-
 /// Producer `p`'s k-th value, and back.
 private func tagged(_ p: Int, _ k: Int) -> ChannelCell { .number(Double(p * 1_000_000 + k)) }
 private func untag(_ c: ChannelCell) -> (Int, Int) {
@@ -111,7 +92,7 @@ private func untag(_ c: ChannelCell) -> (Int, Int) {
         let producers = 3, consumers = 3, perProducer = 30000
         let popped = Atomic<Int>(0), sum = Atomic<Int>(0), disorder = Atomic<Int>(0)
         let finished = Atomic<Int>(0)
-        onRingThreads(producers + consumers) { i in
+        onThreads(producers + consumers) { i in
             let cells = UnsafeMutablePointer<ChannelCell>.allocate(capacity: 8)
             defer { cells.deallocate() }
             if i < producers {
@@ -150,7 +131,7 @@ private func untag(_ c: ChannelCell) -> (Int, Int) {
         for _ in 0..<20 {
             let ch = UncheckedBox(Channel(capacity: 16))
             let pushed = Atomic<Int>(0), popped = Atomic<Int>(0)
-            onRingThreads(5) { i in
+            onThreads(5) { i in
                 if i < 3 {
                     while ch.value.push(.number(1), timeout: -1) == .ok { pushed.add(1, ordering: .relaxed) }
                 } else if i == 3 {
@@ -171,7 +152,7 @@ private func untag(_ c: ChannelCell) -> (Int, Int) {
         let ping = UncheckedBox(Channel(capacity: 1)), pong = UncheckedBox(Channel(capacity: 1))
         let slow = Atomic<Int>(0)
         let rounds = 20000, timeout = 3.0
-        onRingThreads(2) { i in
+        onThreads(2) { i in
             let (from, to) = i == 0 ? (pong.value, ping.value) : (ping.value, pong.value)
             for r in 0..<rounds {
                 if i == 0 { precondition(to.push(.number(Double(r)), timeout: timeout) == .ok) }
@@ -194,7 +175,7 @@ private func untag(_ c: ChannelCell) -> (Int, Int) {
         for _ in 0..<5 {
             let ch = UncheckedBox(Channel(capacity: 4))
             let got = Atomic<Int>(0), pushedAt = Atomic<Int>(0)
-            onRingThreads(3) { i in
+            onThreads(3) { i in
                 if i < 2 {
                     if popOne(ch.value, timeout: 10).0 == .ok { got.add(1, ordering: .relaxed) }
                 } else {

@@ -5,8 +5,9 @@ import Synchronization
 import Testing
 @testable import LJAsync
 
-/// Runs `body(i)` for i in 0..<n, each on its own pthread, and waits for all of them.
-private func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+/// Runs `body(i)` for i in 0..<n, each on its own pthread, and waits for all of them (the
+/// test target's one copy).
+func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
     final class Job: @unchecked Sendable {
         let run: () -> Void
         init(_ run: @escaping () -> Void) { self.run = run }
