@@ -68,6 +68,13 @@ local trace_barrier = coroutine.running
 
 local Channel = {}
 
+-- Raises msg at `level` above cell_value (its caller's caller counts from cell_value), ending
+-- the outer pop first when db is the shared buffer.
+local function cell_error(db, msg, level)
+  if db == dbuf then popping = false end
+  error(msg, level + 2)
+end
+
 -- The value in c[0] (not a number: callers handle those inline), decoding through db (dbuf
 -- when c is `cells`: an error then ends the pop, see `popping`). Takes ownership of what the
 -- cell holds, freeing it even when decoding fails.
@@ -81,10 +88,7 @@ local function cell_value(c, db, level)
     local ok, v = pcall(db.decode, db)
     db:reset()
     bytes_free(p)
-    if not ok then
-      if db == dbuf then popping = false end
-      error("cannot decode a channel value: " .. tostring(v), level + 1)
-    end
+    if not ok then cell_error(db, "cannot decode a channel value: " .. tostring(v), level) end
     return v
   end
   if tag == T_ENC_SHORT then
@@ -105,20 +109,14 @@ local function cell_value(c, db, level)
     local p = c[0].h.p
     local ok, s = pcall(ffi_string, p, c[0].h.size)
     bytes_free(p)
-    if not ok then
-      if db == dbuf then popping = false end
-      error(s, level + 1)
-    end
+    if not ok then cell_error(db, s, level) end
     return s
   end
   local m = c[0].m
   trace_barrier()
   local ok, v = pcall(decode_message, m)
   message_free(m)
-  if not ok then
-    if db == dbuf then popping = false end
-    error("cannot decode a channel value: " .. tostring(v), level + 1)
-  end
+  if not ok then cell_error(db, "cannot decode a channel value: " .. tostring(v), level) end
   return v
 end
 
